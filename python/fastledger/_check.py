@@ -1,0 +1,81 @@
+"""Input checks at the edge: whatever a 128-byte record cannot hold is refused here, once.
+
+The Rust engine's binding makes the same checks while it converts a batch, with the same
+messages, so that both engines refuse the same input in the same words. What a record *can*
+hold (an unknown flag bit, a zero id) is not refused here: the engines judge it per event with
+a status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import BatchTooLargeError, InvalidRecordError, RecordTypeError
+
+
+def check_batch(events: object, kind: str, limit: int) -> Sequence[Any]:
+    """Checks the container of a batch and its size; returns it as a sequence."""
+    if isinstance(events, (str, bytes, bytearray, memoryview)) or not isinstance(events, Sequence):
+        if isinstance(events, (bytes, bytearray, memoryview)):
+            raise RecordTypeError(
+                f"{kind} must be a list of records; packed buffers go through the packed API"
+            )
+        raise RecordTypeError(f"{kind} must be a list of records, not {type(events).__name__}")
+    if len(events) > limit:
+        raise BatchTooLargeError(
+            f"a batch holds at most {limit} events, got {len(events)}: split {kind} into "
+            f"chunks of at most {limit}"
+        )
+    return events
+
+
+def check_records(
+    records: Sequence[Any], record_type: type, kind: str, fields: tuple[tuple[str, int], ...]
+) -> None:
+    """Checks that every record has the right type and every field fits its width."""
+    for index, record in enumerate(records):
+        if type(record) is not record_type:
+            raise RecordTypeError(
+                f"{kind}[{index}] must be a {record_type.__name__}, not {type(record).__name__}"
+            )
+        for name, bits in fields:
+            value = getattr(record, name)
+            if type(value) is not int and not _is_int(value):
+                raise RecordTypeError(
+                    f"{kind}[{index}].{name} must be an int, not {type(value).__name__}"
+                )
+            if value < 0 or value >> bits:
+                raise InvalidRecordError(field_message(kind, index, name, value, bits))
+
+
+def check_ids(ids: object, kind: str, limit: int) -> Sequence[int]:
+    """Checks a list of ids for a lookup."""
+    ids = check_batch(ids, kind, limit)
+    for index, value in enumerate(ids):
+        if type(value) is not int and not _is_int(value):
+            raise RecordTypeError(f"{kind}[{index}] must be an int, not {type(value).__name__}")
+        if value < 0 or value >> 128:
+            raise InvalidRecordError(field_message(kind, index, None, value, 128))
+    return ids
+
+
+def check_u64(value: object, name: str) -> int:
+    if type(value) is not int and not _is_int(value):
+        raise RecordTypeError(f"{name} must be an int, not {type(value).__name__}")
+    assert isinstance(value, int)
+    if value < 0 or value >> 64:
+        raise InvalidRecordError(f"{name} does not fit in 64 unsigned bits: {value}")
+    return value
+
+
+def field_message(kind: str, index: int, name: str | None, value: int, bits: int) -> str:
+    where = f"{kind}[{index}]" + (f".{name}" if name else "")
+    if value < 0:
+        return f"{where} is negative ({value}): fields are unsigned"
+    return f"{where} does not fit in {bits} bits ({value} > {2**bits - 1})"
+
+
+def _is_int(value: object) -> bool:
+    # Int subclasses such as `IntFlag` are welcome; `bool` is an int only by accident.
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,694 @@
+"""The pure-Python reference engine: the ledger's state machine, written to be read.
+
+This file and `rust/core/src/engine.rs` implement one deterministic state machine with the same
+rule order and the same helper names; read them side by side. Each create is one function with
+one guard per status, in TigerBeetle 0.17's precedence order (`_types.py` lists it); effects
+are applied only after every guard has passed.
+
+The engine trusts its input: the `Ledger` facade has already checked every field's type and
+width, and hands over the batch timestamp. The engine never reads a clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._types import (
+    ACCOUNT_FLAGS_KNOWN,
+    AMOUNT_MAX,
+    TIMESTAMP_MAX,
+    TRANSFER_FLAGS_KNOWN,
+    U128_MAX,
+    Account,
+    AccountFlags,
+    CreateAccountStatus,
+    CreateTransferStatus,
+    Transfer,
+    TransferFlags,
+)
+
+A = CreateAccountStatus
+T = CreateTransferStatus
+
+NS_PER_S = 1_000_000_000
+
+_LINKED = TransferFlags.LINKED.value
+_PENDING = TransferFlags.PENDING.value
+_POST = TransferFlags.POST_PENDING_TRANSFER.value
+_VOID = TransferFlags.VOID_PENDING_TRANSFER.value
+_BALANCING_DEBIT = TransferFlags.BALANCING_DEBIT.value
+_BALANCING_CREDIT = TransferFlags.BALANCING_CREDIT.value
+_CLOSING_DEBIT = TransferFlags.CLOSING_DEBIT.value
+_CLOSING_CREDIT = TransferFlags.CLOSING_CREDIT.value
+_CLOSING = _CLOSING_DEBIT | _CLOSING_CREDIT
+_IMPORTED = TransferFlags.IMPORTED.value
+assert AccountFlags.LINKED.value == _LINKED
+assert AccountFlags.IMPORTED.value == 1 << 4
+
+_DEBITS_MUST_NOT_EXCEED_CREDITS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS.value
+_CREDITS_MUST_NOT_EXCEED_DEBITS = AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS.value
+_ACCOUNT_IMPORTED = AccountFlags.IMPORTED.value
+_CLOSED = AccountFlags.CLOSED.value
+
+# Statuses that depend on the ledger's state at the time, not on the event alone. A transfer
+# id that failed with one of them can never be used again (`ID_ALREADY_FAILED`), so a retry
+# with the same id cannot succeed later by accident.
+TRANSIENT_STATUSES = frozenset(
+    {
+        T.DEBIT_ACCOUNT_NOT_FOUND,
+        T.CREDIT_ACCOUNT_NOT_FOUND,
+        T.PENDING_TRANSFER_NOT_FOUND,
+        T.EXCEEDS_CREDITS,
+        T.EXCEEDS_DEBITS,
+        T.DEBIT_ACCOUNT_ALREADY_CLOSED,
+        T.CREDIT_ACCOUNT_ALREADY_CLOSED,
+    }
+)
+
+# The life of a pending transfer: it resolves at most once.
+PENDING = 1
+POSTED = 2
+VOIDED = 3
+EXPIRED = 4
+
+
+class _AccountState:
+    """An account as the engine keeps it: the balances and flags change, the rest does not."""
+
+    __slots__ = (
+        "code",
+        "credits_pending",
+        "credits_posted",
+        "debits_pending",
+        "debits_posted",
+        "flags",
+        "id",
+        "ledger",
+        "timestamp",
+        "user_data_32",
+        "user_data_64",
+        "user_data_128",
+    )
+
+    def __init__(self, a: Account, timestamp: int) -> None:
+        self.id = a.id
+        self.debits_pending = 0
+        self.debits_posted = 0
+        self.credits_pending = 0
+        self.credits_posted = 0
+        self.user_data_128 = a.user_data_128
+        self.user_data_64 = a.user_data_64
+        self.user_data_32 = a.user_data_32
+        self.ledger = a.ledger
+        self.code = a.code
+        self.flags = int(a.flags)
+        self.timestamp = timestamp
+
+    def record(self) -> Account:
+        return Account(
+            id=self.id,
+            debits_pending=self.debits_pending,
+            debits_posted=self.debits_posted,
+            credits_pending=self.credits_pending,
+            credits_posted=self.credits_posted,
+            user_data_128=self.user_data_128,
+            user_data_64=self.user_data_64,
+            user_data_32=self.user_data_32,
+            reserved=0,
+            ledger=self.ledger,
+            code=self.code,
+            flags=self.flags,
+            timestamp=self.timestamp,
+        )
+
+    def saved(self) -> tuple[int, int, int, int, int]:
+        return (
+            self.debits_pending,
+            self.debits_posted,
+            self.credits_pending,
+            self.credits_posted,
+            self.flags,
+        )
+
+    def restore(self, saved: tuple[int, int, int, int, int]) -> None:
+        (
+            self.debits_pending,
+            self.debits_posted,
+            self.credits_pending,
+            self.credits_posted,
+            self.flags,
+        ) = saved
+
+    def debits_exceed_credits(self, amount: int) -> bool:
+        return bool(self.flags & _DEBITS_MUST_NOT_EXCEED_CREDITS) and (
+            self.debits_pending + self.debits_posted + amount > self.credits_posted
+        )
+
+    def credits_exceed_debits(self, amount: int) -> bool:
+        return bool(self.flags & _CREDITS_MUST_NOT_EXCEED_DEBITS) and (
+            self.credits_pending + self.credits_posted + amount > self.debits_posted
+        )
+
+
+@dataclass(slots=True)
+class _Undo:
+    """What a linked chain changed, so that a broken chain can be rolled back."""
+
+    accounts_created: list[int]
+    transfers_created: list[int]
+    accounts_saved: list[tuple[_AccountState, tuple[int, int, int, int, int]]]
+    pending_saved: list[tuple[int, int]]
+
+
+def _expires_at(p: Transfer) -> int:
+    return p.timestamp + p.timeout * NS_PER_S
+
+
+class PythonEngine:
+    """The reference state machine. Not thread-safe: the `Ledger` facade holds the lock."""
+
+    name = "python"
+
+    def __init__(self) -> None:
+        self._accounts: dict[int, _AccountState] = {}
+        self._transfers: dict[int, Transfer] = {}
+        # Creation order is timestamp order (imported events must not regress), so these
+        # lists are sorted by timestamp.
+        self._account_log: list[_AccountState] = []
+        self._transfer_log: list[Transfer] = []
+        self._account_timestamps: set[int] = set()
+        self._transfer_timestamps: set[int] = set()
+        self._pending_status: dict[int, int] = {}
+        self._expiry: list[tuple[int, int, int]] = []  # (expires_at, timestamp, pending id)
+        self._failed_ids: set[int] = set()
+        self._undo: _Undo | None = None
+
+    # -- create_accounts -------------------------------------------------------------------
+
+    def create_accounts(self, accounts: Sequence[Account], timestamp: int) -> list[tuple[int, int]]:
+        """Applies a batch whose last event takes `timestamp`; returns (status, timestamp)."""
+        return self._execute(accounts, timestamp, self._create_account, A)
+
+    def _create_account(self, a: Account, timestamp: int) -> int:
+        if a.reserved != 0:
+            return A.RESERVED_FIELD
+        if a.flags & ~ACCOUNT_FLAGS_KNOWN:
+            return A.RESERVED_FLAG
+        if a.id == 0:
+            return A.ID_MUST_NOT_BE_ZERO
+        if a.id == U128_MAX:
+            return A.ID_MUST_NOT_BE_INT_MAX
+        e = self._accounts.get(a.id)
+        if e is not None:
+            return _create_account_exists(a, e)
+        if (a.flags & _DEBITS_MUST_NOT_EXCEED_CREDITS) and (
+            a.flags & _CREDITS_MUST_NOT_EXCEED_DEBITS
+        ):
+            return A.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if a.debits_pending != 0:
+            return A.DEBITS_PENDING_MUST_BE_ZERO
+        if a.debits_posted != 0:
+            return A.DEBITS_POSTED_MUST_BE_ZERO
+        if a.credits_pending != 0:
+            return A.CREDITS_PENDING_MUST_BE_ZERO
+        if a.credits_posted != 0:
+            return A.CREDITS_POSTED_MUST_BE_ZERO
+        if a.ledger == 0:
+            return A.LEDGER_MUST_NOT_BE_ZERO
+        if a.code == 0:
+            return A.CODE_MUST_NOT_BE_ZERO
+        if a.flags & _ACCOUNT_IMPORTED:
+            if self._account_log and timestamp <= self._account_log[-1].timestamp:
+                return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
+            if timestamp in self._transfer_timestamps:
+                return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
+
+        account = _AccountState(a, timestamp)
+        self._accounts[a.id] = account
+        self._account_log.append(account)
+        self._account_timestamps.add(timestamp)
+        if self._undo is not None:
+            self._undo.accounts_created.append(a.id)
+        return A.CREATED
+
+    # -- create_transfers ------------------------------------------------------------------
+
+    def create_transfers(
+        self, transfers: Sequence[Transfer], timestamp: int
+    ) -> list[tuple[int, int]]:
+        """Applies a batch whose last event takes `timestamp`; returns (status, timestamp)."""
+        return self._execute(transfers, timestamp, self._create_transfer, T)
+
+    def _create_transfer(self, t: Transfer, timestamp: int) -> int:
+        flags = t.flags
+        if flags & ~TRANSFER_FLAGS_KNOWN:
+            return T.RESERVED_FLAG
+        if t.id == 0:
+            return T.ID_MUST_NOT_BE_ZERO
+        if t.id == U128_MAX:
+            return T.ID_MUST_NOT_BE_INT_MAX
+        e = self._transfers.get(t.id)
+        if e is not None:
+            return self._create_transfer_exists(t, e)
+        if t.id in self._failed_ids:
+            return T.ID_ALREADY_FAILED
+        if flags & (_POST | _VOID):
+            return self._post_or_void_pending_transfer(t, timestamp)
+
+        if t.debit_account_id == 0:
+            return T.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+        if t.debit_account_id == U128_MAX:
+            return T.DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+        if t.credit_account_id == 0:
+            return T.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+        if t.credit_account_id == U128_MAX:
+            return T.CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+        if t.credit_account_id == t.debit_account_id:
+            return T.ACCOUNTS_MUST_BE_DIFFERENT
+        if t.pending_id != 0:
+            return T.PENDING_ID_MUST_BE_ZERO
+        if not flags & _PENDING:
+            if t.timeout != 0:
+                return T.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+            if flags & _CLOSING:
+                return T.CLOSING_TRANSFER_MUST_BE_PENDING
+        if t.ledger == 0:
+            return T.LEDGER_MUST_NOT_BE_ZERO
+        if t.code == 0:
+            return T.CODE_MUST_NOT_BE_ZERO
+
+        dr = self._accounts.get(t.debit_account_id)
+        if dr is None:
+            return T.DEBIT_ACCOUNT_NOT_FOUND
+        cr = self._accounts.get(t.credit_account_id)
+        if cr is None:
+            return T.CREDIT_ACCOUNT_NOT_FOUND
+        if dr.ledger != cr.ledger:
+            return T.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
+        if t.ledger != dr.ledger:
+            return T.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
+        if flags & _IMPORTED:
+            status = self._imported_transfer_regresses(timestamp)
+            if status is not None:
+                return status
+            if timestamp <= dr.timestamp:
+                return T.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT
+            if timestamp <= cr.timestamp:
+                return T.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT
+            if t.timeout != 0:
+                return T.IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO
+        assert timestamp > dr.timestamp and timestamp > cr.timestamp
+        if dr.flags & _CLOSED:
+            return T.DEBIT_ACCOUNT_ALREADY_CLOSED
+        if cr.flags & _CLOSED:
+            return T.CREDIT_ACCOUNT_ALREADY_CLOSED
+
+        amount = t.amount
+        if flags & _BALANCING_DEBIT:
+            amount = min(amount, max(0, dr.credits_posted - dr.debits_posted - dr.debits_pending))
+        if flags & _BALANCING_CREDIT:
+            amount = min(amount, max(0, cr.debits_posted - cr.credits_posted - cr.credits_pending))
+
+        if flags & _PENDING:
+            if amount + dr.debits_pending > U128_MAX:
+                return T.OVERFLOWS_DEBITS_PENDING
+            if amount + cr.credits_pending > U128_MAX:
+                return T.OVERFLOWS_CREDITS_PENDING
+        if amount + dr.debits_posted > U128_MAX:
+            return T.OVERFLOWS_DEBITS_POSTED
+        if amount + cr.credits_posted > U128_MAX:
+            return T.OVERFLOWS_CREDITS_POSTED
+        if amount + dr.debits_pending + dr.debits_posted > U128_MAX:
+            return T.OVERFLOWS_DEBITS
+        if amount + cr.credits_pending + cr.credits_posted > U128_MAX:
+            return T.OVERFLOWS_CREDITS
+        if timestamp + t.timeout * NS_PER_S > TIMESTAMP_MAX:
+            return T.OVERFLOWS_TIMEOUT
+        if dr.debits_exceed_credits(amount):
+            return T.EXCEEDS_CREDITS
+        if cr.credits_exceed_debits(amount):
+            return T.EXCEEDS_DEBITS
+
+        stored = Transfer(
+            id=t.id,
+            debit_account_id=t.debit_account_id,
+            credit_account_id=t.credit_account_id,
+            amount=amount,
+            pending_id=0,
+            user_data_128=t.user_data_128,
+            user_data_64=t.user_data_64,
+            user_data_32=t.user_data_32,
+            timeout=t.timeout,
+            ledger=t.ledger,
+            code=t.code,
+            flags=int(flags),
+            timestamp=timestamp,
+        )
+        self._save_accounts(dr, cr)
+        self._insert_transfer(stored)
+        if flags & _PENDING:
+            dr.debits_pending += amount
+            cr.credits_pending += amount
+            self._set_pending_status(t.id, PENDING)
+            if t.timeout:
+                heapq.heappush(self._expiry, (_expires_at(stored), timestamp, t.id))
+        else:
+            dr.debits_posted += amount
+            cr.credits_posted += amount
+        if flags & _CLOSING_DEBIT:
+            dr.flags |= _CLOSED
+        if flags & _CLOSING_CREDIT:
+            cr.flags |= _CLOSED
+        return T.CREATED
+
+    def _post_or_void_pending_transfer(self, t: Transfer, timestamp: int) -> int:
+        flags = t.flags
+        if (flags & _POST) and (flags & _VOID):
+            return T.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if flags & (_PENDING | _BALANCING_DEBIT | _BALANCING_CREDIT | _CLOSING):
+            return T.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if t.pending_id == 0:
+            return T.PENDING_ID_MUST_NOT_BE_ZERO
+        if t.pending_id == U128_MAX:
+            return T.PENDING_ID_MUST_NOT_BE_INT_MAX
+        if t.pending_id == t.id:
+            return T.PENDING_ID_MUST_BE_DIFFERENT
+        if t.timeout != 0:
+            return T.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+
+        p = self._transfers.get(t.pending_id)
+        if p is None:
+            return T.PENDING_TRANSFER_NOT_FOUND
+        if not p.flags & _PENDING:
+            return T.PENDING_TRANSFER_NOT_PENDING
+        dr = self._accounts[p.debit_account_id]
+        cr = self._accounts[p.credit_account_id]
+        if t.debit_account_id != 0 and t.debit_account_id != p.debit_account_id:
+            return T.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+        if t.credit_account_id != 0 and t.credit_account_id != p.credit_account_id:
+            return T.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+        if t.ledger != 0 and t.ledger != p.ledger:
+            return T.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+        if t.code != 0 and t.code != p.code:
+            return T.PENDING_TRANSFER_HAS_DIFFERENT_CODE
+
+        amount = _post_or_void_amount(t, p)
+        if amount > p.amount:
+            return T.EXCEEDS_PENDING_TRANSFER_AMOUNT
+        if (flags & _VOID) and amount < p.amount:
+            return T.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+        status = self._pending_status[p.id]
+        if status == POSTED:
+            return T.PENDING_TRANSFER_ALREADY_POSTED
+        if status == VOIDED:
+            return T.PENDING_TRANSFER_ALREADY_VOIDED
+        if status == EXPIRED:
+            return T.PENDING_TRANSFER_EXPIRED
+        assert status == PENDING
+        if p.timeout and _expires_at(p) <= timestamp:
+            return T.PENDING_TRANSFER_EXPIRED
+        if flags & _IMPORTED:
+            regressed = self._imported_transfer_regresses(timestamp)
+            if regressed is not None:
+                return regressed
+        assert timestamp > dr.timestamp and timestamp > cr.timestamp
+        # The only movement allowed in a closed account is voiding a pending transfer.
+        if (dr.flags & _CLOSED) and not flags & _VOID:
+            return T.DEBIT_ACCOUNT_ALREADY_CLOSED
+        if (cr.flags & _CLOSED) and not flags & _VOID:
+            return T.CREDIT_ACCOUNT_ALREADY_CLOSED
+
+        stored = Transfer(
+            id=t.id,
+            debit_account_id=p.debit_account_id,
+            credit_account_id=p.credit_account_id,
+            amount=amount,
+            pending_id=t.pending_id,
+            user_data_128=t.user_data_128 or p.user_data_128,
+            user_data_64=t.user_data_64 or p.user_data_64,
+            user_data_32=t.user_data_32 or p.user_data_32,
+            timeout=0,
+            ledger=p.ledger,
+            code=p.code,
+            flags=int(flags),
+            timestamp=timestamp,
+        )
+        self._save_accounts(dr, cr)
+        self._insert_transfer(stored)
+        self._set_pending_status(p.id, POSTED if flags & _POST else VOIDED)
+        dr.debits_pending -= p.amount
+        cr.credits_pending -= p.amount
+        if flags & _POST:
+            assert not p.flags & _CLOSING
+            dr.debits_posted += amount
+            cr.credits_posted += amount
+        else:
+            _reopen_closed_by(p, dr, cr)
+        return T.CREATED
+
+    def _create_transfer_exists(self, t: Transfer, e: Transfer) -> int:
+        if t.flags != e.flags:
+            return T.EXISTS_WITH_DIFFERENT_FLAGS
+        if t.pending_id != e.pending_id:
+            return T.EXISTS_WITH_DIFFERENT_PENDING_ID
+        if t.timeout != e.timeout:
+            return T.EXISTS_WITH_DIFFERENT_TIMEOUT
+        if t.flags & (_POST | _VOID):
+            return _post_or_void_pending_transfer_exists(t, e, self._transfers[t.pending_id])
+        if t.debit_account_id != e.debit_account_id:
+            return T.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+        if t.credit_account_id != e.credit_account_id:
+            return T.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+        # A balancing transfer's amount is an upper limit: a retry whose limit still covers
+        # the amount that was actually moved is the same transfer.
+        if t.flags & (_BALANCING_DEBIT | _BALANCING_CREDIT):
+            if t.amount < e.amount:
+                return T.EXISTS_WITH_DIFFERENT_AMOUNT
+        elif t.amount != e.amount:
+            return T.EXISTS_WITH_DIFFERENT_AMOUNT
+        if t.user_data_128 != e.user_data_128:
+            return T.EXISTS_WITH_DIFFERENT_USER_DATA_128
+        if t.user_data_64 != e.user_data_64:
+            return T.EXISTS_WITH_DIFFERENT_USER_DATA_64
+        if t.user_data_32 != e.user_data_32:
+            return T.EXISTS_WITH_DIFFERENT_USER_DATA_32
+        if t.ledger != e.ledger:
+            return T.EXISTS_WITH_DIFFERENT_LEDGER
+        if t.code != e.code:
+            return T.EXISTS_WITH_DIFFERENT_CODE
+        return T.EXISTS
+
+    def _imported_transfer_regresses(self, timestamp: int) -> int | None:
+        if self._transfer_log and timestamp <= self._transfer_log[-1].timestamp:
+            return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
+        if timestamp in self._account_timestamps:
+            return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
+        return None
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    def expire_pending_transfers(self, timestamp: int) -> int:
+        """Releases every pending transfer whose timeout has passed by `timestamp`.
+
+        Costs nothing when none is due: the earliest expiry is at the top of a heap.
+        Returns how many expired.
+        """
+        assert self._undo is None
+        expired = 0
+        while self._expiry and self._expiry[0][0] <= timestamp:
+            _, pending_timestamp, pending_id = heapq.heappop(self._expiry)
+            p = self._transfers.get(pending_id)
+            if p is None or p.timestamp != pending_timestamp:
+                continue  # Its chain was rolled back.
+            if self._pending_status[pending_id] != PENDING:
+                continue  # Posted or voided before it expired.
+            dr = self._accounts[p.debit_account_id]
+            cr = self._accounts[p.credit_account_id]
+            dr.debits_pending -= p.amount
+            cr.credits_pending -= p.amount
+            _reopen_closed_by(p, dr, cr)
+            self._pending_status[pending_id] = EXPIRED
+            expired += 1
+        return expired
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
+        accounts = self._accounts
+        return [accounts[i].record() for i in ids if i in accounts]
+
+    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
+        transfers = self._transfers
+        return [transfers[i] for i in ids if i in transfers]
+
+    # -- the batch loop: linked chains and imported batches ----------------------------------
+
+    def _execute(
+        self,
+        events: Sequence[Any],
+        timestamp: int,
+        create: Callable[[Any, int], int],
+        statuses: type[CreateAccountStatus] | type[CreateTransferStatus],
+    ) -> list[tuple[int, int]]:
+        """Runs `create` over a batch whose last event takes `timestamp`.
+
+        Linked events form a chain that succeeds or fails as a whole; the first event decides
+        whether the batch imports user timestamps. The statuses decided here precede every
+        status of `create`, in the order TigerBeetle checks them.
+        """
+        count = len(events)
+        assert 0 < count <= timestamp
+        imported_bit = _ACCOUNT_IMPORTED if statuses is A else _IMPORTED
+        batch_imported = events[0].flags & imported_bit
+        results: list[tuple[int, int]] = []
+        chain: int | None = None
+        chain_broken = False
+        for index, event in enumerate(events):
+            imported = event.flags & imported_bit
+            linked = event.flags & _LINKED
+            event_timestamp = event.timestamp if imported else timestamp - count + index + 1
+            if linked and chain is None:
+                chain = index
+                self._undo = _Undo([], [], [], [])
+            status: int
+            if linked and index == count - 1:
+                status = statuses.LINKED_EVENT_CHAIN_OPEN
+            elif chain_broken:
+                status = statuses.LINKED_EVENT_FAILED
+            elif imported != batch_imported:
+                status = (
+                    statuses.IMPORTED_EVENT_NOT_EXPECTED
+                    if imported
+                    else statuses.IMPORTED_EVENT_EXPECTED
+                )
+            elif imported and not 1 <= event.timestamp <= TIMESTAMP_MAX:
+                status = statuses.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE
+            elif imported and event.timestamp >= timestamp:
+                status = statuses.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE
+            elif not imported and event.timestamp != 0:
+                status = statuses.TIMESTAMP_MUST_BE_ZERO
+            else:
+                status = create(event, event_timestamp)
+            if status == statuses.EXISTS:
+                event_timestamp = self._existing_timestamp(statuses, event.id)
+            if status != statuses.CREATED:
+                if chain is not None and not chain_broken:
+                    chain_broken = True
+                    self._rollback()
+                    for chained in range(chain, index):
+                        results[chained] = (statuses.LINKED_EVENT_FAILED, results[chained][1])
+                if statuses is T and status in TRANSIENT_STATUSES:
+                    self._failed_ids.add(event.id)
+            results.append((int(status), event_timestamp))
+            if chain is not None and (not linked or status == statuses.LINKED_EVENT_CHAIN_OPEN):
+                chain = None
+                chain_broken = False
+                self._undo = None
+        assert chain is None and self._undo is None
+        return results
+
+    def _existing_timestamp(
+        self, statuses: type[CreateAccountStatus] | type[CreateTransferStatus], id_: int
+    ) -> int:
+        if statuses is A:
+            return self._accounts[id_].timestamp
+        return self._transfers[id_].timestamp
+
+    # -- effects and their undo ------------------------------------------------------------
+
+    def _insert_transfer(self, t: Transfer) -> None:
+        self._transfers[t.id] = t
+        self._transfer_log.append(t)
+        self._transfer_timestamps.add(t.timestamp)
+        if self._undo is not None:
+            self._undo.transfers_created.append(t.id)
+
+    def _save_accounts(self, dr: _AccountState, cr: _AccountState) -> None:
+        if self._undo is not None:
+            self._undo.accounts_saved.append((dr, dr.saved()))
+            self._undo.accounts_saved.append((cr, cr.saved()))
+
+    def _set_pending_status(self, pending_id: int, status: int) -> None:
+        if self._undo is not None:
+            self._undo.pending_saved.append((pending_id, self._pending_status.get(pending_id, 0)))
+        self._pending_status[pending_id] = status
+
+    def _rollback(self) -> None:
+        """Undoes a broken chain, newest effect first. Expiry heap entries of rolled-back
+        pending transfers stay behind and are skipped when popped: their status is gone."""
+        undo = self._undo
+        assert undo is not None
+        for account, saved in reversed(undo.accounts_saved):
+            account.restore(saved)
+        for pending_id, status in reversed(undo.pending_saved):
+            if status == 0:
+                del self._pending_status[pending_id]
+            else:
+                self._pending_status[pending_id] = status
+        for transfer_id in reversed(undo.transfers_created):
+            t = self._transfers.pop(transfer_id)
+            popped = self._transfer_log.pop()
+            assert popped is t
+            self._transfer_timestamps.discard(t.timestamp)
+        for account_id in reversed(undo.accounts_created):
+            account = self._accounts.pop(account_id)
+            popped_account = self._account_log.pop()
+            assert popped_account is account
+            self._account_timestamps.discard(account.timestamp)
+        self._undo = _Undo([], [], [], [])
+
+
+def _create_account_exists(a: Account, e: _AccountState) -> int:
+    if a.flags != e.flags:
+        return A.EXISTS_WITH_DIFFERENT_FLAGS
+    if a.user_data_128 != e.user_data_128:
+        return A.EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if a.user_data_64 != e.user_data_64:
+        return A.EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if a.user_data_32 != e.user_data_32:
+        return A.EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if a.ledger != e.ledger:
+        return A.EXISTS_WITH_DIFFERENT_LEDGER
+    if a.code != e.code:
+        return A.EXISTS_WITH_DIFFERENT_CODE
+    return A.EXISTS
+
+
+def _post_or_void_amount(t: Transfer, p: Transfer) -> int:
+    """The amount a post or void moves: a void of 0, or a post of AMOUNT_MAX, means all."""
+    if t.flags & _VOID:
+        return t.amount if t.amount > 0 else p.amount
+    return p.amount if t.amount == AMOUNT_MAX else t.amount
+
+
+def _post_or_void_pending_transfer_exists(t: Transfer, e: Transfer, p: Transfer) -> int:
+    """Compares a retried post or void with the one that exists; zero fields were inherited
+    from the pending transfer, so they compare through it."""
+    if t.debit_account_id != 0 and t.debit_account_id != e.debit_account_id:
+        return T.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+    if t.credit_account_id != 0 and t.credit_account_id != e.credit_account_id:
+        return T.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+    if _post_or_void_amount(t, p) != e.amount:
+        return T.EXISTS_WITH_DIFFERENT_AMOUNT
+    if (t.user_data_128 or p.user_data_128) != e.user_data_128:
+        return T.EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if (t.user_data_64 or p.user_data_64) != e.user_data_64:
+        return T.EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if (t.user_data_32 or p.user_data_32) != e.user_data_32:
+        return T.EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if t.ledger != 0 and t.ledger != e.ledger:
+        return T.EXISTS_WITH_DIFFERENT_LEDGER
+    if t.code != 0 and t.code != e.code:
+        return T.EXISTS_WITH_DIFFERENT_CODE
+    return T.EXISTS
+
+
+def _reopen_closed_by(p: Transfer, dr: _AccountState, cr: _AccountState) -> None:
+    """A closing transfer that is voided or expires reopens the accounts it closed."""
+    if p.flags & _CLOSING_DEBIT:
+        dr.flags &= ~_CLOSED
+    if p.flags & _CLOSING_CREDIT:
+        cr.flags &= ~_CLOSED

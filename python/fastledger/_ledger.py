@@ -1,0 +1,186 @@
+"""The `Ledger` facade: the clock, the argument checks and the lock, over one engine.
+
+Both engines are deterministic state machines that never read a clock. The facade reads the
+clock once per call, turns it into strictly increasing timestamps (never going backwards, even
+when the clock does), checks the input at the edge, and serialises calls with a lock so that a
+ledger can be shared between threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from . import _check
+from ._engine import PythonEngine
+from ._types import (
+    ACCOUNT_FIELD_BITS,
+    BATCH_MAX,
+    TIMESTAMP_MAX,
+    TRANSFER_FIELD_BITS,
+    Account,
+    CreateAccountResult,
+    CreateAccountStatus,
+    CreateTransferResult,
+    CreateTransferStatus,
+    Transfer,
+)
+from .errors import EngineUnavailableError, InvalidArgumentError, RecordTypeError
+
+__all__ = ["ENGINES", "Ledger"]
+
+ENGINES = ("auto", "rust", "python")
+
+_ACCOUNT_STATUS = {s.value: s for s in CreateAccountStatus}
+_TRANSFER_STATUS = {s.value: s for s in CreateTransferStatus}
+
+
+class Engine(Protocol):
+    """What the facade needs of an engine; `PythonEngine` and `_native.Engine` provide it."""
+
+    name: str
+
+    def create_accounts(
+        self, accounts: Sequence[Account], timestamp: int
+    ) -> list[tuple[int, int]]: ...
+
+    def create_transfers(
+        self, transfers: Sequence[Transfer], timestamp: int
+    ) -> list[tuple[int, int]]: ...
+
+    def expire_pending_transfers(self, timestamp: int) -> int: ...
+
+    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]: ...
+
+    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]: ...
+
+
+def rust_engine_available() -> bool:
+    try:
+        from . import _native  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _make_engine(name: str) -> Engine:
+    if name not in ENGINES:
+        raise InvalidArgumentError(f"engine must be one of {ENGINES}, not {name!r}")
+    if name == "python":
+        return PythonEngine()
+    try:
+        from . import _native
+    except ImportError as error:
+        if name == "auto":
+            return PythonEngine()
+        raise EngineUnavailableError(
+            f"the Rust engine cannot be imported ({error}); install a wheel built for this "
+            'platform or choose engine="python"'
+        ) from error
+    engine: Engine = _native.Engine()
+    return engine
+
+
+class Ledger:
+    """An in-memory ledger of accounts and immutable transfers.
+
+    `engine` chooses the state machine: "rust" (the default whenever the native extension can
+    be imported), "python", or "auto". `clock` returns nanoseconds since the epoch and can be
+    injected by tests. `batch_max` bounds the events of one call.
+    """
+
+    def __init__(
+        self,
+        engine: str = "auto",
+        *,
+        clock: Callable[[], int] | None = None,
+        batch_max: int = BATCH_MAX,
+    ) -> None:
+        if type(batch_max) is not int or not 1 <= batch_max <= BATCH_MAX:
+            raise InvalidArgumentError(f"batch_max must be an int in 1..{BATCH_MAX}")
+        self._engine = _make_engine(engine)
+        self._clock = clock if clock is not None else time.time_ns
+        self._batch_max = batch_max
+        self._lock = threading.Lock()
+        # The last timestamp given to an event, and the time through which pending
+        # transfers have been expired: every later event is stamped after both.
+        self._timestamp = 0
+        self._expired_through = 0
+
+    @property
+    def engine(self) -> str:
+        """The engine in use: "rust" or "python"."""
+        return self._engine.name
+
+    @property
+    def batch_max(self) -> int:
+        return self._batch_max
+
+    # -- creates ---------------------------------------------------------------------------
+
+    def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
+        """Creates accounts; returns one result per event, in order."""
+        accounts = _check.check_batch(accounts, "accounts", self._batch_max)
+        if not accounts:
+            return []
+        if self._engine.name == "python":
+            _check.check_records(accounts, Account, "accounts", ACCOUNT_FIELD_BITS)
+        with self._lock:
+            timestamp = self._batch_timestamp(len(accounts))
+            raw = self._engine.create_accounts(accounts, timestamp)
+        status = _ACCOUNT_STATUS
+        return [CreateAccountResult(status[s], ts) for s, ts in raw]
+
+    def create_transfers(self, transfers: Sequence[Transfer]) -> list[CreateTransferResult]:
+        """Creates transfers; returns one result per event, in order."""
+        transfers = _check.check_batch(transfers, "transfers", self._batch_max)
+        if not transfers:
+            return []
+        if self._engine.name == "python":
+            _check.check_records(transfers, Transfer, "transfers", TRANSFER_FIELD_BITS)
+        with self._lock:
+            timestamp = self._batch_timestamp(len(transfers))
+            self._engine.expire_pending_transfers(timestamp - len(transfers) + 1)
+            raw = self._engine.create_transfers(transfers, timestamp)
+        status = _TRANSFER_STATUS
+        return [CreateTransferResult(status[s], ts) for s, ts in raw]
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
+        """The accounts with these ids, in the order asked; missing ids are left out."""
+        ids = _check.check_ids(ids, "ids", self._batch_max)
+        with self._lock:
+            self._expire_now()
+            return self._engine.lookup_accounts(ids)
+
+    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
+        """The transfers with these ids, in the order asked; missing ids are left out."""
+        ids = _check.check_ids(ids, "ids", self._batch_max)
+        with self._lock:
+            self._expire_now()
+            return self._engine.lookup_transfers(ids)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def _read_clock(self) -> int:
+        now: Any = self._clock()
+        if type(now) is not int:
+            raise RecordTypeError(f"the clock must return an int of nanoseconds, not {now!r}")
+        return min(max(now, 0), TIMESTAMP_MAX)
+
+    def _batch_timestamp(self, count: int) -> int:
+        """The timestamp of the last event of a batch of `count`; event i of the batch takes
+        `timestamp - count + i + 1`, so every event gets its own, after all earlier ones."""
+        timestamp = max(self._read_clock(), self._timestamp + count, self._expired_through + count)
+        assert timestamp <= TIMESTAMP_MAX, "the ledger has run out of timestamps"
+        self._timestamp = timestamp
+        self._expired_through = timestamp - count + 1
+        return timestamp
+
+    def _expire_now(self) -> None:
+        now = max(self._read_clock(), self._expired_through)
+        self._engine.expire_pending_transfers(now)
+        self._expired_through = now

@@ -1,0 +1,325 @@
+"""The records, flags and statuses of the ledger (SPEC section 2).
+
+The data model is TigerBeetle's. An `Account` and a `Transfer` are each one 128-byte record;
+the field order of the dataclasses below is the order of that binary layout. Records are plain
+frozen value objects: compare them with `==`, copy them with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = [
+    "AMOUNT_MAX",
+    "BATCH_MAX",
+    "Account",
+    "AccountBalance",
+    "AccountFilter",
+    "AccountFilterFlags",
+    "AccountFlags",
+    "CreateAccountResult",
+    "CreateAccountStatus",
+    "CreateTransferResult",
+    "CreateTransferStatus",
+    "QueryFilter",
+    "QueryFilterFlags",
+    "Transfer",
+    "TransferFlags",
+]
+
+U128_MAX = 2**128 - 1
+U64_MAX = 2**64 - 1
+U32_MAX = 2**32 - 1
+U16_MAX = 2**16 - 1
+
+# Posting a pending transfer with this amount posts the whole pending amount.
+AMOUNT_MAX = U128_MAX
+
+# The most events one call accepts, as TigerBeetle's default message size allows.
+BATCH_MAX = 8189
+
+# User-defined timestamps of imported events must lie in [1, 2**63 - 1].
+TIMESTAMP_MAX = 2**63 - 1
+
+
+class AccountFlags(enum.IntFlag):
+    NONE = 0
+    LINKED = 1 << 0
+    DEBITS_MUST_NOT_EXCEED_CREDITS = 1 << 1
+    CREDITS_MUST_NOT_EXCEED_DEBITS = 1 << 2
+    HISTORY = 1 << 3
+    IMPORTED = 1 << 4
+    CLOSED = 1 << 5
+
+
+class TransferFlags(enum.IntFlag):
+    NONE = 0
+    LINKED = 1 << 0
+    PENDING = 1 << 1
+    POST_PENDING_TRANSFER = 1 << 2
+    VOID_PENDING_TRANSFER = 1 << 3
+    BALANCING_DEBIT = 1 << 4
+    BALANCING_CREDIT = 1 << 5
+    CLOSING_DEBIT = 1 << 6
+    CLOSING_CREDIT = 1 << 7
+    IMPORTED = 1 << 8
+
+
+class AccountFilterFlags(enum.IntFlag):
+    NONE = 0
+    DEBITS = 1 << 0
+    CREDITS = 1 << 1
+    REVERSED = 1 << 2
+
+
+class QueryFilterFlags(enum.IntFlag):
+    NONE = 0
+    REVERSED = 1 << 0
+
+
+# Every bit that a flags field may carry; any other bit is a reserved flag.
+ACCOUNT_FLAGS_KNOWN = sum(AccountFlags)
+TRANSFER_FLAGS_KNOWN = sum(TransferFlags)
+
+
+class CreateAccountStatus(enum.IntEnum):
+    """The outcome of one account create, listed in TigerBeetle 0.17's precedence order.
+
+    When several apply, the first listed is returned. The values are TigerBeetle's wire codes.
+    """
+
+    CREATED = 0xFFFF_FFFF
+    LINKED_EVENT_FAILED = 1
+    LINKED_EVENT_CHAIN_OPEN = 2
+    IMPORTED_EVENT_EXPECTED = 22
+    IMPORTED_EVENT_NOT_EXPECTED = 23
+    TIMESTAMP_MUST_BE_ZERO = 3
+    IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE = 24
+    IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE = 25
+    RESERVED_FIELD = 4
+    RESERVED_FLAG = 5
+    ID_MUST_NOT_BE_ZERO = 6
+    ID_MUST_NOT_BE_INT_MAX = 7
+    EXISTS_WITH_DIFFERENT_FLAGS = 15
+    EXISTS_WITH_DIFFERENT_USER_DATA_128 = 16
+    EXISTS_WITH_DIFFERENT_USER_DATA_64 = 17
+    EXISTS_WITH_DIFFERENT_USER_DATA_32 = 18
+    EXISTS_WITH_DIFFERENT_LEDGER = 19
+    EXISTS_WITH_DIFFERENT_CODE = 20
+    EXISTS = 21
+    FLAGS_ARE_MUTUALLY_EXCLUSIVE = 8
+    DEBITS_PENDING_MUST_BE_ZERO = 9
+    DEBITS_POSTED_MUST_BE_ZERO = 10
+    CREDITS_PENDING_MUST_BE_ZERO = 11
+    CREDITS_POSTED_MUST_BE_ZERO = 12
+    LEDGER_MUST_NOT_BE_ZERO = 13
+    CODE_MUST_NOT_BE_ZERO = 14
+    IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS = 26
+
+
+class CreateTransferStatus(enum.IntEnum):
+    """The outcome of one transfer create, listed in TigerBeetle 0.17's precedence order.
+
+    When several apply, the first listed is returned. The values are TigerBeetle's wire codes.
+    """
+
+    CREATED = 0xFFFF_FFFF
+    LINKED_EVENT_FAILED = 1
+    LINKED_EVENT_CHAIN_OPEN = 2
+    IMPORTED_EVENT_EXPECTED = 56
+    IMPORTED_EVENT_NOT_EXPECTED = 57
+    TIMESTAMP_MUST_BE_ZERO = 3
+    IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE = 58
+    IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE = 59
+    RESERVED_FLAG = 4
+    ID_MUST_NOT_BE_ZERO = 5
+    ID_MUST_NOT_BE_INT_MAX = 6
+    EXISTS_WITH_DIFFERENT_FLAGS = 36
+    EXISTS_WITH_DIFFERENT_PENDING_ID = 40
+    EXISTS_WITH_DIFFERENT_TIMEOUT = 44
+    EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID = 37
+    EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID = 38
+    EXISTS_WITH_DIFFERENT_AMOUNT = 39
+    EXISTS_WITH_DIFFERENT_USER_DATA_128 = 41
+    EXISTS_WITH_DIFFERENT_USER_DATA_64 = 42
+    EXISTS_WITH_DIFFERENT_USER_DATA_32 = 43
+    EXISTS_WITH_DIFFERENT_LEDGER = 67
+    EXISTS_WITH_DIFFERENT_CODE = 45
+    EXISTS = 46
+    ID_ALREADY_FAILED = 68
+    FLAGS_ARE_MUTUALLY_EXCLUSIVE = 7
+    DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 8
+    DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 9
+    CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 10
+    CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 11
+    ACCOUNTS_MUST_BE_DIFFERENT = 12
+    PENDING_ID_MUST_BE_ZERO = 13
+    PENDING_ID_MUST_NOT_BE_ZERO = 14
+    PENDING_ID_MUST_NOT_BE_INT_MAX = 15
+    PENDING_ID_MUST_BE_DIFFERENT = 16
+    TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = 17
+    CLOSING_TRANSFER_MUST_BE_PENDING = 64
+    LEDGER_MUST_NOT_BE_ZERO = 19
+    CODE_MUST_NOT_BE_ZERO = 20
+    DEBIT_ACCOUNT_NOT_FOUND = 21
+    CREDIT_ACCOUNT_NOT_FOUND = 22
+    ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER = 23
+    TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS = 24
+    PENDING_TRANSFER_NOT_FOUND = 25
+    PENDING_TRANSFER_NOT_PENDING = 26
+    PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID = 27
+    PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID = 28
+    PENDING_TRANSFER_HAS_DIFFERENT_LEDGER = 29
+    PENDING_TRANSFER_HAS_DIFFERENT_CODE = 30
+    EXCEEDS_PENDING_TRANSFER_AMOUNT = 31
+    PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = 32
+    PENDING_TRANSFER_ALREADY_POSTED = 33
+    PENDING_TRANSFER_ALREADY_VOIDED = 34
+    PENDING_TRANSFER_EXPIRED = 35
+    IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS = 60
+    IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT = 61
+    IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT = 62
+    IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO = 63
+    DEBIT_ACCOUNT_ALREADY_CLOSED = 65
+    CREDIT_ACCOUNT_ALREADY_CLOSED = 66
+    OVERFLOWS_DEBITS_PENDING = 47
+    OVERFLOWS_CREDITS_PENDING = 48
+    OVERFLOWS_DEBITS_POSTED = 49
+    OVERFLOWS_CREDITS_POSTED = 50
+    OVERFLOWS_DEBITS = 51
+    OVERFLOWS_CREDITS = 52
+    OVERFLOWS_TIMEOUT = 53
+    EXCEEDS_CREDITS = 54
+    EXCEEDS_DEBITS = 55
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An account. Balances are maintained by the ledger and are 0 at creation.
+
+    `reserved` is the record's reserved field: it must be 0 (else `RESERVED_FIELD`).
+    """
+
+    id: int
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+    user_data_128: int = 0
+    user_data_64: int = 0
+    user_data_32: int = 0
+    reserved: int = 0
+    ledger: int = 0
+    code: int = 0
+    flags: int = 0
+    timestamp: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """An immutable movement of `amount` from the debit account to the credit account."""
+
+    id: int
+    debit_account_id: int = 0
+    credit_account_id: int = 0
+    amount: int = 0
+    pending_id: int = 0
+    user_data_128: int = 0
+    user_data_64: int = 0
+    user_data_32: int = 0
+    timeout: int = 0
+    ledger: int = 0
+    code: int = 0
+    flags: int = 0
+    timestamp: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AccountBalance:
+    """An account's balances as of `timestamp`."""
+
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+    timestamp: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFilter:
+    """Selects the transfers (or balances) of one account; zero fields do not filter."""
+
+    account_id: int
+    user_data_128: int = 0
+    user_data_64: int = 0
+    user_data_32: int = 0
+    code: int = 0
+    timestamp_min: int = 0
+    timestamp_max: int = 0
+    limit: int = BATCH_MAX
+    flags: int = AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS
+
+
+@dataclass(frozen=True, slots=True)
+class QueryFilter:
+    """Selects accounts or transfers by their secondary fields; zero fields do not filter."""
+
+    user_data_128: int = 0
+    user_data_64: int = 0
+    user_data_32: int = 0
+    ledger: int = 0
+    code: int = 0
+    timestamp_min: int = 0
+    timestamp_max: int = 0
+    limit: int = BATCH_MAX
+    flags: int = 0
+
+
+class CreateAccountResult(NamedTuple):
+    """The outcome of one account create: its status and the timestamp the ledger gave it."""
+
+    status: CreateAccountStatus
+    timestamp: int
+
+
+class CreateTransferResult(NamedTuple):
+    """The outcome of one transfer create: its status and the timestamp the ledger gave it."""
+
+    status: CreateTransferStatus
+    timestamp: int
+
+
+# Field widths in bits, in record order: the facade checks every field against them.
+ACCOUNT_FIELD_BITS: tuple[tuple[str, int], ...] = (
+    ("id", 128),
+    ("debits_pending", 128),
+    ("debits_posted", 128),
+    ("credits_pending", 128),
+    ("credits_posted", 128),
+    ("user_data_128", 128),
+    ("user_data_64", 64),
+    ("user_data_32", 32),
+    ("reserved", 32),
+    ("ledger", 32),
+    ("code", 16),
+    ("flags", 16),
+    ("timestamp", 64),
+)
+
+TRANSFER_FIELD_BITS: tuple[tuple[str, int], ...] = (
+    ("id", 128),
+    ("debit_account_id", 128),
+    ("credit_account_id", 128),
+    ("amount", 128),
+    ("pending_id", 128),
+    ("user_data_128", 128),
+    ("user_data_64", 64),
+    ("user_data_32", 32),
+    ("timeout", 32),
+    ("ledger", 32),
+    ("code", 16),
+    ("flags", 16),
+    ("timestamp", 64),
+)

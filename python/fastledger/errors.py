@@ -1,0 +1,65 @@
+"""The one exception hierarchy of fastledger.
+
+Semantic failures of a create (an overdraft, an unknown account, a reused id) are never
+exceptions: they come back as per-event statuses. Exceptions are for programming errors: input
+that a 128-byte record cannot hold, a batch over the limit, a misuse of the API. Every class
+here derives from both `FastledgerError` and the built-in exception a Python programmer would
+expect (`ValueError`, `TypeError`), so either can be caught.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchTooLargeError",
+    "EngineUnavailableError",
+    "FastledgerError",
+    "InvalidAmountError",
+    "InvalidArgumentError",
+    "InvalidRecordError",
+    "RecordTypeError",
+]
+
+
+class FastledgerError(Exception):
+    """Base class of every exception raised by fastledger."""
+
+
+class InvalidRecordError(FastledgerError, ValueError):
+    """A field holds a value its record cannot store (negative, or too large for its width).
+
+    Nothing was applied: fix the named field and send the batch again.
+    """
+
+
+class RecordTypeError(FastledgerError, TypeError):
+    """A batch, a record or a field has the wrong Python type.
+
+    Nothing was applied: pass `Account`/`Transfer` records (or a packed buffer) with `int`
+    fields.
+    """
+
+
+class BatchTooLargeError(FastledgerError, ValueError):
+    """A batch holds more events than the ledger accepts in one call.
+
+    Nothing was applied: split the batch into chunks of at most the batch limit.
+    """
+
+
+class InvalidAmountError(FastledgerError, ValueError):
+    """A money amount cannot be converted exactly (sub-unit precision, a float, out of range).
+
+    Name a rounding mode to accept rounding, or pass a `Decimal`/`int`/`str` amount.
+    """
+
+
+class InvalidArgumentError(FastledgerError, ValueError):
+    """An argument of the API (not a record) is out of its range, such as an unknown engine
+    name or a query limit over the batch maximum."""
+
+
+class EngineUnavailableError(FastledgerError, ImportError):
+    """The Rust engine was asked for by name but the native extension cannot be imported.
+
+    Install a wheel built for this platform, or choose `engine="python"`.
+    """

@@ -1,0 +1,42 @@
+//! The fastledger state machine, written without PyO3 so that `cargo test` alone can check it.
+//!
+//! The binding crate (`rust/python`) converts Python objects to these types and back; nothing in
+//! here knows about Python.
+
+/// Size in bytes of one account or transfer record (SPEC section 2). Packed batches and the
+/// journal are sequences of such records, the same bytes in both engines.
+pub const RECORD_SIZE: usize = 128;
+
+/// Returns how many whole records a buffer of `len_bytes` bytes holds, or `None` when the length
+/// is not a multiple of [`RECORD_SIZE`]: a packed batch with a partial record is rejected whole
+/// rather than read up to its last complete record.
+pub fn record_count(len_bytes: usize) -> Option<usize> {
+    if len_bytes % RECORD_SIZE == 0 {
+        Some(len_bytes / RECORD_SIZE)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_count_of_an_empty_buffer_is_zero() {
+        assert_eq!(record_count(0), Some(0));
+    }
+
+    #[test]
+    fn record_count_counts_whole_records() {
+        assert_eq!(record_count(RECORD_SIZE), Some(1));
+        assert_eq!(record_count(8189 * RECORD_SIZE), Some(8189));
+    }
+
+    #[test]
+    fn record_count_rejects_a_partial_record() {
+        assert_eq!(record_count(1), None);
+        assert_eq!(record_count(RECORD_SIZE - 1), None);
+        assert_eq!(record_count(RECORD_SIZE + 1), None);
+    }
+}

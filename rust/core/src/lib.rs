@@ -1,11 +1,20 @@
 //! The fastledger state machine, written without PyO3 so that `cargo test` alone can check it.
 //!
-//! The binding crate (`rust/python`) converts Python objects to these types and back; nothing in
-//! here knows about Python.
+//! `types` holds the records and flags, `status` the create statuses in precedence order, and
+//! `engine` the state machine itself, the twin of `python/fastledger/_engine.py`. The binding
+//! crate (`rust/python`) converts Python objects to these types and back; nothing in here knows
+//! about Python.
 
-/// Size in bytes of one account or transfer record (SPEC section 2). Packed batches and the
-/// journal are sequences of such records, the same bytes in both engines.
-pub const RECORD_SIZE: usize = 128;
+pub mod engine;
+pub mod status;
+pub mod types;
+
+pub use engine::{Engine, PendingStatus};
+pub use status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
+pub use types::{
+    account_flags, transfer_flags, Account, Transfer, AMOUNT_MAX, BATCH_MAX, RECORD_SIZE,
+    TIMESTAMP_MAX, U128_MAX,
+};
 
 /// Returns how many whole records a buffer of `len_bytes` bytes holds, or `None` when the length
 /// is not a multiple of [`RECORD_SIZE`]: a packed batch with a partial record is rejected whole

@@ -1,0 +1,859 @@
+//! The Rust engine: the ledger's state machine, the twin of `python/fastledger/_engine.py`.
+//!
+//! Both files implement one deterministic state machine with the same rule order and the same
+//! helper names; read them side by side. Each create is one function with one guard per status,
+//! in TigerBeetle 0.17's precedence order (`status.rs` lists it); effects are applied only after
+//! every guard has passed.
+//!
+//! The engine trusts its input: the caller has already checked every field's width (the Rust
+//! types enforce it) and hands over the batch timestamp. The engine never reads a clock.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use foldhash::{HashMap, HashSet};
+
+use crate::status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
+use crate::types::{
+    account_flags, transfer_flags, Account, Transfer, AMOUNT_MAX, TIMESTAMP_MAX, U128_MAX,
+};
+
+type A = CreateAccountStatus;
+type T = CreateTransferStatus;
+
+pub const NS_PER_S: u64 = 1_000_000_000;
+
+const LINKED: u16 = transfer_flags::LINKED;
+const PENDING: u16 = transfer_flags::PENDING;
+const POST: u16 = transfer_flags::POST_PENDING_TRANSFER;
+const VOID: u16 = transfer_flags::VOID_PENDING_TRANSFER;
+const BALANCING_DEBIT: u16 = transfer_flags::BALANCING_DEBIT;
+const BALANCING_CREDIT: u16 = transfer_flags::BALANCING_CREDIT;
+const CLOSING_DEBIT: u16 = transfer_flags::CLOSING_DEBIT;
+const CLOSING_CREDIT: u16 = transfer_flags::CLOSING_CREDIT;
+const CLOSING: u16 = CLOSING_DEBIT | CLOSING_CREDIT;
+const IMPORTED: u16 = transfer_flags::IMPORTED;
+// The batch loop reads the linked bit of accounts and transfers alike.
+const _: () = assert!(account_flags::LINKED == LINKED);
+
+const DEBITS_MUST_NOT_EXCEED_CREDITS: u16 = account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+const CREDITS_MUST_NOT_EXCEED_DEBITS: u16 = account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS;
+const ACCOUNT_IMPORTED: u16 = account_flags::IMPORTED;
+const CLOSED: u16 = account_flags::CLOSED;
+
+/// Returns `status` from the enclosing create when `condition` holds: one line per status, in
+/// precedence order, like TigerBeetle's `if (condition) return .status;`.
+macro_rules! guard {
+    ($condition:expr, $status:expr) => {
+        if $condition {
+            return $status;
+        }
+    };
+}
+
+/// Statuses that depend on the ledger's state at the time, not on the event alone. A transfer
+/// id that failed with one of them can never be used again (`IdAlreadyFailed`), so a retry with
+/// the same id cannot succeed later by accident.
+pub const TRANSIENT_STATUSES: [T; 7] = [
+    T::DebitAccountNotFound,
+    T::CreditAccountNotFound,
+    T::PendingTransferNotFound,
+    T::ExceedsCredits,
+    T::ExceedsDebits,
+    T::DebitAccountAlreadyClosed,
+    T::CreditAccountAlreadyClosed,
+];
+
+/// The life of a pending transfer: it resolves at most once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingStatus {
+    Pending = 1,
+    Posted = 2,
+    Voided = 3,
+    Expired = 4,
+}
+
+/// What the batch loop needs of an event, be it an account or a transfer.
+pub trait Event: Copy {
+    type Status: BatchStatus;
+    /// The flag bit that marks an imported event.
+    const IMPORTED: u16;
+    fn id(&self) -> u128;
+    fn flags(&self) -> u16;
+    fn timestamp(&self) -> u64;
+    /// The timestamp of the record that an `Exists` event found.
+    fn existing_timestamp(engine: &Engine, id: u128) -> u64;
+    /// Whether a failure with `status` burns the event's id (`TRANSIENT_STATUSES`).
+    fn failed_transiently(status: Self::Status) -> bool;
+}
+
+impl Event for Account {
+    type Status = CreateAccountStatus;
+    const IMPORTED: u16 = ACCOUNT_IMPORTED;
+    fn id(&self) -> u128 {
+        self.id
+    }
+    fn flags(&self) -> u16 {
+        self.flags
+    }
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+    fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
+        engine.account_log[engine.accounts[&id]].timestamp
+    }
+    fn failed_transiently(_: CreateAccountStatus) -> bool {
+        false
+    }
+}
+
+impl Event for Transfer {
+    type Status = CreateTransferStatus;
+    const IMPORTED: u16 = IMPORTED;
+    fn id(&self) -> u128 {
+        self.id
+    }
+    fn flags(&self) -> u16 {
+        self.flags
+    }
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+    fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
+        engine.transfer_log[engine.transfers[&id]].timestamp
+    }
+    fn failed_transiently(status: CreateTransferStatus) -> bool {
+        TRANSIENT_STATUSES.contains(&status)
+    }
+}
+
+/// An account's balances and flags before a linked chain changed them.
+#[derive(Clone, Copy, Debug)]
+struct SavedAccount {
+    index: usize,
+    debits_pending: u128,
+    debits_posted: u128,
+    credits_pending: u128,
+    credits_posted: u128,
+    flags: u16,
+}
+
+impl SavedAccount {
+    fn save(index: usize, a: &Account) -> Self {
+        Self {
+            index,
+            debits_pending: a.debits_pending,
+            debits_posted: a.debits_posted,
+            credits_pending: a.credits_pending,
+            credits_posted: a.credits_posted,
+            flags: a.flags,
+        }
+    }
+
+    fn restore(&self, a: &mut Account) {
+        a.debits_pending = self.debits_pending;
+        a.debits_posted = self.debits_posted;
+        a.credits_pending = self.credits_pending;
+        a.credits_posted = self.credits_posted;
+        a.flags = self.flags;
+    }
+}
+
+/// What a linked chain changed, so that a broken chain can be rolled back. It is kept between
+/// chains (`active` says whether one is open) so that its buffers are allocated once.
+#[derive(Debug, Default)]
+struct Undo {
+    active: bool,
+    accounts_created: Vec<u128>,
+    transfers_created: Vec<u128>,
+    accounts_saved: Vec<SavedAccount>,
+    /// The pending transfer's id and its status before (`None`: it had none).
+    pending_saved: Vec<(u128, Option<PendingStatus>)>,
+}
+
+impl Undo {
+    fn begin(&mut self) {
+        assert!(!self.active, "linked chains do not nest");
+        self.clear();
+        self.active = true;
+    }
+
+    fn end(&mut self) {
+        assert!(self.active);
+        self.clear();
+        self.active = false;
+    }
+
+    fn clear(&mut self) {
+        self.accounts_created.clear();
+        self.transfers_created.clear();
+        self.accounts_saved.clear();
+        self.pending_saved.clear();
+    }
+}
+
+/// When a pending transfer with a timeout expires, in nanoseconds.
+fn expires_at(p: &Transfer) -> u64 {
+    debug_assert!(p.timestamp <= TIMESTAMP_MAX);
+    p.timestamp + u64::from(p.timeout) * NS_PER_S
+}
+
+/// The reference state machine in Rust. Not thread-safe by itself: its owner serialises calls.
+#[derive(Debug, Default)]
+pub struct Engine {
+    /// Account id to its index in `account_log`.
+    accounts: HashMap<u128, usize>,
+    /// Transfer id to its index in `transfer_log`.
+    transfers: HashMap<u128, usize>,
+    // Creation order is timestamp order (imported events must not regress), so these logs are
+    // sorted by timestamp.
+    account_log: Vec<Account>,
+    transfer_log: Vec<Transfer>,
+    account_timestamps: HashSet<u64>,
+    transfer_timestamps: HashSet<u64>,
+    pending_status: HashMap<u128, PendingStatus>,
+    /// (expires_at, timestamp, pending id), earliest expiry on top.
+    expiry: BinaryHeap<Reverse<(u64, u64, u128)>>,
+    failed_ids: HashSet<u128>,
+    undo: Undo,
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    // -- create_accounts -------------------------------------------------------------------
+
+    /// Applies a batch whose last event takes `timestamp`; returns (status, timestamp) per event.
+    ///
+    /// The batch is not empty and `len <= timestamp <= TIMESTAMP_MAX`.
+    pub fn create_accounts(&mut self, accounts: &[Account], timestamp: u64) -> Vec<(A, u64)> {
+        self.execute(accounts, timestamp, Self::create_account)
+    }
+
+    fn create_account(&mut self, a: &Account, timestamp: u64) -> A {
+        guard!(a.reserved != 0, A::ReservedField);
+        guard!(a.flags & !account_flags::KNOWN != 0, A::ReservedFlag);
+        guard!(a.id == 0, A::IdMustNotBeZero);
+        guard!(a.id == U128_MAX, A::IdMustNotBeIntMax);
+        if let Some(&e) = self.accounts.get(&a.id) {
+            return create_account_exists(a, &self.account_log[e]);
+        }
+        guard!(
+            a.flags & DEBITS_MUST_NOT_EXCEED_CREDITS != 0
+                && a.flags & CREDITS_MUST_NOT_EXCEED_DEBITS != 0,
+            A::FlagsAreMutuallyExclusive
+        );
+        guard!(a.debits_pending != 0, A::DebitsPendingMustBeZero);
+        guard!(a.debits_posted != 0, A::DebitsPostedMustBeZero);
+        guard!(a.credits_pending != 0, A::CreditsPendingMustBeZero);
+        guard!(a.credits_posted != 0, A::CreditsPostedMustBeZero);
+        guard!(a.ledger == 0, A::LedgerMustNotBeZero);
+        guard!(a.code == 0, A::CodeMustNotBeZero);
+        if a.flags & ACCOUNT_IMPORTED != 0 {
+            let last = self.account_log.last();
+            guard!(
+                last.is_some_and(|last| timestamp <= last.timestamp),
+                A::ImportedEventTimestampMustNotRegress
+            );
+            guard!(
+                self.transfer_timestamps.contains(&timestamp),
+                A::ImportedEventTimestampMustNotRegress
+            );
+        }
+
+        let account = Account {
+            id: a.id,
+            debits_pending: 0,
+            debits_posted: 0,
+            credits_pending: 0,
+            credits_posted: 0,
+            user_data_128: a.user_data_128,
+            user_data_64: a.user_data_64,
+            user_data_32: a.user_data_32,
+            reserved: 0,
+            ledger: a.ledger,
+            code: a.code,
+            flags: a.flags,
+            timestamp,
+        };
+        self.accounts.insert(a.id, self.account_log.len());
+        self.account_log.push(account);
+        self.account_timestamps.insert(timestamp);
+        if self.undo.active {
+            self.undo.accounts_created.push(a.id);
+        }
+        A::Created
+    }
+
+    // -- create_transfers ------------------------------------------------------------------
+
+    /// Applies a batch whose last event takes `timestamp`; returns (status, timestamp) per event.
+    ///
+    /// The batch is not empty and `len <= timestamp <= TIMESTAMP_MAX`.
+    pub fn create_transfers(&mut self, transfers: &[Transfer], timestamp: u64) -> Vec<(T, u64)> {
+        self.execute(transfers, timestamp, Self::create_transfer)
+    }
+
+    fn create_transfer(&mut self, t: &Transfer, timestamp: u64) -> T {
+        let flags = t.flags;
+        guard!(flags & !transfer_flags::KNOWN != 0, T::ReservedFlag);
+        guard!(t.id == 0, T::IdMustNotBeZero);
+        guard!(t.id == U128_MAX, T::IdMustNotBeIntMax);
+        if let Some(&e) = self.transfers.get(&t.id) {
+            return self.create_transfer_exists(t, &self.transfer_log[e]);
+        }
+        guard!(self.failed_ids.contains(&t.id), T::IdAlreadyFailed);
+        if flags & (POST | VOID) != 0 {
+            return self.post_or_void_pending_transfer(t, timestamp);
+        }
+
+        guard!(t.debit_account_id == 0, T::DebitAccountIdMustNotBeZero);
+        guard!(t.debit_account_id == U128_MAX, T::DebitAccountIdMustNotBeIntMax);
+        guard!(t.credit_account_id == 0, T::CreditAccountIdMustNotBeZero);
+        guard!(t.credit_account_id == U128_MAX, T::CreditAccountIdMustNotBeIntMax);
+        guard!(t.credit_account_id == t.debit_account_id, T::AccountsMustBeDifferent);
+        guard!(t.pending_id != 0, T::PendingIdMustBeZero);
+        if flags & PENDING == 0 {
+            guard!(t.timeout != 0, T::TimeoutReservedForPendingTransfer);
+            guard!(flags & CLOSING != 0, T::ClosingTransferMustBePending);
+        }
+        guard!(t.ledger == 0, T::LedgerMustNotBeZero);
+        guard!(t.code == 0, T::CodeMustNotBeZero);
+
+        let Some(&dr_index) = self.accounts.get(&t.debit_account_id) else {
+            return T::DebitAccountNotFound;
+        };
+        let Some(&cr_index) = self.accounts.get(&t.credit_account_id) else {
+            return T::CreditAccountNotFound;
+        };
+        let dr = &self.account_log[dr_index];
+        let cr = &self.account_log[cr_index];
+        guard!(dr.ledger != cr.ledger, T::AccountsMustHaveTheSameLedger);
+        guard!(t.ledger != dr.ledger, T::TransferMustHaveTheSameLedgerAsAccounts);
+        if flags & IMPORTED != 0 {
+            if let Some(status) = self.imported_transfer_regresses(timestamp) {
+                return status;
+            }
+            guard!(timestamp <= dr.timestamp, T::ImportedEventTimestampMustPostdateDebitAccount);
+            guard!(timestamp <= cr.timestamp, T::ImportedEventTimestampMustPostdateCreditAccount);
+            guard!(t.timeout != 0, T::ImportedEventTimeoutMustBeZero);
+        }
+        assert!(timestamp > dr.timestamp && timestamp > cr.timestamp);
+        guard!(dr.flags & CLOSED != 0, T::DebitAccountAlreadyClosed);
+        guard!(cr.flags & CLOSED != 0, T::CreditAccountAlreadyClosed);
+
+        let amount = balancing_amount(t, dr, cr);
+        if flags & PENDING != 0 {
+            guard!(sum_overflows(&[amount, dr.debits_pending]), T::OverflowsDebitsPending);
+            guard!(sum_overflows(&[amount, cr.credits_pending]), T::OverflowsCreditsPending);
+        }
+        guard!(sum_overflows(&[amount, dr.debits_posted]), T::OverflowsDebitsPosted);
+        guard!(sum_overflows(&[amount, cr.credits_posted]), T::OverflowsCreditsPosted);
+        guard!(sum_overflows(&[amount, dr.debits_pending, dr.debits_posted]), T::OverflowsDebits);
+        guard!(
+            sum_overflows(&[amount, cr.credits_pending, cr.credits_posted]),
+            T::OverflowsCredits
+        );
+        guard!(timeout_overflows(timestamp, t.timeout), T::OverflowsTimeout);
+        guard!(debits_exceed_credits(dr, amount), T::ExceedsCredits);
+        guard!(credits_exceed_debits(cr, amount), T::ExceedsDebits);
+
+        let stored = Transfer { amount, pending_id: 0, timestamp, ..*t };
+        self.create_transfer_effects(&stored, dr_index, cr_index);
+        T::Created
+    }
+
+    /// The effects of a created transfer that is not a post or a void; every guard has passed.
+    fn create_transfer_effects(&mut self, stored: &Transfer, dr_index: usize, cr_index: usize) {
+        let (flags, amount) = (stored.flags, stored.amount);
+        self.save_accounts(dr_index, cr_index);
+        self.insert_transfer(stored);
+        let (dr, cr) = self.two_accounts_mut(dr_index, cr_index);
+        if flags & PENDING != 0 {
+            dr.debits_pending += amount;
+            cr.credits_pending += amount;
+        } else {
+            dr.debits_posted += amount;
+            cr.credits_posted += amount;
+        }
+        if flags & CLOSING_DEBIT != 0 {
+            dr.flags |= CLOSED;
+        }
+        if flags & CLOSING_CREDIT != 0 {
+            cr.flags |= CLOSED;
+        }
+        debug_assert!(balances_fit(dr) && balances_fit(cr));
+        if flags & PENDING != 0 {
+            self.set_pending_status(stored.id, PendingStatus::Pending);
+            if stored.timeout != 0 {
+                let entry = (expires_at(stored), stored.timestamp, stored.id);
+                self.expiry.push(Reverse(entry));
+            }
+        }
+    }
+
+    fn post_or_void_pending_transfer(&mut self, t: &Transfer, timestamp: u64) -> T {
+        let flags = t.flags;
+        guard!(flags & POST != 0 && flags & VOID != 0, T::FlagsAreMutuallyExclusive);
+        guard!(
+            flags & (PENDING | BALANCING_DEBIT | BALANCING_CREDIT | CLOSING) != 0,
+            T::FlagsAreMutuallyExclusive
+        );
+        guard!(t.pending_id == 0, T::PendingIdMustNotBeZero);
+        guard!(t.pending_id == U128_MAX, T::PendingIdMustNotBeIntMax);
+        guard!(t.pending_id == t.id, T::PendingIdMustBeDifferent);
+        guard!(t.timeout != 0, T::TimeoutReservedForPendingTransfer);
+
+        let Some(&p_index) = self.transfers.get(&t.pending_id) else {
+            return T::PendingTransferNotFound;
+        };
+        let p = &self.transfer_log[p_index];
+        guard!(p.flags & PENDING == 0, T::PendingTransferNotPending);
+        let dr_index = self.accounts[&p.debit_account_id];
+        let cr_index = self.accounts[&p.credit_account_id];
+        let (dr, cr) = (&self.account_log[dr_index], &self.account_log[cr_index]);
+        guard!(
+            t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id,
+            T::PendingTransferHasDifferentDebitAccountId
+        );
+        guard!(
+            t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id,
+            T::PendingTransferHasDifferentCreditAccountId
+        );
+        guard!(t.ledger != 0 && t.ledger != p.ledger, T::PendingTransferHasDifferentLedger);
+        guard!(t.code != 0 && t.code != p.code, T::PendingTransferHasDifferentCode);
+
+        let amount = post_or_void_amount(t, p);
+        guard!(amount > p.amount, T::ExceedsPendingTransferAmount);
+        guard!(flags & VOID != 0 && amount < p.amount, T::PendingTransferHasDifferentAmount);
+        let status = self.pending_status[&p.id];
+        guard!(status == PendingStatus::Posted, T::PendingTransferAlreadyPosted);
+        guard!(status == PendingStatus::Voided, T::PendingTransferAlreadyVoided);
+        guard!(status == PendingStatus::Expired, T::PendingTransferExpired);
+        assert_eq!(status, PendingStatus::Pending);
+        guard!(p.timeout != 0 && expires_at(p) <= timestamp, T::PendingTransferExpired);
+        if flags & IMPORTED != 0 {
+            if let Some(regressed) = self.imported_transfer_regresses(timestamp) {
+                return regressed;
+            }
+        }
+        assert!(timestamp > dr.timestamp && timestamp > cr.timestamp);
+        // The only movement allowed in a closed account is voiding a pending transfer.
+        guard!(dr.flags & CLOSED != 0 && flags & VOID == 0, T::DebitAccountAlreadyClosed);
+        guard!(cr.flags & CLOSED != 0 && flags & VOID == 0, T::CreditAccountAlreadyClosed);
+
+        let stored = Transfer {
+            id: t.id,
+            debit_account_id: p.debit_account_id,
+            credit_account_id: p.credit_account_id,
+            amount,
+            pending_id: t.pending_id,
+            user_data_128: or_inherited(t.user_data_128, p.user_data_128),
+            user_data_64: or_inherited(t.user_data_64, p.user_data_64),
+            user_data_32: or_inherited(t.user_data_32, p.user_data_32),
+            timeout: 0,
+            ledger: p.ledger,
+            code: p.code,
+            flags,
+            timestamp,
+        };
+        let p = *p;
+        self.post_or_void_effects(&stored, &p, dr_index, cr_index);
+        T::Created
+    }
+
+    /// The effects of a created post or void of the pending transfer `p`.
+    fn post_or_void_effects(&mut self, stored: &Transfer, p: &Transfer, dr: usize, cr: usize) {
+        let flags = stored.flags;
+        self.save_accounts(dr, cr);
+        self.insert_transfer(stored);
+        let resolved =
+            if flags & POST != 0 { PendingStatus::Posted } else { PendingStatus::Voided };
+        self.set_pending_status(p.id, resolved);
+        let (dr, cr) = self.two_accounts_mut(dr, cr);
+        dr.debits_pending -= p.amount;
+        cr.credits_pending -= p.amount;
+        if flags & POST != 0 {
+            assert!(p.flags & CLOSING == 0, "a closing transfer can only be voided");
+            dr.debits_posted += stored.amount;
+            cr.credits_posted += stored.amount;
+        } else {
+            reopen_closed_by(p, dr, cr);
+        }
+        debug_assert!(balances_fit(dr) && balances_fit(cr));
+    }
+
+    fn create_transfer_exists(&self, t: &Transfer, e: &Transfer) -> T {
+        guard!(t.flags != e.flags, T::ExistsWithDifferentFlags);
+        guard!(t.pending_id != e.pending_id, T::ExistsWithDifferentPendingId);
+        guard!(t.timeout != e.timeout, T::ExistsWithDifferentTimeout);
+        if t.flags & (POST | VOID) != 0 {
+            let p = &self.transfer_log[self.transfers[&t.pending_id]];
+            return post_or_void_pending_transfer_exists(t, e, p);
+        }
+        guard!(t.debit_account_id != e.debit_account_id, T::ExistsWithDifferentDebitAccountId);
+        guard!(t.credit_account_id != e.credit_account_id, T::ExistsWithDifferentCreditAccountId);
+        // A balancing transfer's amount is an upper limit: a retry whose limit still covers the
+        // amount that was actually moved is the same transfer.
+        if t.flags & (BALANCING_DEBIT | BALANCING_CREDIT) != 0 {
+            guard!(t.amount < e.amount, T::ExistsWithDifferentAmount);
+        } else {
+            guard!(t.amount != e.amount, T::ExistsWithDifferentAmount);
+        }
+        guard!(t.user_data_128 != e.user_data_128, T::ExistsWithDifferentUserData128);
+        guard!(t.user_data_64 != e.user_data_64, T::ExistsWithDifferentUserData64);
+        guard!(t.user_data_32 != e.user_data_32, T::ExistsWithDifferentUserData32);
+        guard!(t.ledger != e.ledger, T::ExistsWithDifferentLedger);
+        guard!(t.code != e.code, T::ExistsWithDifferentCode);
+        T::Exists
+    }
+
+    fn imported_transfer_regresses(&self, timestamp: u64) -> Option<T> {
+        let last = self.transfer_log.last();
+        if last.is_some_and(|last| timestamp <= last.timestamp) {
+            return Some(T::ImportedEventTimestampMustNotRegress);
+        }
+        if self.account_timestamps.contains(&timestamp) {
+            return Some(T::ImportedEventTimestampMustNotRegress);
+        }
+        None
+    }
+
+    // -- expiry ----------------------------------------------------------------------------
+
+    /// Releases every pending transfer whose timeout has passed by `timestamp`.
+    ///
+    /// Costs nothing when none is due: the earliest expiry is at the top of a heap. Returns how
+    /// many expired.
+    pub fn expire_pending_transfers(&mut self, timestamp: u64) -> usize {
+        assert!(!self.undo.active);
+        let mut expired = 0;
+        while let Some(&Reverse((expires, pending_timestamp, pending_id))) = self.expiry.peek() {
+            if expires > timestamp {
+                break;
+            }
+            self.expiry.pop();
+            let Some(&p_index) = self.transfers.get(&pending_id) else {
+                continue; // Its chain was rolled back.
+            };
+            let p = self.transfer_log[p_index];
+            if p.timestamp != pending_timestamp {
+                continue; // Its chain was rolled back.
+            }
+            if self.pending_status[&pending_id] != PendingStatus::Pending {
+                continue; // Posted or voided before it expired.
+            }
+            let dr_index = self.accounts[&p.debit_account_id];
+            let cr_index = self.accounts[&p.credit_account_id];
+            let (dr, cr) = self.two_accounts_mut(dr_index, cr_index);
+            dr.debits_pending -= p.amount;
+            cr.credits_pending -= p.amount;
+            reopen_closed_by(&p, dr, cr);
+            self.pending_status.insert(pending_id, PendingStatus::Expired);
+            expired += 1;
+        }
+        expired
+    }
+
+    // -- lookups ---------------------------------------------------------------------------
+
+    /// The accounts with these ids, in the order asked; missing ids are left out.
+    pub fn lookup_accounts(&self, ids: &[u128]) -> Vec<Account> {
+        let found = ids.iter().filter_map(|id| self.accounts.get(id));
+        found.map(|&index| self.account_log[index]).collect()
+    }
+
+    /// The transfers with these ids, in the order asked; missing ids are left out.
+    pub fn lookup_transfers(&self, ids: &[u128]) -> Vec<Transfer> {
+        let found = ids.iter().filter_map(|id| self.transfers.get(id));
+        found.map(|&index| self.transfer_log[index]).collect()
+    }
+
+    // -- the batch loop: linked chains and imported batches ----------------------------------
+
+    /// Runs `create` over a batch whose last event takes `timestamp`.
+    ///
+    /// Linked events form a chain that succeeds or fails as a whole; the first event decides
+    /// whether the batch imports user timestamps. The statuses decided here precede every status
+    /// of `create`, in the order TigerBeetle checks them.
+    fn execute<E: Event>(
+        &mut self,
+        events: &[E],
+        timestamp: u64,
+        create: impl Fn(&mut Self, &E, u64) -> E::Status,
+    ) -> Vec<(E::Status, u64)> {
+        let count = events.len();
+        assert!(0 < count && count as u64 <= timestamp && timestamp <= TIMESTAMP_MAX);
+        let batch_imported = events[0].flags() & E::IMPORTED;
+        let mut results: Vec<(E::Status, u64)> = Vec::with_capacity(count);
+        let mut chain: Option<usize> = None;
+        let mut chain_broken = false;
+        for (index, event) in events.iter().enumerate() {
+            let imported = event.flags() & E::IMPORTED;
+            let linked = event.flags() & LINKED != 0;
+            let mut event_timestamp = if imported != 0 {
+                event.timestamp()
+            } else {
+                timestamp - count as u64 + index as u64 + 1
+            };
+            if linked && chain.is_none() {
+                chain = Some(index);
+                self.undo.begin();
+            }
+            let status = if linked && index == count - 1 {
+                E::Status::LINKED_EVENT_CHAIN_OPEN
+            } else if chain_broken {
+                E::Status::LINKED_EVENT_FAILED
+            } else if let Some(status) = batch_status(event, batch_imported, timestamp) {
+                status
+            } else {
+                create(self, event, event_timestamp)
+            };
+            if status == E::Status::EXISTS {
+                event_timestamp = E::existing_timestamp(self, event.id());
+            }
+            if status != E::Status::CREATED {
+                if let Some(start) = chain.filter(|_| !chain_broken) {
+                    chain_broken = true;
+                    self.rollback();
+                    for chained in &mut results[start..index] {
+                        chained.0 = E::Status::LINKED_EVENT_FAILED;
+                    }
+                }
+                if E::failed_transiently(status) {
+                    self.failed_ids.insert(event.id());
+                }
+            }
+            results.push((status, event_timestamp));
+            if chain.is_some() && (!linked || status == E::Status::LINKED_EVENT_CHAIN_OPEN) {
+                chain = None;
+                chain_broken = false;
+                self.undo.end();
+            }
+        }
+        assert!(chain.is_none() && !self.undo.active);
+        results
+    }
+
+    // -- effects and their undo ------------------------------------------------------------
+
+    fn insert_transfer(&mut self, t: &Transfer) {
+        self.transfers.insert(t.id, self.transfer_log.len());
+        self.transfer_log.push(*t);
+        self.transfer_timestamps.insert(t.timestamp);
+        if self.undo.active {
+            self.undo.transfers_created.push(t.id);
+        }
+    }
+
+    fn save_accounts(&mut self, dr_index: usize, cr_index: usize) {
+        if self.undo.active {
+            let saved_dr = SavedAccount::save(dr_index, &self.account_log[dr_index]);
+            let saved_cr = SavedAccount::save(cr_index, &self.account_log[cr_index]);
+            self.undo.accounts_saved.push(saved_dr);
+            self.undo.accounts_saved.push(saved_cr);
+        }
+    }
+
+    fn set_pending_status(&mut self, pending_id: u128, status: PendingStatus) {
+        let before = self.pending_status.insert(pending_id, status);
+        if self.undo.active {
+            self.undo.pending_saved.push((pending_id, before));
+        }
+    }
+
+    /// Undoes a broken chain, newest effect first. Expiry heap entries of rolled-back pending
+    /// transfers stay behind and are skipped when popped: their transfer is gone.
+    fn rollback(&mut self) {
+        let undo = &mut self.undo;
+        assert!(undo.active);
+        for saved in undo.accounts_saved.iter().rev() {
+            saved.restore(&mut self.account_log[saved.index]);
+        }
+        for &(pending_id, status) in undo.pending_saved.iter().rev() {
+            match status {
+                None => self.pending_status.remove(&pending_id),
+                Some(status) => self.pending_status.insert(pending_id, status),
+            };
+        }
+        for &transfer_id in undo.transfers_created.iter().rev() {
+            let index = self.transfers.remove(&transfer_id);
+            let popped = self.transfer_log.pop().expect("a created transfer is logged");
+            assert!(popped.id == transfer_id && index == Some(self.transfer_log.len()));
+            self.transfer_timestamps.remove(&popped.timestamp);
+        }
+        for &account_id in undo.accounts_created.iter().rev() {
+            let index = self.accounts.remove(&account_id);
+            let popped = self.account_log.pop().expect("a created account is logged");
+            assert!(popped.id == account_id && index == Some(self.account_log.len()));
+            self.account_timestamps.remove(&popped.timestamp);
+        }
+        undo.clear();
+    }
+
+    /// The debit and the credit account of one transfer, which are never the same account.
+    fn two_accounts_mut(&mut self, dr: usize, cr: usize) -> (&mut Account, &mut Account) {
+        assert_ne!(dr, cr);
+        if dr < cr {
+            let (left, right) = self.account_log.split_at_mut(cr);
+            (&mut left[dr], &mut right[0])
+        } else {
+            let (left, right) = self.account_log.split_at_mut(dr);
+            (&mut right[0], &mut left[cr])
+        }
+    }
+}
+
+/// The statuses of the batch loop that an event earns before its create runs: an event that
+/// breaks the batch's import mode, or whose user timestamp is out of bounds.
+fn batch_status<E: Event>(event: &E, batch_imported: u16, timestamp: u64) -> Option<E::Status> {
+    let imported = event.flags() & E::IMPORTED;
+    if imported != batch_imported {
+        return Some(if imported != 0 {
+            E::Status::IMPORTED_EVENT_NOT_EXPECTED
+        } else {
+            E::Status::IMPORTED_EVENT_EXPECTED
+        });
+    }
+    if imported != 0 && !(1..=TIMESTAMP_MAX).contains(&event.timestamp()) {
+        return Some(E::Status::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE);
+    }
+    if imported != 0 && event.timestamp() >= timestamp {
+        return Some(E::Status::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE);
+    }
+    if imported == 0 && event.timestamp() != 0 {
+        return Some(E::Status::TIMESTAMP_MUST_BE_ZERO);
+    }
+    None
+}
+
+fn create_account_exists(a: &Account, e: &Account) -> A {
+    guard!(a.flags != e.flags, A::ExistsWithDifferentFlags);
+    guard!(a.user_data_128 != e.user_data_128, A::ExistsWithDifferentUserData128);
+    guard!(a.user_data_64 != e.user_data_64, A::ExistsWithDifferentUserData64);
+    guard!(a.user_data_32 != e.user_data_32, A::ExistsWithDifferentUserData32);
+    guard!(a.ledger != e.ledger, A::ExistsWithDifferentLedger);
+    guard!(a.code != e.code, A::ExistsWithDifferentCode);
+    A::Exists
+}
+
+/// The amount a post or void moves: a void of 0, or a post of `AMOUNT_MAX`, means all.
+fn post_or_void_amount(t: &Transfer, p: &Transfer) -> u128 {
+    if t.flags & VOID != 0 {
+        if t.amount > 0 {
+            t.amount
+        } else {
+            p.amount
+        }
+    } else if t.amount == AMOUNT_MAX {
+        p.amount
+    } else {
+        t.amount
+    }
+}
+
+/// Compares a retried post or void with the one that exists; zero fields were inherited from
+/// the pending transfer, so they compare through it.
+fn post_or_void_pending_transfer_exists(t: &Transfer, e: &Transfer, p: &Transfer) -> T {
+    guard!(
+        t.debit_account_id != 0 && t.debit_account_id != e.debit_account_id,
+        T::ExistsWithDifferentDebitAccountId
+    );
+    guard!(
+        t.credit_account_id != 0 && t.credit_account_id != e.credit_account_id,
+        T::ExistsWithDifferentCreditAccountId
+    );
+    guard!(post_or_void_amount(t, p) != e.amount, T::ExistsWithDifferentAmount);
+    guard!(
+        or_inherited(t.user_data_128, p.user_data_128) != e.user_data_128,
+        T::ExistsWithDifferentUserData128
+    );
+    guard!(
+        or_inherited(t.user_data_64, p.user_data_64) != e.user_data_64,
+        T::ExistsWithDifferentUserData64
+    );
+    guard!(
+        or_inherited(t.user_data_32, p.user_data_32) != e.user_data_32,
+        T::ExistsWithDifferentUserData32
+    );
+    guard!(t.ledger != 0 && t.ledger != e.ledger, T::ExistsWithDifferentLedger);
+    guard!(t.code != 0 && t.code != e.code, T::ExistsWithDifferentCode);
+    T::Exists
+}
+
+/// A closing transfer that is voided or expires reopens the accounts it closed.
+fn reopen_closed_by(p: &Transfer, dr: &mut Account, cr: &mut Account) {
+    if p.flags & CLOSING_DEBIT != 0 {
+        dr.flags &= !CLOSED;
+    }
+    if p.flags & CLOSING_CREDIT != 0 {
+        cr.flags &= !CLOSED;
+    }
+}
+
+/// A balancing transfer moves at most what its account's limit allows:
+/// `min(amount, max(0, credits_posted - debits_posted - debits_pending))` for a balancing
+/// debit, and the mirror for a balancing credit. Saturating subtraction is that `max(0, ...)`.
+fn balancing_amount(t: &Transfer, dr: &Account, cr: &Account) -> u128 {
+    let mut amount = t.amount;
+    if t.flags & BALANCING_DEBIT != 0 {
+        let room = dr.credits_posted.saturating_sub(dr.debits_posted);
+        amount = amount.min(room.saturating_sub(dr.debits_pending));
+    }
+    if t.flags & BALANCING_CREDIT != 0 {
+        let room = cr.debits_posted.saturating_sub(cr.credits_posted);
+        amount = amount.min(room.saturating_sub(cr.credits_pending));
+    }
+    amount
+}
+
+/// Whether the sum of `values` exceeds `U128_MAX`, computed without overflowing.
+fn sum_overflows(values: &[u128]) -> bool {
+    let sum = values.iter().try_fold(0u128, |sum, &value| sum.checked_add(value));
+    sum.is_none()
+}
+
+/// Whether `timestamp + timeout_s * NS_PER_S` exceeds `TIMESTAMP_MAX`; u128 holds it exactly.
+fn timeout_overflows(timestamp: u64, timeout_s: u32) -> bool {
+    let expires_at = u128::from(timestamp) + u128::from(timeout_s) * u128::from(NS_PER_S);
+    expires_at > u128::from(TIMESTAMP_MAX)
+}
+
+/// `debits_pending + debits_posted + amount > credits_posted` for an account that limits its
+/// debits; a sum past `U128_MAX` exceeds any balance.
+fn debits_exceed_credits(dr: &Account, amount: u128) -> bool {
+    dr.flags & DEBITS_MUST_NOT_EXCEED_CREDITS != 0
+        && dr
+            .debits_pending
+            .checked_add(dr.debits_posted)
+            .and_then(|debits| debits.checked_add(amount))
+            .is_none_or(|debits| debits > dr.credits_posted)
+}
+
+/// `credits_pending + credits_posted + amount > debits_posted` for an account that limits its
+/// credits.
+fn credits_exceed_debits(cr: &Account, amount: u128) -> bool {
+    cr.flags & CREDITS_MUST_NOT_EXCEED_DEBITS != 0
+        && cr
+            .credits_pending
+            .checked_add(cr.credits_posted)
+            .and_then(|credits| credits.checked_add(amount))
+            .is_none_or(|credits| credits > cr.debits_posted)
+}
+
+/// A post or void inherits each user data field it leaves at zero from the pending transfer.
+fn or_inherited<N: Copy + PartialEq + Default>(value: N, inherited: N) -> N {
+    if value == N::default() {
+        inherited
+    } else {
+        value
+    }
+}
+
+/// The invariant that makes posting safe: pending plus posted never overflows, on either side.
+fn balances_fit(a: &Account) -> bool {
+    !sum_overflows(&[a.debits_pending, a.debits_posted])
+        && !sum_overflows(&[a.credits_pending, a.credits_posted])
+}

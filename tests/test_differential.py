@@ -14,13 +14,15 @@ from collections import defaultdict
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from fastledger import (
     AMOUNT_MAX,
     Account,
+    AccountFilter,
     AccountFlags,
     Ledger,
+    QueryFilter,
     Transfer,
     TransferFlags,
 )
@@ -29,83 +31,147 @@ from .conftest import FakeClock, require_engine
 
 U128_MAX = 2**128 - 1
 ACCOUNT_IDS = [*range(1, 13), 0, U128_MAX]
-TRANSFER_IDS = [*range(1, 41), 0, U128_MAX]
+TRANSFER_IDS = [*range(1, 301), 0, U128_MAX]
 RESERVED_FLAG = 1 << 15
 
+# Mostly small amounts, so that limits and balances interact; sometimes amounts at the edge
+# of u128, so that every overflow status is reached.
 amounts = st.one_of(
-    st.integers(0, 1000),
+    st.integers(0, 100),
+    st.integers(0, 100),
+    st.integers(0, 100),
     st.sampled_from([0, 1, AMOUNT_MAX, AMOUNT_MAX - 1, 2**127, 2**64]),
-    st.integers(0, U128_MAX),
 )
 
 
-def flag_subset(flags: type[AccountFlags] | type[TransferFlags]) -> st.SearchStrategy[int]:
-    members = [int(f) for f in flags if f.value]
-    return st.lists(st.sampled_from(members), max_size=3).map(lambda fs: sum(set(fs)))
+def rarely(strategy: st.SearchStrategy[int], odds: int = 10) -> st.SearchStrategy[int]:
+    """`strategy` once in `odds` draws, else 0."""
+    return st.integers(1, odds).flatmap(lambda n: strategy if n == 1 else st.just(0))
 
 
 @st.composite
-def accounts(draw: st.DrawFn, now: int) -> Account:
-    imported = draw(st.integers(0, 9)) == 0
-    flags = draw(flag_subset(AccountFlags)) & ~int(AccountFlags.IMPORTED)
-    if imported:
+def accounts(draw: st.DrawFn, imported_at: int | None) -> Account:
+    flags = draw(
+        st.sampled_from(
+            [
+                *([0] * 3),
+                AccountFlags.HISTORY,
+                AccountFlags.LINKED,
+                AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+                AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
+                AccountFlags.CLOSED,
+            ]
+        )
+    )
+    flags |= draw(rarely(st.sampled_from([*AccountFlags, RESERVED_FLAG]), 15))
+    flags &= ~int(AccountFlags.IMPORTED)
+    if imported_at is not None:
         flags |= AccountFlags.IMPORTED
-    if draw(st.integers(0, 30)) == 0:
-        flags |= RESERVED_FLAG
     return Account(
         id=draw(st.sampled_from(ACCOUNT_IDS)),
-        debits_posted=draw(st.sampled_from([0] * 20 + [1])),
+        debits_posted=draw(rarely(st.just(1), 30)),
         user_data_128=draw(st.integers(0, 2)),
         user_data_64=draw(st.integers(0, 2)),
         user_data_32=draw(st.integers(0, 2)),
-        reserved=draw(st.sampled_from([0] * 30 + [1])),
-        ledger=draw(st.sampled_from([1, 1, 1, 2, 0])),
-        code=draw(st.sampled_from([1, 1, 1, 2, 0])),
-        flags=flags,
-        timestamp=draw(st.integers(now - 2000, now + 5)) if imported else 0,
+        reserved=draw(rarely(st.just(1), 30)),
+        ledger=draw(st.sampled_from([1, 1, 1, 1, 2, 0])),
+        code=draw(st.sampled_from([1, 1, 1, 1, 2, 0])),
+        flags=int(flags),
+        timestamp=draw(st.integers(imported_at - 50, imported_at + 2)) if imported_at else 0,
     )
 
 
 @st.composite
-def transfers(draw: st.DrawFn, now: int) -> Transfer:
-    imported = draw(st.integers(0, 9)) == 0
-    kind = draw(st.sampled_from(["single", "single", "pending", "post", "void", "any"]))
+def transfers(draw: st.DrawFn, imported_at: int | None, pending: list[int]) -> Transfer:
+    kind = draw(st.sampled_from(["single"] * 6 + ["pending"] * 3 + ["post"] * 2 + ["void", "any"]))
     flags = {
         "single": 0,
         "pending": TransferFlags.PENDING,
         "post": TransferFlags.POST_PENDING_TRANSFER,
         "void": TransferFlags.VOID_PENDING_TRANSFER,
-        "any": draw(flag_subset(TransferFlags)),
-    }[kind] | draw(
-        st.sampled_from(
-            [0] * 6
-            + [
-                TransferFlags.LINKED,
-                TransferFlags.BALANCING_DEBIT,
-                TransferFlags.BALANCING_CREDIT,
-                TransferFlags.CLOSING_DEBIT | TransferFlags.PENDING,
-                RESERVED_FLAG,
-            ]
+        "any": draw(st.integers(0, 2**9 - 1)),
+    }[kind]
+    flags |= draw(
+        rarely(
+            st.sampled_from(
+                [
+                    TransferFlags.LINKED,
+                    TransferFlags.LINKED,
+                    TransferFlags.BALANCING_DEBIT,
+                    TransferFlags.BALANCING_CREDIT,
+                    TransferFlags.CLOSING_DEBIT | TransferFlags.PENDING,
+                    TransferFlags.CLOSING_CREDIT | TransferFlags.PENDING,
+                    RESERVED_FLAG,
+                ]
+            ),
+            3,
         )
     )
     flags &= ~int(TransferFlags.IMPORTED)
-    if imported:
+    if imported_at is not None:
         flags |= TransferFlags.IMPORTED
     resolving = kind in ("post", "void")
+    accounts_ = [*range(1, 9), *range(1, 7), 9, 0, U128_MAX] if not resolving else [0, 0, 0, 1, 2]
     return Transfer(
         id=draw(st.sampled_from(TRANSFER_IDS)),
-        debit_account_id=draw(st.sampled_from([0, *ACCOUNT_IDS] if resolving else ACCOUNT_IDS)),
-        credit_account_id=draw(st.sampled_from([0, *ACCOUNT_IDS] if resolving else ACCOUNT_IDS)),
+        debit_account_id=draw(st.sampled_from(accounts_)),
+        credit_account_id=draw(st.sampled_from(accounts_)),
         amount=draw(amounts),
-        pending_id=draw(st.sampled_from(TRANSFER_IDS)) if resolving else 0,
+        pending_id=(
+            draw(
+                st.sampled_from(pending)
+                if pending and draw(st.booleans())
+                else st.sampled_from(TRANSFER_IDS)
+            )
+            if resolving
+            else draw(rarely(st.just(1), 30))
+        ),
         user_data_128=draw(st.integers(0, 2)),
         user_data_64=draw(st.integers(0, 2)),
         user_data_32=draw(st.integers(0, 2)),
-        timeout=draw(st.sampled_from([0, 0, 1, 2, 2**32 - 1])) if kind == "pending" else 0,
-        ledger=draw(st.sampled_from([1, 1, 1, 2, 0])),
-        code=draw(st.sampled_from([1, 1, 1, 0])),
+        timeout=(
+            draw(st.sampled_from([0, 0, 1, 2, 2**32 - 1]))
+            if kind == "pending"
+            else draw(rarely(st.just(1), 30))
+        ),
+        ledger=draw(st.sampled_from([1, 1, 1, 1, 2, 0])),
+        code=draw(st.sampled_from([1, 1, 1, 1, 0])),
         flags=int(flags),
-        timestamp=draw(st.integers(now - 2000, now + 5)) if imported else 0,
+        timestamp=(
+            draw(st.integers(imported_at - 50, imported_at + 2))
+            if imported_at
+            else draw(rarely(st.just(1), 50))
+        ),
+    )
+
+
+@st.composite
+def account_filters(draw: st.DrawFn, now: int) -> AccountFilter:
+    return AccountFilter(
+        account_id=draw(st.sampled_from(ACCOUNT_IDS)),
+        user_data_128=draw(st.sampled_from([0, 0, 1, 2])),
+        user_data_64=draw(st.sampled_from([0, 0, 1])),
+        user_data_32=draw(st.sampled_from([0, 0, 1])),
+        code=draw(st.sampled_from([0, 0, 1, 2])),
+        timestamp_min=draw(st.sampled_from([0, 0, now - 10**9, now, 2**64 - 1])),
+        timestamp_max=draw(st.sampled_from([0, 0, now, now + 10**10, now - 10**10])),
+        limit=draw(st.sampled_from([0, 1, 3, 100])),
+        flags=draw(st.integers(0, 15)),
+    )
+
+
+@st.composite
+def query_filters(draw: st.DrawFn, now: int) -> QueryFilter:
+    return QueryFilter(
+        user_data_128=draw(st.sampled_from([0, 0, 1, 2])),
+        user_data_64=draw(st.sampled_from([0, 0, 1])),
+        user_data_32=draw(st.sampled_from([0, 0, 1])),
+        ledger=draw(st.sampled_from([0, 0, 1, 2])),
+        code=draw(st.sampled_from([0, 0, 1, 2])),
+        timestamp_min=draw(st.sampled_from([0, 0, now - 10**9, now])),
+        timestamp_max=draw(st.sampled_from([0, 0, now, now + 10**10, now - 10**10])),
+        limit=draw(st.sampled_from([0, 1, 3, 100])),
+        flags=draw(st.integers(0, 3)),
     )
 
 
@@ -115,16 +181,53 @@ class TwoEngines(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.python = Ledger(engine="python", clock=self.clock)
         self.rust = Ledger(engine="rust", clock=self.clock)
+        self.pending: list[int] = []
+        self.last_transfers: list[Transfer] = []
+
+    @initialize()
+    def open_accounts(self) -> None:
+        """Accounts 1-6 on ledger 1 and 7-8 on ledger 2, two of them with balance limits, so
+        that most random transfers have somewhere to go."""
+        flags = [0, 0, AccountFlags.HISTORY, 0, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS]
+        flags += [AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS, 0, AccountFlags.HISTORY]
+        batch = [
+            Account(id=i, ledger=1 if i <= 6 else 2, code=1, flags=flags[i - 1])
+            for i in range(1, 9)
+        ]
+        assert self.python.create_accounts(batch) == self.rust.create_accounts(batch)
+
+    def imported_at(self, data: st.DataObject) -> int | None:
+        """One batch in eight imports user timestamps, most of them in the recent past."""
+        if data.draw(st.integers(1, 8)) > 1:
+            return None
+        return max(self.clock.now_ns, self.python._timestamp) - data.draw(st.integers(0, 40))
 
     @rule(data=st.data(), count=st.integers(1, 8))
     def create_accounts(self, data: st.DataObject, count: int) -> None:
-        batch = data.draw(st.lists(accounts(self.clock.now_ns), min_size=count, max_size=count))
+        imported_at = self.imported_at(data)
+        batch = data.draw(st.lists(accounts(imported_at), min_size=count, max_size=count))
         assert self.python.create_accounts(batch) == self.rust.create_accounts(batch)
 
     @rule(data=st.data(), count=st.integers(1, 8))
     def create_transfers(self, data: st.DataObject, count: int) -> None:
-        batch = data.draw(st.lists(transfers(self.clock.now_ns), min_size=count, max_size=count))
-        assert self.python.create_transfers(batch) == self.rust.create_transfers(batch)
+        imported_at = self.imported_at(data)
+        strategy = transfers(imported_at, self.pending)
+        batch = data.draw(st.lists(strategy, min_size=count, max_size=count))
+        results = self.python.create_transfers(batch)
+        assert results == self.rust.create_transfers(batch)
+        self.last_transfers = batch
+        self.pending.extend(
+            t.id
+            for t, r in zip(batch, results, strict=True)
+            if r.status.name == "CREATED" and t.flags & TransferFlags.PENDING
+        )
+
+    @rule()
+    def retry_last_transfers(self) -> None:
+        """Idempotency: the same batch again answers EXISTS (or why not) the same way."""
+        if self.last_transfers:
+            batch = self.last_transfers
+            assert self.python.create_transfers(batch) == self.rust.create_transfers(batch)
 
     @rule(seconds=st.sampled_from([0, 1, 2, 3]), ns=st.integers(0, 1000))
     def advance_clock(self, seconds: int, ns: int) -> None:
@@ -133,6 +236,46 @@ class TwoEngines(RuleBasedStateMachine):
     @rule(back_ns=st.integers(1, 10**10))
     def clock_goes_backwards(self, back_ns: int) -> None:
         self.clock.now_ns -= back_ns
+
+    @rule(data=st.data())
+    def account_queries_agree(self, data: st.DataObject) -> None:
+        f = data.draw(account_filters(self.clock.now_ns))
+        assert self.python.get_account_transfers(f) == self.rust.get_account_transfers(f)
+        assert self.python.get_account_balances(f) == self.rust.get_account_balances(f)
+
+    @rule(data=st.data())
+    def queries_agree(self, data: st.DataObject) -> None:
+        f = data.draw(query_filters(self.clock.now_ns))
+        assert self.python.query_accounts(f) == self.rust.query_accounts(f)
+        assert self.python.query_transfers(f) == self.rust.query_transfers(f)
+
+    @rule(back_ns=st.integers(0, 5 * 10**9), ids=st.none() | st.lists(st.sampled_from(ACCOUNT_IDS)))
+    def balances_at_agree(self, back_ns: int, ids: list[int] | None) -> None:
+        at = max(0, self.clock.now_ns - back_ns)
+        chosen = dict(self.python.balances_at(at, ids))
+        assert chosen == dict(self.rust.balances_at(at, ids))
+        every = dict(self.python.balances_at(at))
+        assert chosen == {i: every[i] for i in (every if ids is None else ids) if i in every}
+        assert every == replayed_balances(self.python, at)
+        for ledger_id in (1, 2):
+            trial = self.python.trial_balance(ledger_id, at)
+            assert trial.balanced
+            assert trial == self.rust.trial_balance(ledger_id, at)
+
+    @invariant()
+    def balances_now_are_the_current_balances(self) -> None:
+        for ledger in (self.python, self.rust):
+            accounts_ = ledger.lookup_accounts(ACCOUNT_IDS)
+            latest = max(self.clock.now_ns, ledger._timestamp, ledger._expired_through)
+            now = ledger.balances_at(latest)
+            for a in accounts_:
+                b = now[a.id]
+                assert (b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted) == (
+                    a.debits_pending,
+                    a.debits_posted,
+                    a.credits_pending,
+                    a.credits_posted,
+                )
 
     @invariant()
     def lookups_agree(self) -> None:
@@ -165,6 +308,46 @@ class TwoEngines(RuleBasedStateMachine):
         for a in accounts_:
             assert a.debits_pending == debits_pending[a.id], f"account {a.id} debits pending"
             assert a.credits_pending == credits_pending[a.id], f"account {a.id} credits pending"
+
+
+def replayed_balances(ledger: Ledger, at: int) -> dict[int, object]:
+    """The balances at `at` of a fresh ledger that replayed, each at its original timestamp,
+    the accounts and transfers the ledger holds up to `at`: an independent check of
+    `balances_at`, through the create path."""
+    accounts_ = [a for a in ledger.lookup_accounts(ACCOUNT_IDS) if a.timestamp <= at]
+    transfers_ = [t for t in ledger.lookup_transfers(TRANSFER_IDS) if t.timestamp <= at]
+    events: list[Account | Transfer] = sorted([*accounts_, *transfers_], key=lambda e: e.timestamp)
+    clock = FakeClock(0)
+    fresh = Ledger(engine="python", clock=clock)
+    for event in events:
+        clock.now_ns = event.timestamp
+        if isinstance(event, Account):
+            flags = event.flags & ~(
+                AccountFlags.LINKED | AccountFlags.IMPORTED | AccountFlags.CLOSED
+            )
+            replayed = Account(id=event.id, ledger=event.ledger, code=event.code, flags=flags)
+            results: list[object] = list(fresh.create_accounts([replayed]))
+        else:
+            flags = event.flags & ~(
+                TransferFlags.LINKED
+                | TransferFlags.IMPORTED
+                | TransferFlags.BALANCING_DEBIT
+                | TransferFlags.BALANCING_CREDIT
+            )
+            replayed_transfer = Transfer(
+                id=event.id,
+                debit_account_id=event.debit_account_id,
+                credit_account_id=event.credit_account_id,
+                amount=event.amount,
+                pending_id=event.pending_id,
+                timeout=event.timeout,
+                ledger=event.ledger,
+                code=event.code,
+                flags=flags,
+            )
+            results = list(fresh.create_transfers([replayed_transfer]))
+        assert [(r.status.name, r.timestamp) for r in results] == [("CREATED", event.timestamp)]
+    return dict(fresh.balances_at(at))
 
 
 @pytest.mark.slow

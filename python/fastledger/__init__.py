@@ -7,6 +7,7 @@ ledger.create_accounts([fastledger.Account(id=1, ledger=1, code=1)])
 
 from __future__ import annotations
 
+from ._balances import Balances, TrialBalance
 from ._id import id
 from ._ledger import ENGINES, Ledger, rust_engine_available
 from ._types import (
@@ -47,6 +48,7 @@ __all__ = [
     "AccountFilter",
     "AccountFilterFlags",
     "AccountFlags",
+    "Balances",
     "BatchTooLargeError",
     "CreateAccountResult",
     "CreateAccountStatus",
@@ -63,6 +65,7 @@ __all__ = [
     "RecordTypeError",
     "Transfer",
     "TransferFlags",
+    "TrialBalance",
     "id",
     "rust_engine_available",
 ]

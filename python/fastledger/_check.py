@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import BatchTooLargeError, InvalidRecordError, RecordTypeError
+from .errors import (
+    BatchTooLargeError,
+    InvalidArgumentError,
+    InvalidRecordError,
+    RecordTypeError,
+)
 
 
 def check_batch(events: object, kind: str, limit: int) -> Sequence[Any]:
@@ -79,3 +84,26 @@ def field_message(kind: str, index: int, name: str | None, value: int, bits: int
 def _is_int(value: object) -> bool:
     # Int subclasses such as `IntFlag` are welcome; `bool` is an int only by accident.
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_filter(
+    f: object, filter_type: type, fields: tuple[tuple[str, int], ...], limit_max: int
+) -> None:
+    """Checks a query filter's type and field widths; a limit over the batch maximum is an
+    error here (TigerBeetle would silently clamp it)."""
+    name = filter_type.__name__
+    if type(f) is not filter_type:
+        raise RecordTypeError(f"the filter must be a {name}, not {type(f).__name__}")
+    for field, bits in fields:
+        value = getattr(f, field)
+        if type(value) is not int and not _is_int(value):
+            raise RecordTypeError(f"{name}.{field} must be an int, not {type(value).__name__}")
+        if value < 0 or value >> bits:
+            raise InvalidRecordError(
+                f"{name}.{field} does not fit in {bits} unsigned bits: {value}"
+            )
+    if f.limit > limit_max:
+        raise InvalidArgumentError(
+            f"{name}.limit is {f.limit}, over the most one query returns "
+            f"({limit_max}): page with timestamp_min/timestamp_max instead"
+        )

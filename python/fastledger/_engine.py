@@ -11,21 +11,29 @@ width, and hands over the batch timestamp. The engine never reads a clock.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._balances import pack_u128
 from ._types import (
     ACCOUNT_FLAGS_KNOWN,
     AMOUNT_MAX,
     TIMESTAMP_MAX,
     TRANSFER_FLAGS_KNOWN,
+    U64_MAX,
     U128_MAX,
     Account,
+    AccountBalance,
+    AccountFilter,
+    AccountFilterFlags,
     AccountFlags,
     CreateAccountStatus,
     CreateTransferStatus,
+    QueryFilter,
+    QueryFilterFlags,
     Transfer,
     TransferFlags,
 )
@@ -51,6 +59,7 @@ assert AccountFlags.IMPORTED.value == 1 << 4
 _DEBITS_MUST_NOT_EXCEED_CREDITS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS.value
 _CREDITS_MUST_NOT_EXCEED_DEBITS = AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS.value
 _ACCOUNT_IMPORTED = AccountFlags.IMPORTED.value
+_HISTORY = AccountFlags.HISTORY.value
 _CLOSED = AccountFlags.CLOSED.value
 
 # Statuses that depend on the ledger's state at the time, not on the event alone. A transfer
@@ -85,9 +94,11 @@ class _AccountState:
         "debits_pending",
         "debits_posted",
         "flags",
+        "history",
         "id",
         "ledger",
         "timestamp",
+        "transfers",
         "user_data_32",
         "user_data_64",
         "user_data_128",
@@ -106,6 +117,19 @@ class _AccountState:
         self.code = a.code
         self.flags = int(a.flags)
         self.timestamp = timestamp
+        # Every transfer that debits or credits this account, in timestamp order.
+        self.transfers: list[Transfer] = []
+        # With `HISTORY`: the balances after each of those transfers, beside it.
+        self.history: list[AccountBalance] | None = [] if a.flags & _HISTORY else None
+
+    def balance(self, timestamp: int) -> AccountBalance:
+        return AccountBalance(
+            debits_pending=self.debits_pending,
+            debits_posted=self.debits_posted,
+            credits_pending=self.credits_pending,
+            credits_posted=self.credits_posted,
+            timestamp=timestamp,
+        )
 
     def record(self) -> Account:
         return Account(
@@ -348,7 +372,6 @@ class PythonEngine:
             timestamp=timestamp,
         )
         self._save_accounts(dr, cr)
-        self._insert_transfer(stored)
         if flags & _PENDING:
             dr.debits_pending += amount
             cr.credits_pending += amount
@@ -362,6 +385,7 @@ class PythonEngine:
             dr.flags |= _CLOSED
         if flags & _CLOSING_CREDIT:
             cr.flags |= _CLOSED
+        self._insert_transfer(stored, dr, cr)
         return T.CREATED
 
     def _post_or_void_pending_transfer(self, t: Transfer, timestamp: int) -> int:
@@ -437,7 +461,6 @@ class PythonEngine:
             timestamp=timestamp,
         )
         self._save_accounts(dr, cr)
-        self._insert_transfer(stored)
         self._set_pending_status(p.id, POSTED if flags & _POST else VOIDED)
         dr.debits_pending -= p.amount
         cr.credits_pending -= p.amount
@@ -447,6 +470,7 @@ class PythonEngine:
             cr.credits_posted += amount
         else:
             _reopen_closed_by(p, dr, cr)
+        self._insert_transfer(stored, dr, cr)
         return T.CREATED
 
     def _create_transfer_exists(self, t: Transfer, e: Transfer) -> int:
@@ -524,6 +548,103 @@ class PythonEngine:
         transfers = self._transfers
         return [transfers[i] for i in ids if i in transfers]
 
+    # -- queries ---------------------------------------------------------------------------
+
+    def get_account_transfers(self, f: AccountFilter) -> list[Transfer]:
+        """The account's transfers that match the filter, by timestamp (REVERSED: newest
+        first), at most `limit`. An invalid filter matches nothing, as in TigerBeetle."""
+        account = self._accounts.get(f.account_id)
+        if account is None or not _account_filter_valid(f):
+            return []
+        picks = _select(account.transfers, f, _transfer_matches_account_filter(f))
+        return [account.transfers[i] for i in picks]
+
+    def get_account_balances(self, f: AccountFilter) -> list[AccountBalance]:
+        """The balances after each matching transfer of an account flagged `HISTORY`."""
+        account = self._accounts.get(f.account_id)
+        if account is None or account.history is None or not _account_filter_valid(f):
+            return []
+        picks = _select(account.transfers, f, _transfer_matches_account_filter(f))
+        history = account.history
+        return [history[i] for i in picks]
+
+    def query_accounts(self, f: QueryFilter) -> list[Account]:
+        if not _query_filter_valid(f):
+            return []
+        picks = _select(self._account_log, f, _matches_query_filter(f))
+        return [self._account_log[i].record() for i in picks]
+
+    def query_transfers(self, f: QueryFilter) -> list[Transfer]:
+        if not _query_filter_valid(f):
+            return []
+        picks = _select(self._transfer_log, f, _matches_query_filter(f))
+        return [self._transfer_log[i] for i in picks]
+
+    def balances_at(
+        self, timestamp: int, account_ids: Sequence[int] | None, ledger: int
+    ) -> tuple[tuple[bytes, bytes, bytes, bytes, bytes], tuple[int, int, int, int]]:
+        """Every account's balances as of `timestamp`, events at that timestamp included.
+
+        Replays the transfer log up to `timestamp`: a pending transfer counts while it is
+        neither resolved by then nor expired (its expiry time is at or before `timestamp`).
+        Returns packed u128 columns (account ids in creation order, or as asked, then debits
+        pending, debits posted, credits pending, credits posted) and the four column sums.
+        `ledger` > 0 keeps only the accounts of that ledger.
+        """
+        existing = bisect.bisect_right(self._account_log, timestamp, key=_timestamp_of)
+        if account_ids is None:
+            chosen = self._account_log[:existing]
+        else:
+            chosen = [
+                a
+                for a in map(self._accounts.get, account_ids)
+                if a is not None and a.timestamp <= timestamp
+            ]
+        if ledger:
+            chosen = [a for a in chosen if a.ledger == ledger]
+        position = {a.id: i for i, a in enumerate(chosen)}
+        columns: tuple[list[int], list[int], list[int], list[int]] = (
+            [0] * len(chosen),
+            [0] * len(chosen),
+            [0] * len(chosen),
+            [0] * len(chosen),
+        )
+        debits_pending, debits_posted, credits_pending, credits_posted = columns
+        end = bisect.bisect_right(self._transfer_log, timestamp, key=_timestamp_of)
+        log = self._transfer_log
+        resolved = {t.pending_id for t in log[:end] if t.flags & (_POST | _VOID)}
+        for t in log[:end]:
+            if t.flags & _VOID:
+                continue
+            dr = position.get(t.debit_account_id)
+            cr = position.get(t.credit_account_id)
+            if t.flags & _PENDING:
+                if t.id in resolved or (t.timeout and _expires_at(t) <= timestamp):
+                    continue
+                if dr is not None:
+                    debits_pending[dr] += t.amount
+                if cr is not None:
+                    credits_pending[cr] += t.amount
+            else:
+                if dr is not None:
+                    debits_posted[dr] += t.amount
+                if cr is not None:
+                    credits_posted[cr] += t.amount
+        packed = (
+            pack_u128([a.id for a in chosen]),
+            pack_u128(debits_pending),
+            pack_u128(debits_posted),
+            pack_u128(credits_pending),
+            pack_u128(credits_posted),
+        )
+        totals = (
+            sum(debits_pending),
+            sum(debits_posted),
+            sum(credits_pending),
+            sum(credits_posted),
+        )
+        return packed, totals
+
     # -- the batch loop: linked chains and imported batches ----------------------------------
 
     def _execute(
@@ -599,10 +720,14 @@ class PythonEngine:
 
     # -- effects and their undo ------------------------------------------------------------
 
-    def _insert_transfer(self, t: Transfer) -> None:
+    def _insert_transfer(self, t: Transfer, dr: _AccountState, cr: _AccountState) -> None:
         self._transfers[t.id] = t
         self._transfer_log.append(t)
         self._transfer_timestamps.add(t.timestamp)
+        for account in (dr, cr):
+            account.transfers.append(t)
+            if account.history is not None:
+                account.history.append(account.balance(t.timestamp))
         if self._undo is not None:
             self._undo.transfers_created.append(t.id)
 
@@ -633,6 +758,12 @@ class PythonEngine:
             popped = self._transfer_log.pop()
             assert popped is t
             self._transfer_timestamps.discard(t.timestamp)
+            for account_id in (t.debit_account_id, t.credit_account_id):
+                account = self._accounts[account_id]
+                assert account.transfers[-1] is t
+                account.transfers.pop()
+                if account.history is not None:
+                    account.history.pop()
         for account_id in reversed(undo.accounts_created):
             account = self._accounts.pop(account_id)
             popped_account = self._account_log.pop()
@@ -692,3 +823,93 @@ def _reopen_closed_by(p: Transfer, dr: _AccountState, cr: _AccountState) -> None
         dr.flags &= ~_CLOSED
     if p.flags & _CLOSING_CREDIT:
         cr.flags &= ~_CLOSED
+
+
+def _timestamp_of(record: Transfer | _AccountState) -> int:
+    return record.timestamp
+
+
+def _timestamps_valid(timestamp_min: int, timestamp_max: int) -> bool:
+    if timestamp_min == U64_MAX or timestamp_max == U64_MAX:
+        return False
+    return timestamp_max == 0 or timestamp_min <= timestamp_max
+
+
+def _account_filter_valid(f: AccountFilter) -> bool:
+    """TigerBeetle's rules: a usable account id, ordered bounds, a limit, and at least one of
+    DEBITS and CREDITS with no unknown flag."""
+    return (
+        f.account_id not in (0, U128_MAX)
+        and _timestamps_valid(f.timestamp_min, f.timestamp_max)
+        and f.limit > 0
+        and bool(f.flags & (AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS))
+        and not f.flags & ~_ACCOUNT_FILTER_FLAGS_KNOWN
+    )
+
+
+def _query_filter_valid(f: QueryFilter) -> bool:
+    return (
+        _timestamps_valid(f.timestamp_min, f.timestamp_max)
+        and f.limit > 0
+        and not f.flags & ~_QUERY_FILTER_FLAGS_KNOWN
+    )
+
+
+_ACCOUNT_FILTER_FLAGS_KNOWN = sum(AccountFilterFlags)
+_QUERY_FILTER_FLAGS_KNOWN = sum(QueryFilterFlags)
+
+
+def _transfer_matches_account_filter(f: AccountFilter) -> Callable[[Transfer], bool]:
+    debits = bool(f.flags & AccountFilterFlags.DEBITS)
+    credits = bool(f.flags & AccountFilterFlags.CREDITS)
+
+    def matches(t: Transfer) -> bool:
+        return (
+            (
+                (debits and t.debit_account_id == f.account_id)
+                or (credits and t.credit_account_id == f.account_id)
+            )
+            and (f.user_data_128 == 0 or t.user_data_128 == f.user_data_128)
+            and (f.user_data_64 == 0 or t.user_data_64 == f.user_data_64)
+            and (f.user_data_32 == 0 or t.user_data_32 == f.user_data_32)
+            and (f.code == 0 or t.code == f.code)
+        )
+
+    return matches
+
+
+def _matches_query_filter(f: QueryFilter) -> Callable[[Any], bool]:
+    def matches(record: Transfer | _AccountState) -> bool:
+        return (
+            (f.user_data_128 == 0 or record.user_data_128 == f.user_data_128)
+            and (f.user_data_64 == 0 or record.user_data_64 == f.user_data_64)
+            and (f.user_data_32 == 0 or record.user_data_32 == f.user_data_32)
+            and (f.ledger == 0 or record.ledger == f.ledger)
+            and (f.code == 0 or record.code == f.code)
+        )
+
+    return matches
+
+
+def _select(
+    records: Sequence[Any], f: AccountFilter | QueryFilter, matches: Callable[[Any], bool]
+) -> list[int]:
+    """The positions of the records (sorted by timestamp) within the filter's timestamp
+    bounds that match, in the filter's order, at most `limit` of them."""
+    low = bisect.bisect_left(records, f.timestamp_min, key=_timestamp_of)
+    high = (
+        bisect.bisect_right(records, f.timestamp_max, key=_timestamp_of)
+        if f.timestamp_max
+        else len(records)
+    )
+    reversed_ = f.flags & (
+        AccountFilterFlags.REVERSED if isinstance(f, AccountFilter) else QueryFilterFlags.REVERSED
+    )
+    positions = range(high - 1, low - 1, -1) if reversed_ else range(low, high)
+    picks: list[int] = []
+    for i in positions:
+        if matches(records[i]):
+            picks.append(i)
+            if len(picks) == f.limit:
+                break
+    return picks

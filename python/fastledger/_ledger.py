@@ -14,17 +14,23 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from . import _check
+from ._balances import Balances, TrialBalance
 from ._engine import PythonEngine
 from ._types import (
     ACCOUNT_FIELD_BITS,
+    ACCOUNT_FILTER_FIELD_BITS,
     BATCH_MAX,
+    QUERY_FILTER_FIELD_BITS,
     TIMESTAMP_MAX,
     TRANSFER_FIELD_BITS,
     Account,
+    AccountBalance,
+    AccountFilter,
     CreateAccountResult,
     CreateAccountStatus,
     CreateTransferResult,
     CreateTransferStatus,
+    QueryFilter,
     Transfer,
 )
 from .errors import EngineUnavailableError, InvalidArgumentError, RecordTypeError
@@ -55,6 +61,18 @@ class Engine(Protocol):
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]: ...
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]: ...
+
+    def get_account_transfers(self, f: AccountFilter) -> list[Transfer]: ...
+
+    def get_account_balances(self, f: AccountFilter) -> list[AccountBalance]: ...
+
+    def query_accounts(self, f: QueryFilter) -> list[Account]: ...
+
+    def query_transfers(self, f: QueryFilter) -> list[Transfer]: ...
+
+    def balances_at(
+        self, timestamp: int, account_ids: Sequence[int] | None, ledger: int
+    ) -> tuple[tuple[bytes, bytes, bytes, bytes, bytes], tuple[int, int, int, int]]: ...
 
 
 def rust_engine_available() -> bool:
@@ -162,6 +180,81 @@ class Ledger:
         with self._lock:
             self._expire_now()
             return self._engine.lookup_transfers(ids)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def get_account_transfers(self, account_filter: AccountFilter) -> list[Transfer]:
+        """The transfers of one account that match the filter, as TigerBeetle answers it."""
+        self._check_account_filter(account_filter)
+        with self._lock:
+            self._expire_now()
+            return self._engine.get_account_transfers(account_filter)
+
+    def get_account_balances(self, account_filter: AccountFilter) -> list[AccountBalance]:
+        """The balances after each matching transfer of an account flagged `HISTORY`."""
+        self._check_account_filter(account_filter)
+        with self._lock:
+            self._expire_now()
+            return self._engine.get_account_balances(account_filter)
+
+    def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
+        """The accounts whose fields match the filter, by timestamp."""
+        self._check_query_filter(query_filter)
+        with self._lock:
+            self._expire_now()
+            return self._engine.query_accounts(query_filter)
+
+    def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
+        """The transfers whose fields match the filter, by timestamp."""
+        self._check_query_filter(query_filter)
+        with self._lock:
+            self._expire_now()
+            return self._engine.query_transfers(query_filter)
+
+    def balances_at(self, timestamp: int, account_ids: Sequence[int] | None = None) -> Balances:
+        """The balances of accounts as they were at `timestamp`, events at that timestamp
+        included: a read-only mapping from account id to `AccountBalance`.
+
+        With `account_ids` None, every account that existed at `timestamp`; otherwise those
+        of the given ids that existed then. No flag is needed on the accounts.
+        """
+        timestamp = _check.check_u64(timestamp, "timestamp")
+        if account_ids is not None:
+            account_ids = _check.check_ids(account_ids, "account_ids", 2**32)
+        with self._lock:
+            self._expire_now()
+            columns, _ = self._engine.balances_at(timestamp, account_ids, 0)
+        return Balances(timestamp, columns)
+
+    def trial_balance(self, ledger: int, at: int | None = None) -> TrialBalance:
+        """Per-account totals of one ledger as of `at` (default: now) and their sums."""
+        if at is not None:
+            at = _check.check_u64(at, "at")
+        ledger = _check.check_u64(ledger, "ledger")
+        if not 0 < ledger < 2**32:
+            raise InvalidArgumentError(f"ledger must be in 1..{2**32 - 1}, not {ledger}")
+        with self._lock:
+            self._expire_now()
+            timestamp = self._expired_through if at is None else at
+            columns, totals = self._engine.balances_at(timestamp, None, ledger)
+        debits_pending, debits_posted, credits_pending, credits_posted = totals
+        return TrialBalance(
+            ledger=ledger,
+            timestamp=timestamp,
+            accounts=Balances(timestamp, columns),
+            debits_pending=debits_pending,
+            debits_posted=debits_posted,
+            credits_pending=credits_pending,
+            credits_posted=credits_posted,
+        )
+
+    def _check_account_filter(self, account_filter: object) -> None:
+        _check.check_filter(
+            account_filter, AccountFilter, ACCOUNT_FILTER_FIELD_BITS, self._batch_max
+        )
+
+    def _check_query_filter(self, query_filter: object) -> None:
+        _check.check_filter(query_filter, QueryFilter, QUERY_FILTER_FIELD_BITS, self._batch_max)
 
     # -- time ------------------------------------------------------------------------------
 

@@ -323,3 +323,27 @@ TRANSFER_FIELD_BITS: tuple[tuple[str, int], ...] = (
     ("flags", 16),
     ("timestamp", 64),
 )
+
+ACCOUNT_FILTER_FIELD_BITS: tuple[tuple[str, int], ...] = (
+    ("account_id", 128),
+    ("user_data_128", 128),
+    ("user_data_64", 64),
+    ("user_data_32", 32),
+    ("code", 16),
+    ("timestamp_min", 64),
+    ("timestamp_max", 64),
+    ("limit", 32),
+    ("flags", 32),
+)
+
+QUERY_FILTER_FIELD_BITS: tuple[tuple[str, int], ...] = (
+    ("user_data_128", 128),
+    ("user_data_64", 64),
+    ("user_data_32", 32),
+    ("ledger", 32),
+    ("code", 16),
+    ("timestamp_min", 64),
+    ("timestamp_max", 64),
+    ("limit", 32),
+    ("flags", 32),
+)

@@ -1,0 +1,120 @@
+"""The binary layout of records: one 128-byte little-endian record each, in TigerBeetle's field
+order (SPEC section 2). It is the format of packed batches and of the journal.
+
+Python's `struct` has no 128-bit integer, so each u128 is packed as its low and high u64.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+from ._types import Account, Transfer
+
+__all__ = [
+    "RECORD_SIZE",
+    "pack_account",
+    "pack_accounts",
+    "pack_transfer",
+    "pack_transfers",
+    "unpack_accounts",
+    "unpack_transfers",
+]
+
+RECORD_SIZE = 128
+
+# Both records share one shape: six u128 (as lo/hi u64), then a u64, three u32, two u16 and
+# the u64 timestamp. Account: id, debits_pending, debits_posted, credits_pending,
+# credits_posted, user_data_128 | user_data_64, user_data_32, reserved, ledger, code, flags.
+# Transfer: id, debit_account_id, credit_account_id, amount, pending_id, user_data_128 |
+# user_data_64, user_data_32, timeout, ledger, code, flags.
+_RECORD = struct.Struct("<12QQIIIHHQ")
+assert _RECORD.size == RECORD_SIZE
+
+_U64 = (1 << 64) - 1
+
+
+def pack_account(a: Account) -> bytes:
+    return _RECORD.pack(
+        *_split(a.id),
+        *_split(a.debits_pending),
+        *_split(a.debits_posted),
+        *_split(a.credits_pending),
+        *_split(a.credits_posted),
+        *_split(a.user_data_128),
+        a.user_data_64,
+        a.user_data_32,
+        a.reserved,
+        a.ledger,
+        a.code,
+        a.flags,
+        a.timestamp,
+    )
+
+
+def pack_transfer(t: Transfer) -> bytes:
+    return _RECORD.pack(
+        *_split(t.id),
+        *_split(t.debit_account_id),
+        *_split(t.credit_account_id),
+        *_split(t.amount),
+        *_split(t.pending_id),
+        *_split(t.user_data_128),
+        t.user_data_64,
+        t.user_data_32,
+        t.timeout,
+        t.ledger,
+        t.code,
+        t.flags,
+        t.timestamp,
+    )
+
+
+def pack_accounts(accounts: list[Account]) -> bytes:
+    return b"".join(map(pack_account, accounts))
+
+
+def pack_transfers(transfers: list[Transfer]) -> bytes:
+    return b"".join(map(pack_transfer, transfers))
+
+
+def unpack_accounts(buffer: bytes | bytearray | memoryview) -> Iterator[Account]:
+    for f in _RECORD.iter_unpack(buffer):
+        yield Account(
+            id=f[0] | f[1] << 64,
+            debits_pending=f[2] | f[3] << 64,
+            debits_posted=f[4] | f[5] << 64,
+            credits_pending=f[6] | f[7] << 64,
+            credits_posted=f[8] | f[9] << 64,
+            user_data_128=f[10] | f[11] << 64,
+            user_data_64=f[12],
+            user_data_32=f[13],
+            reserved=f[14],
+            ledger=f[15],
+            code=f[16],
+            flags=f[17],
+            timestamp=f[18],
+        )
+
+
+def unpack_transfers(buffer: bytes | bytearray | memoryview) -> Iterator[Transfer]:
+    for f in _RECORD.iter_unpack(buffer):
+        yield Transfer(
+            id=f[0] | f[1] << 64,
+            debit_account_id=f[2] | f[3] << 64,
+            credit_account_id=f[4] | f[5] << 64,
+            amount=f[6] | f[7] << 64,
+            pending_id=f[8] | f[9] << 64,
+            user_data_128=f[10] | f[11] << 64,
+            user_data_64=f[12],
+            user_data_32=f[13],
+            timeout=f[14],
+            ledger=f[15],
+            code=f[16],
+            flags=f[17],
+            timestamp=f[18],
+        )
+
+
+def _split(value: int) -> tuple[int, int]:
+    return value & _U64, value >> 64

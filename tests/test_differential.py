@@ -10,6 +10,7 @@ resolved nor expired.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
@@ -26,6 +27,7 @@ from fastledger import (
     Transfer,
     TransferFlags,
 )
+from fastledger._records import pack_accounts, pack_transfers
 
 from .conftest import FakeClock, require_engine
 
@@ -206,15 +208,31 @@ class TwoEngines(RuleBasedStateMachine):
     def create_accounts(self, data: st.DataObject, count: int) -> None:
         imported_at = self.imported_at(data)
         batch = data.draw(st.lists(accounts(imported_at), min_size=count, max_size=count))
-        assert self.python.create_accounts(batch) == self.rust.create_accounts(batch)
+        packed_for = data.draw(st.sampled_from(["neither", "python", "rust", "both"]))
+        results = list(self.python.create_accounts(self.maybe_packed(batch, packed_for, "python")))
+        assert results == list(
+            self.rust.create_accounts(self.maybe_packed(batch, packed_for, "rust"))
+        )
+
+    @staticmethod
+    def maybe_packed(batch: list[Any], packed_for: str, engine: str) -> Any:
+        """The batch as objects, or as 128-byte records: both must give the same results."""
+        if packed_for not in (engine, "both"):
+            return batch
+        if isinstance(batch[0], Account):
+            return pack_accounts(batch)
+        return pack_transfers(batch)
 
     @rule(data=st.data(), count=st.integers(1, 8))
     def create_transfers(self, data: st.DataObject, count: int) -> None:
         imported_at = self.imported_at(data)
         strategy = transfers(imported_at, self.pending)
         batch = data.draw(st.lists(strategy, min_size=count, max_size=count))
-        results = self.python.create_transfers(batch)
-        assert results == self.rust.create_transfers(batch)
+        packed_for = data.draw(st.sampled_from(["neither", "python", "rust", "both"]))
+        results = list(self.python.create_transfers(self.maybe_packed(batch, packed_for, "python")))
+        assert results == list(
+            self.rust.create_transfers(self.maybe_packed(batch, packed_for, "rust"))
+        )
         self.last_transfers = batch
         self.pending.extend(
             t.id

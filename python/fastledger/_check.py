@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._types import AccountFilter, QueryFilter
 from .errors import (
     BatchTooLargeError,
     InvalidArgumentError,
@@ -27,12 +28,16 @@ def check_batch(events: object, kind: str, limit: int) -> Sequence[Any]:
                 f"{kind} must be a list of records; packed buffers go through the packed API"
             )
         raise RecordTypeError(f"{kind} must be a list of records, not {type(events).__name__}")
-    if len(events) > limit:
+    check_count(len(events), kind, limit)
+    return events
+
+
+def check_count(count: int, kind: str, limit: int) -> None:
+    if count > limit:
         raise BatchTooLargeError(
-            f"a batch holds at most {limit} events, got {len(events)}: split {kind} into "
+            f"a batch holds at most {limit} events, got {count}: split {kind} into "
             f"chunks of at most {limit}"
         )
-    return events
 
 
 def check_records(
@@ -102,6 +107,7 @@ def check_filter(
             raise InvalidRecordError(
                 f"{name}.{field} does not fit in {bits} unsigned bits: {value}"
             )
+    assert isinstance(f, (AccountFilter, QueryFilter))
     if f.limit > limit_max:
         raise InvalidArgumentError(
             f"{name}.limit is {f.limit}, over the most one query returns "

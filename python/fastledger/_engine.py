@@ -11,6 +11,7 @@ width, and hands over the batch timestamp. The engine never reads a clock.
 
 from __future__ import annotations
 
+import array
 import bisect
 import heapq
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._balances import pack_u128
+from ._records import unpack_accounts, unpack_transfers
 from ._types import (
     ACCOUNT_FLAGS_KNOWN,
     AMOUNT_MAX,
@@ -512,6 +514,15 @@ class PythonEngine:
             return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
         return None
 
+    # -- packed batches --------------------------------------------------------------------
+
+    def create_accounts_packed(self, records: memoryview, timestamp: int) -> tuple[bytes, bytes]:
+        """A packed batch, unpacked into records: the reference engine reads objects."""
+        return _pack_results(self.create_accounts(list(unpack_accounts(records)), timestamp))
+
+    def create_transfers_packed(self, records: memoryview, timestamp: int) -> tuple[bytes, bytes]:
+        return _pack_results(self.create_transfers(list(unpack_transfers(records)), timestamp))
+
     # -- expiry ----------------------------------------------------------------------------
 
     def expire_pending_transfers(self, timestamp: int) -> int:
@@ -913,3 +924,9 @@ def _select(
             if len(picks) == f.limit:
                 break
     return picks
+
+
+def _pack_results(results: list[tuple[int, int]]) -> tuple[bytes, bytes]:
+    statuses = array.array("I", (status for status, _ in results))
+    timestamps = array.array("Q", (timestamp for _, timestamp in results))
+    return statuses.tobytes(), timestamps.tobytes()

@@ -11,11 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, overload
 
-from . import _check
+from . import _check, packed
 from ._balances import Balances, TrialBalance
 from ._engine import PythonEngine
+from ._records import RECORD_SIZE
 from ._types import (
     ACCOUNT_FIELD_BITS,
     ACCOUNT_FILTER_FIELD_BITS,
@@ -34,13 +36,50 @@ from ._types import (
     Transfer,
 )
 from .errors import EngineUnavailableError, InvalidArgumentError, RecordTypeError
+from .packed import PackedResults
 
 __all__ = ["ENGINES", "Ledger"]
 
 ENGINES = ("auto", "rust", "python")
 
-_ACCOUNT_STATUS = {s.value: s for s in CreateAccountStatus}
-_TRANSFER_STATUS = {s.value: s for s in CreateTransferStatus}
+
+PackedBatch = bytes | bytearray | memoryview | packed.PackedAccounts | packed.PackedTransfers
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """What differs between creating accounts and creating transfers."""
+
+    name: str
+    record: type
+    fields: tuple[tuple[str, int], ...]
+    result: type
+    status_enum: type[CreateAccountStatus] | type[CreateTransferStatus]
+    status: dict[int, Any]
+    create: str
+    create_packed: str
+
+
+_ACCOUNTS = _Kind(
+    "accounts",
+    Account,
+    ACCOUNT_FIELD_BITS,
+    CreateAccountResult,
+    CreateAccountStatus,
+    {s.value: s for s in CreateAccountStatus},
+    "create_accounts",
+    "create_accounts_packed",
+)
+_TRANSFERS = _Kind(
+    "transfers",
+    Transfer,
+    TRANSFER_FIELD_BITS,
+    CreateTransferResult,
+    CreateTransferStatus,
+    {s.value: s for s in CreateTransferStatus},
+    "create_transfers",
+    "create_transfers_packed",
+)
 
 
 class Engine(Protocol):
@@ -55,6 +94,14 @@ class Engine(Protocol):
     def create_transfers(
         self, transfers: Sequence[Transfer], timestamp: int
     ) -> list[tuple[int, int]]: ...
+
+    def create_accounts_packed(
+        self, records: memoryview, timestamp: int
+    ) -> tuple[bytes, bytes]: ...
+
+    def create_transfers_packed(
+        self, records: memoryview, timestamp: int
+    ) -> tuple[bytes, bytes]: ...
 
     def expire_pending_transfers(self, timestamp: int) -> int: ...
 
@@ -138,32 +185,65 @@ class Ledger:
 
     # -- creates ---------------------------------------------------------------------------
 
-    def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]:
-        """Creates accounts; returns one result per event, in order."""
-        accounts = _check.check_batch(accounts, "accounts", self._batch_max)
-        if not accounts:
-            return []
-        if self._engine.name == "python":
-            _check.check_records(accounts, Account, "accounts", ACCOUNT_FIELD_BITS)
-        with self._lock:
-            timestamp = self._batch_timestamp(len(accounts))
-            raw = self._engine.create_accounts(accounts, timestamp)
-        status = _ACCOUNT_STATUS
-        return [CreateAccountResult(status[s], ts) for s, ts in raw]
+    @overload
+    def create_accounts(self, accounts: Sequence[Account]) -> list[CreateAccountResult]: ...
+    @overload
+    def create_accounts(self, accounts: PackedBatch) -> PackedResults[CreateAccountResult]: ...
+    def create_accounts(
+        self, accounts: Sequence[Account] | PackedBatch
+    ) -> list[CreateAccountResult] | PackedResults[CreateAccountResult]:
+        """Creates accounts; returns one result per event, in order.
 
-    def create_transfers(self, transfers: Sequence[Transfer]) -> list[CreateTransferResult]:
-        """Creates transfers; returns one result per event, in order."""
-        transfers = _check.check_batch(transfers, "transfers", self._batch_max)
-        if not transfers:
+        `accounts` is a list of `Account` records, or a packed batch (see `fastledger.packed`)
+        whose results then come back packed too.
+        """
+        return self._create(_ACCOUNTS, accounts)
+
+    @overload
+    def create_transfers(self, transfers: Sequence[Transfer]) -> list[CreateTransferResult]: ...
+    @overload
+    def create_transfers(self, transfers: PackedBatch) -> PackedResults[CreateTransferResult]: ...
+    def create_transfers(
+        self, transfers: Sequence[Transfer] | PackedBatch
+    ) -> list[CreateTransferResult] | PackedResults[CreateTransferResult]:
+        """Creates transfers; returns one result per event, in order.
+
+        `transfers` is a list of `Transfer` records, or a packed batch (see
+        `fastledger.packed`) whose results then come back packed too.
+        """
+        return self._create(_TRANSFERS, transfers)
+
+    def _create(self, kind: _Kind, events: object) -> list[Any] | PackedResults[Any]:
+        if not isinstance(events, Sequence) or isinstance(events, (bytes, bytearray)):
+            return self._create_packed(kind, events)
+        events = _check.check_batch(events, kind.name, self._batch_max)
+        if not events:
             return []
         if self._engine.name == "python":
-            _check.check_records(transfers, Transfer, "transfers", TRANSFER_FIELD_BITS)
+            _check.check_records(events, kind.record, kind.name, kind.fields)
         with self._lock:
-            timestamp = self._batch_timestamp(len(transfers))
-            self._engine.expire_pending_transfers(timestamp - len(transfers) + 1)
-            raw = self._engine.create_transfers(transfers, timestamp)
-        status = _TRANSFER_STATUS
-        return [CreateTransferResult(status[s], ts) for s, ts in raw]
+            timestamp = self._begin_batch(kind, len(events))
+            raw = getattr(self._engine, kind.create)(events, timestamp)
+        status = kind.status
+        return [kind.result(status[s], ts) for s, ts in raw]
+
+    def _create_packed(self, kind: _Kind, events: object) -> PackedResults[Any]:
+        records = packed.as_records(events, kind.name)
+        count = len(records) // RECORD_SIZE
+        _check.check_count(count, kind.name, self._batch_max)
+        if count == 0:
+            return PackedResults(b"", b"", kind.result, kind.status_enum)
+        with self._lock:
+            timestamp = self._begin_batch(kind, count)
+            statuses, timestamps = getattr(self._engine, kind.create_packed)(records, timestamp)
+        return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
+
+    def _begin_batch(self, kind: _Kind, count: int) -> int:
+        """Stamps a batch; before transfers, releases the pending transfers that expired."""
+        timestamp = self._batch_timestamp(count)
+        if kind is _TRANSFERS:
+            self._engine.expire_pending_transfers(timestamp - count + 1)
+        return timestamp
 
     # -- lookups ---------------------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""The `fastledger` command line: the demo tells its story, the benchmark reports real figures,
+and every command explains itself with --help."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fastledger._cli import main
+
+
+def test_demo_shows_the_overdraft_rejected_with_exceeds_credits(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--engine", "python"]) == 0
+    out = capsys.readouterr().out
+    assert "EXCEEDS_CREDITS" in out
+    assert "python engine" in out
+    # The scenario ends balanced: every step but the overdraft moved money on both sides.
+    assert "balanced" in out and "NOT balanced" not in out
+
+
+def test_bench_json_reports_positive_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--accounts", "100", "--transfers", "2000", "--engine", "python", "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["accounts"] == 100
+    assert report["transfers"] == 2000
+    figures = report["results"]["python"]
+    assert figures.pop("engine") == "python"
+    assert figures, "the report has figures"
+    assert all(isinstance(v, int) and v > 0 for v in figures.values()), figures
+    assert figures["batch_latency_ns_p50"] <= figures["batch_latency_ns_p100"]
+    assert "transfers" in captured.err, "progress goes to stderr"
+
+
+def test_bench_packed_input_posts_the_same_load(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--accounts", "10", "--transfers", "300", "--batch-size", "100"]
+    assert main([*argv, "--engine", "python", "--input", "packed", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["input"] == "packed"
+    assert report["results"]["python"]["load_accepted_transfers_per_s"] > 0
+
+
+def test_bench_human_report_names_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--accounts", "10", "--transfers", "500", "--threads", "2"]
+    assert main([*argv, "--batch-size", "100", "--engine", "python"]) == 0
+    out = capsys.readouterr().out
+    for label in ("load accepted", "batch latency", "single-transfer latency", "p999"):
+        assert label in out
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["bench"]])
+def test_help_of_every_command_exits_0(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_bench_refuses_a_batch_over_the_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--batch-size", "8190"])
+    assert exit_.value.code == 2
+    assert "--batch-size" in capsys.readouterr().err

@@ -6,11 +6,11 @@ code 1, no flags), so a test names only the fields its rule is about.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from fastledger import (
     AMOUNT_MAX,
+    BATCH_MAX,
     Account,
     AccountFlags,
     CreateAccountResult,
@@ -18,6 +18,7 @@ from fastledger import (
     CreateTransferResult,
     CreateTransferStatus,
     Ledger,
+    QueryFilter,
     Transfer,
     TransferFlags,
 )
@@ -26,21 +27,27 @@ LEDGER = 1
 CODE = 1
 U128_MAX = 2**128 - 1
 U64_MAX = 2**64 - 1
+U32_MAX = 2**32 - 1
+U16_MAX = 2**16 - 1
 TIMESTAMP_MAX = 2**63 - 1
 NS_PER_S = 1_000_000_000
 
-# Scenarios use ids below this bound, so that a snapshot of them is a snapshot of the ledger.
-SCENARIO_IDS = range(1, 1000)
+# A flag bit that neither AccountFlags nor TransferFlags defines.
+RESERVED_FLAG_BIT = 1 << 15
 
 
-class Balances(NamedTuple):
-    debits_pending: int
-    debits_posted: int
-    credits_pending: int
-    credits_posted: int
+class Amounts(NamedTuple):
+    """The four balance fields of an account; name only the ones that are not zero."""
+
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
 
 
 class Snapshot(NamedTuple):
+    """Everything a ledger holds: every account (with balances and flags) and every transfer."""
+
     accounts: list[Account]
     transfers: list[Transfer]
 
@@ -150,20 +157,26 @@ def create_transfers(ledger: Ledger, *transfers: Transfer) -> list[CreateTransfe
     return [result.status for result in ledger.create_transfers(list(transfers))]
 
 
-def open_accounts(ledger: Ledger, *accounts: Account) -> None:
+def open_accounts(ledger: Ledger, *accounts: Account) -> list[CreateAccountResult]:
     """Creates accounts that the scenario needs; they must all be created."""
-    assert create_accounts(ledger, *accounts) == [CreateAccountStatus.CREATED] * len(accounts)
+    results = ledger.create_accounts(list(accounts))
+    statuses = [r.status for r in results]
+    assert statuses == [CreateAccountStatus.CREATED] * len(accounts), statuses
+    return results
 
 
-def apply_transfers(ledger: Ledger, *transfers: Transfer) -> None:
+def apply_transfers(ledger: Ledger, *transfers: Transfer) -> list[CreateTransferResult]:
     """Creates transfers that set the scene; they must all be created."""
-    statuses = create_transfers(ledger, *transfers)
-    assert statuses == [CreateTransferStatus.CREATED] * len(transfers)
+    results = ledger.create_transfers(list(transfers))
+    statuses = [r.status for r in results]
+    assert statuses == [CreateTransferStatus.CREATED] * len(transfers), statuses
+    return results
 
 
-def balances(ledger: Ledger, account_id: int) -> Balances:
-    [found] = ledger.lookup_accounts([account_id])
-    return Balances(
+def balances(ledger: Ledger, account_id: int) -> Amounts:
+    """The current balances of an account, as lookup_accounts reports them."""
+    found = stored_account(ledger, account_id)
+    return Amounts(
         found.debits_pending, found.debits_posted, found.credits_pending, found.credits_posted
     )
 
@@ -182,10 +195,16 @@ def is_closed(ledger: Ledger, account_id: int) -> bool:
     return bool(stored_account(ledger, account_id).flags & AccountFlags.CLOSED)
 
 
-def snapshot(ledger: Ledger, ids: Iterable[int] = SCENARIO_IDS) -> Snapshot:
-    """Every account and transfer of a scenario, with balances and flags."""
-    wanted = list(ids)
-    return Snapshot(ledger.lookup_accounts(wanted), ledger.lookup_transfers(wanted))
+def snapshot(ledger: Ledger) -> Snapshot:
+    """Every account and transfer of the ledger, whatever their ids.
+
+    Like every read, it releases the pending transfers that have expired by the clock's time,
+    so the next batch is stamped after that time.
+    """
+    accounts = ledger.query_accounts(QueryFilter())
+    transfers = ledger.query_transfers(QueryFilter())
+    assert len(accounts) < BATCH_MAX and len(transfers) < BATCH_MAX, "scenario too large"
+    return Snapshot(accounts, transfers)
 
 
 def assert_account_fails(
@@ -193,11 +212,9 @@ def assert_account_fails(
 ) -> CreateAccountResult:
     """Creates one account that must fail with `status` and leave the ledger as it was."""
     before = snapshot(ledger)
-    existing = ledger.lookup_accounts([event.id])
     [result] = ledger.create_accounts([event])
-    assert result.status == status
-    assert snapshot(ledger) == before
-    assert ledger.lookup_accounts([event.id]) == existing
+    assert result.status == status, f"expected {status!r}, got {result.status!r}"
+    assert snapshot(ledger) == before, "a failed create changed the ledger"
     return result
 
 
@@ -206,9 +223,17 @@ def assert_transfer_fails(
 ) -> CreateTransferResult:
     """Creates one transfer that must fail with `status` and leave the ledger as it was."""
     before = snapshot(ledger)
-    existing = ledger.lookup_transfers([event.id])
     [result] = ledger.create_transfers([event])
-    assert result.status == status
-    assert snapshot(ledger) == before
-    assert ledger.lookup_transfers([event.id]) == existing
+    assert result.status == status, f"expected {status!r}, got {result.status!r}"
+    assert snapshot(ledger) == before, "a failed create changed the ledger"
     return result
+
+
+def assert_transfer_created(ledger: Ledger, event: Transfer) -> Transfer:
+    """Creates one transfer that must succeed; returns it as the ledger stored it, after
+    checking that the result's timestamp is the stored one."""
+    [result] = ledger.create_transfers([event])
+    assert result.status == CreateTransferStatus.CREATED, f"got {result.status!r}"
+    stored = stored_transfer(ledger, event.id)
+    assert stored.timestamp == result.timestamp
+    return stored

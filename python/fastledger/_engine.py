@@ -15,11 +15,12 @@ import array
 import bisect
 import heapq
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._balances import pack_u128
 from ._records import unpack_accounts, unpack_transfers
+from ._state import EngineState, decode_state, encode_state
 from ._types import (
     ACCOUNT_FLAGS_KNOWN,
     AMOUNT_MAX,
@@ -655,6 +656,64 @@ class PythonEngine:
             sum(credits_posted),
         )
         return packed, totals
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def export_state(self) -> bytes:
+        """The whole state in the engine state format of `_state.py`: the same state gives the
+        same bytes in both engines, so a snapshot opens in either."""
+        assert self._undo is None
+        log = self._transfer_log
+        return encode_state(
+            EngineState(
+                accounts=[a.record() for a in self._account_log],
+                transfers=log,
+                pending=bytes(self._pending_status[t.id] for t in log if t.flags & _PENDING),
+                failed_ids=sorted(self._failed_ids),
+                history=[b for a in self._account_log if a.history is not None for b in a.history],
+            )
+        )
+
+    def import_state(self, state: bytes) -> None:
+        """Loads a state that `export_state` made into this fresh engine and rebuilds every
+        index from it: the id maps, the timestamp sets, the per-account transfer lists and
+        the expiry heap. Raises ValueError if the state does not hang together."""
+        assert not self._account_log and not self._transfer_log, "import into a fresh engine"
+        decoded = decode_state(state)
+        for a in decoded.accounts:
+            account = _AccountState(a, a.timestamp)
+            balances = (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+            account.restore((*balances, a.flags))
+            self._accounts[a.id] = account
+            self._account_log.append(account)
+            self._account_timestamps.add(a.timestamp)
+        pending = [t for t in decoded.transfers if t.flags & _PENDING]
+        if len(pending) != len(decoded.pending):
+            raise ValueError("the engine state holds a status for each pending transfer")
+        for t in decoded.transfers:
+            if (
+                t.debit_account_id not in self._accounts
+                or t.credit_account_id not in self._accounts
+            ):
+                raise ValueError(f"transfer {t.id} of the engine state names a missing account")
+            self._transfers[t.id] = t
+            self._transfer_log.append(t)
+            self._transfer_timestamps.add(t.timestamp)
+            self._accounts[t.debit_account_id].transfers.append(t)
+            self._accounts[t.credit_account_id].transfers.append(t)
+        for t, status in zip(pending, decoded.pending, strict=True):
+            self._pending_status[t.id] = status
+            if status == PENDING and t.timeout:
+                heapq.heappush(self._expiry, (_expires_at(t), t.timestamp, t.id))
+        self._failed_ids.update(decoded.failed_ids)
+        with_history = [a for a in self._account_log if a.history is not None]
+        if sum(len(a.transfers) for a in with_history) != len(decoded.history):
+            raise ValueError("the engine state holds a balance for each history transfer")
+        entries = iter(decoded.history)
+        for account in with_history:
+            account.history = [
+                replace(next(entries), timestamp=t.timestamp) for t in account.transfers
+            ]
 
     # -- the batch loop: linked chains and imported batches ----------------------------------
 

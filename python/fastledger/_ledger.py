@@ -4,20 +4,33 @@ Both engines are deterministic state machines that never read a clock. The facad
 clock once per call, turns it into strictly increasing timestamps (never going backwards, even
 when the clock does), checks the input at the edge, and serialises calls with a lock so that a
 ledger can be shared between threads.
+
+A ledger opened on a directory (`Ledger.open`) also journals every batch the engine applied:
+the records exactly as submitted and the batch timestamp, which with the facade's expiry rule
+are all that a deterministic engine needs to rebuild its state on the next open. The engine
+work holds the lock; the write and fsync do not, so callers that arrive together share one
+(group commit), and no call returns, nor shows another's batch, before that batch is durable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, overload
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, cast, overload
 
 from . import _check, packed
 from ._balances import Balances, TrialBalance
 from ._engine import PythonEngine
-from ._records import RECORD_SIZE
+from ._journal import KIND_ACCOUNTS, KIND_TRANSFERS, Batch, JournalScan, JournalWriter, Tip
+from ._records import RECORD_SIZE, pack_accounts, pack_transfers
+from ._store import Directory, Snapshot
 from ._types import (
     ACCOUNT_FIELD_BITS,
     ACCOUNT_FILTER_FIELD_BITS,
@@ -35,7 +48,14 @@ from ._types import (
     QueryFilter,
     Transfer,
 )
-from .errors import EngineUnavailableError, InvalidArgumentError, RecordTypeError
+from .errors import (
+    EngineUnavailableError,
+    InvalidArgumentError,
+    JournalCorruptError,
+    JournalWriteError,
+    LedgerClosedError,
+    RecordTypeError,
+)
 from .packed import PackedResults
 
 __all__ = ["ENGINES", "Ledger"]
@@ -58,6 +78,8 @@ class _Kind:
     status: dict[int, Any]
     create: str
     create_packed: str
+    journal_kind: int
+    pack: Callable[[Any], bytes]
 
 
 _ACCOUNTS = _Kind(
@@ -69,6 +91,8 @@ _ACCOUNTS = _Kind(
     {s.value: s for s in CreateAccountStatus},
     "create_accounts",
     "create_accounts_packed",
+    KIND_ACCOUNTS,
+    pack_accounts,
 )
 _TRANSFERS = _Kind(
     "transfers",
@@ -79,7 +103,17 @@ _TRANSFERS = _Kind(
     {s.value: s for s in CreateTransferStatus},
     "create_transfers",
     "create_transfers_packed",
+    KIND_TRANSFERS,
+    pack_transfers,
 )
+_KINDS = {KIND_ACCOUNTS: _ACCOUNTS, KIND_TRANSFERS: _TRANSFERS}
+
+# A durable ledger snapshots its engine after at least this many batches by default (and only
+# once the journal written since the last snapshot is as large as that snapshot, so that
+# snapshots never cost more than the journal they let the next open skip).
+SNAPSHOT_EVERY = 128
+
+R = TypeVar("R")
 
 
 class Engine(Protocol):
@@ -120,6 +154,20 @@ class Engine(Protocol):
     def balances_at(
         self, timestamp: int, account_ids: Sequence[int] | None, ledger: int
     ) -> tuple[tuple[bytes, bytes, bytes, bytes, bytes], tuple[int, int, int, int]]: ...
+
+
+class SnapshotEngine(Protocol):
+    """What snapshots need of an engine; an engine without it replays the whole journal."""
+
+    def export_state(self) -> bytes: ...
+
+    def import_state(self, state: bytes) -> None: ...
+
+
+def _snapshot_engine(engine: Engine) -> SnapshotEngine | None:
+    if hasattr(engine, "export_state") and hasattr(engine, "import_state"):
+        return cast(SnapshotEngine, engine)
+    return None
 
 
 def rust_engine_available() -> bool:
@@ -173,6 +221,90 @@ class Ledger:
         # transfers have been expired: every later event is stamped after both.
         self._timestamp = 0
         self._expired_through = 0
+        # Set by `open`: the directory and its journal. None for an in-memory ledger.
+        self._directory: Directory | None = None
+        self._journal: JournalWriter | None = None
+        self._closed = False
+        # Held across a whole snapshot, so that two never write at once, and by `close`.
+        self._snapshot_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        engine: str = "auto",
+        clock: Callable[[], int] | None = None,
+        durability: str = "fsync",
+        snapshot_every: int | None = SNAPSHOT_EVERY,
+        batch_max: int = BATCH_MAX,
+    ) -> Ledger:
+        """Opens (or creates) the ledger kept in the directory `path`.
+
+        The state is the newest valid snapshot plus the journal after it. A torn last write,
+        never acknowledged, is cut off; damage anywhere else raises `JournalCorruptError`.
+        Another open ledger on the same directory raises `LedgerLockedError`.
+
+        `durability="fsync"` (the default) returns from a create only once its batch is on
+        disk. `"unsafe_no_fsync"` hands the batch to the operating system without waiting for
+        the disk: it survives the process being killed, not a power cut or a kernel crash, and
+        after one the directory may refuse to open. `snapshot_every` is the fewest batches
+        between two automatic snapshots; None turns them off (`snapshot()` still works).
+        """
+        if snapshot_every is not None and (type(snapshot_every) is not int or snapshot_every < 1):
+            raise InvalidArgumentError("snapshot_every must be a positive int or None")
+        ledger = cls(engine, clock=clock, batch_max=batch_max)
+        directory = Directory.lock(path, durability)
+        try:
+            ledger._recover(directory)
+        except BaseException:
+            directory.close()
+            raise
+        if _snapshot_engine(ledger._engine) is None:
+            snapshot_every = None
+        directory.snapshot_every = snapshot_every
+        ledger._directory = directory
+        weakref.finalize(ledger, directory.close)
+        return ledger
+
+    def close(self) -> None:
+        """Writes what is queued and releases the directory. Later calls raise
+        `LedgerClosedError`. Closing again, or closing an in-memory ledger, does nothing."""
+        directory = self._directory
+        if directory is None:
+            return
+        with self._snapshot_lock, self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                # A failed journal was reported to its callers already; close still releases.
+                with contextlib.suppress(JournalWriteError):
+                    if self._journal is not None:
+                        self._journal.flush()
+            finally:
+                directory.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def path(self) -> str | None:
+        """The directory of a durable ledger; None in memory."""
+        return None if self._directory is None else self._directory.path
+
+    @property
+    def durability(self) -> str | None:
+        """ "fsync" or "unsafe_no_fsync" for a durable ledger; None in memory."""
+        return None if self._directory is None else self._directory.durability
 
     @property
     def engine(self) -> str:
@@ -221,9 +353,12 @@ class Ledger:
             return []
         if self._engine.name == "python":
             _check.check_records(events, kind.record, kind.name, kind.fields)
+        body = self._pack(kind, events)
         with self._lock:
             timestamp = self._begin_batch(kind, len(events))
             raw = getattr(self._engine, kind.create)(events, timestamp)
+            sequence = self._log_batch(kind, timestamp, body)
+        self._settle(sequence)
         status = kind.status
         return [kind.result(status[s], ts) for s, ts in raw]
 
@@ -233,14 +368,26 @@ class Ledger:
         _check.check_count(count, kind.name, self._batch_max)
         if count == 0:
             return PackedResults(b"", b"", kind.result, kind.status_enum)
+        # The journal keeps a copy, and the engine reads that same copy, so that a caller
+        # changing its buffer meanwhile cannot make them differ.
+        body = None if self._journal is None else records.tobytes()
+        if body is not None:
+            records = memoryview(body)
         with self._lock:
             timestamp = self._begin_batch(kind, count)
             statuses, timestamps = getattr(self._engine, kind.create_packed)(records, timestamp)
+            sequence = self._log_batch(kind, timestamp, body)
+        self._settle(sequence)
         return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
 
-    def _begin_batch(self, kind: _Kind, count: int) -> int:
-        """Stamps a batch; before transfers, releases the pending transfers that expired."""
-        timestamp = self._batch_timestamp(count)
+    def _begin_batch(self, kind: _Kind, count: int, journaled: int | None = None) -> int:
+        """Stamps a batch (on replay, with its `journaled` stamp); before transfers, releases
+        the pending transfers that expired."""
+        self._check_usable()
+        if journaled is None:
+            timestamp = self._batch_timestamp(count)
+        else:
+            timestamp = self._advance(journaled, count)
         if kind is _TRANSFERS:
             self._engine.expire_pending_transfers(timestamp - count + 1)
         return timestamp
@@ -250,46 +397,34 @@ class Ledger:
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
         """The accounts with these ids, in the order asked; missing ids are left out."""
         ids = _check.check_ids(ids, "ids", self._batch_max)
-        with self._lock:
-            self._expire_now()
-            return self._engine.lookup_accounts(ids)
+        return self._read(lambda: self._engine.lookup_accounts(ids))
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
         """The transfers with these ids, in the order asked; missing ids are left out."""
         ids = _check.check_ids(ids, "ids", self._batch_max)
-        with self._lock:
-            self._expire_now()
-            return self._engine.lookup_transfers(ids)
+        return self._read(lambda: self._engine.lookup_transfers(ids))
 
     # -- queries ---------------------------------------------------------------------------
 
     def get_account_transfers(self, account_filter: AccountFilter) -> list[Transfer]:
         """The transfers of one account that match the filter, as TigerBeetle answers it."""
         self._check_account_filter(account_filter)
-        with self._lock:
-            self._expire_now()
-            return self._engine.get_account_transfers(account_filter)
+        return self._read(lambda: self._engine.get_account_transfers(account_filter))
 
     def get_account_balances(self, account_filter: AccountFilter) -> list[AccountBalance]:
         """The balances after each matching transfer of an account flagged `HISTORY`."""
         self._check_account_filter(account_filter)
-        with self._lock:
-            self._expire_now()
-            return self._engine.get_account_balances(account_filter)
+        return self._read(lambda: self._engine.get_account_balances(account_filter))
 
     def query_accounts(self, query_filter: QueryFilter) -> list[Account]:
         """The accounts whose fields match the filter, by timestamp."""
         self._check_query_filter(query_filter)
-        with self._lock:
-            self._expire_now()
-            return self._engine.query_accounts(query_filter)
+        return self._read(lambda: self._engine.query_accounts(query_filter))
 
     def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
         """The transfers whose fields match the filter, by timestamp."""
         self._check_query_filter(query_filter)
-        with self._lock:
-            self._expire_now()
-            return self._engine.query_transfers(query_filter)
+        return self._read(lambda: self._engine.query_transfers(query_filter))
 
     def balances_at(self, timestamp: int, account_ids: Sequence[int] | None = None) -> Balances:
         """The balances of accounts as they were at `timestamp`, events at that timestamp
@@ -301,9 +436,7 @@ class Ledger:
         timestamp = _check.check_u64(timestamp, "timestamp")
         if account_ids is not None:
             account_ids = _check.check_ids(account_ids, "account_ids", 2**32)
-        with self._lock:
-            self._expire_now()
-            columns, _ = self._engine.balances_at(timestamp, account_ids, 0)
+        columns, _ = self._read(lambda: self._engine.balances_at(timestamp, account_ids, 0))
         return Balances(timestamp, columns)
 
     def trial_balance(self, ledger: int, at: int | None = None) -> TrialBalance:
@@ -313,10 +446,12 @@ class Ledger:
         ledger = _check.check_u64(ledger, "ledger")
         if not 0 < ledger < 2**32:
             raise InvalidArgumentError(f"ledger must be in 1..{2**32 - 1}, not {ledger}")
-        with self._lock:
-            self._expire_now()
+
+        def read() -> tuple[int, tuple[bytes, bytes, bytes, bytes, bytes], tuple[int, ...]]:
             timestamp = self._expired_through if at is None else at
-            columns, totals = self._engine.balances_at(timestamp, None, ledger)
+            return (timestamp, *self._engine.balances_at(timestamp, None, ledger))
+
+        timestamp, columns, totals = self._read(read)
         debits_pending, debits_posted, credits_pending, credits_posted = totals
         return TrialBalance(
             ledger=ledger,
@@ -349,6 +484,9 @@ class Ledger:
         `timestamp - count + i + 1`, so every event gets its own, after all earlier ones."""
         timestamp = max(self._read_clock(), self._timestamp + count, self._expired_through + count)
         assert timestamp <= TIMESTAMP_MAX, "the ledger has run out of timestamps"
+        return self._advance(timestamp, count)
+
+    def _advance(self, timestamp: int, count: int) -> int:
         self._timestamp = timestamp
         self._expired_through = timestamp - count + 1
         return timestamp
@@ -357,3 +495,106 @@ class Ledger:
         now = max(self._read_clock(), self._expired_through)
         self._engine.expire_pending_transfers(now)
         self._expired_through = now
+
+    # -- durability ------------------------------------------------------------------------
+
+    def _read(self, read: Callable[[], R]) -> R:
+        """Runs a read under the lock; on a durable ledger, returns only once every batch the
+        read could see is on disk, so that nothing a caller saw can vanish in a crash."""
+        with self._lock:
+            self._check_usable()
+            self._expire_now()
+            result = read()
+            seen = 0 if self._journal is None else self._journal.appended
+        self._settle(seen)
+        return result
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise LedgerClosedError(f"the ledger of {self.path} is closed: open it again")
+        if self._journal is not None:
+            self._journal.raise_if_failed()
+
+    def _pack(self, kind: _Kind, events: Sequence[Any]) -> bytes | None:
+        """The records of a batch as the journal keeps them; None in memory."""
+        if self._journal is None:
+            return None
+        try:
+            return kind.pack(events)
+        except (struct.error, TypeError, AttributeError, OverflowError):
+            # The same clear message the checks give, whichever engine is in use.
+            _check.check_records(events, kind.record, kind.name, kind.fields)
+            raise
+
+    def _log_batch(self, kind: _Kind, timestamp: int, body: bytes | None) -> int:
+        """Queues an applied batch for the journal; returns its sequence (0 in memory)."""
+        if self._journal is None or body is None:
+            return 0
+        assert self._directory is not None
+        self._directory.note_batch(len(body))
+        return self._journal.append(kind.journal_kind, timestamp, body)
+
+    def _settle(self, sequence: int) -> None:
+        """Waits, outside the lock, until batch `sequence` is on disk; then takes a snapshot
+        if one is due."""
+        if self._journal is None or sequence == 0:
+            return
+        self._journal.wait(sequence)
+        assert self._directory is not None
+        if self._directory.snapshot_due and self._snapshot_lock.acquire(blocking=False):
+            try:
+                self._snapshot()
+            finally:
+                self._snapshot_lock.release()
+
+    def snapshot(self) -> bool:
+        """Writes a snapshot of the engine now, so that the next open replays less journal.
+
+        Returns False, writing nothing, for an in-memory ledger or an engine that cannot
+        export its state.
+        """
+        if self._directory is None or _snapshot_engine(self._engine) is None:
+            return False
+        with self._snapshot_lock:
+            self._snapshot()
+        return True
+
+    def _snapshot(self) -> None:
+        """Exports the engine under the lock, once every batch it holds is durable, and
+        writes the file outside the lock. Called with the snapshot lock held."""
+        engine = _snapshot_engine(self._engine)
+        assert self._directory is not None and self._journal is not None and engine is not None
+        with self._lock:
+            self._check_usable()
+            tip = self._journal.flush()
+            state = engine.export_state()
+            snapshot = Snapshot("", tip, self._timestamp, self._expired_through, state)
+            self._directory.note_snapshot(len(state))
+        self._directory.write_snapshot(snapshot)
+
+    def _recover(self, directory: Directory) -> None:
+        """Loads the newest snapshot the engine can import, replays the journal after it and
+        opens the journal for appending."""
+        engine = _snapshot_engine(self._engine)
+        snapshot = None if engine is None else directory.newest_snapshot()
+        tip = Tip()
+        if snapshot is not None and engine is not None:
+            try:
+                engine.import_state(snapshot.state)
+            except ValueError as error:
+                raise JournalCorruptError(str(error), path=snapshot.path, offset=0) from error
+            self._advance(snapshot.timestamp, 1)
+            self._expired_through = snapshot.expired_through
+            tip = snapshot.tip
+        scan = JournalScan(directory.journal, tip)
+        for batch in scan:
+            self._replay(batch)
+        directory.recovered(snapshot, scan.tip)
+        self._journal = directory.start(scan)
+
+    def _replay(self, batch: Batch) -> None:
+        """Applies a journaled batch exactly as it was applied the first time: the same
+        stamp, the same expiry before transfers, the same records."""
+        kind = _KINDS[batch.kind]
+        timestamp = self._begin_batch(kind, batch.count, batch.timestamp)
+        getattr(self._engine, kind.create_packed)(memoryview(batch.body), timestamp)

@@ -16,6 +16,10 @@ __all__ = [
     "InvalidAmountError",
     "InvalidArgumentError",
     "InvalidRecordError",
+    "JournalCorruptError",
+    "JournalWriteError",
+    "LedgerClosedError",
+    "LedgerLockedError",
     "RecordTypeError",
 ]
 
@@ -62,4 +66,38 @@ class EngineUnavailableError(FastledgerError, ImportError):
     """The Rust engine was asked for by name but the native extension cannot be imported.
 
     Install a wheel built for this platform, or choose `engine="python"`.
+    """
+
+
+class JournalCorruptError(FastledgerError):
+    """A ledger directory holds damage that recovery must not paper over: a bad checksum or a
+    broken hash chain before the last write, or a snapshot that does not match its journal.
+
+    Nothing was opened. The message names the file and the byte offset; `fastledger verify`
+    reports every problem of the directory.
+    """
+
+    def __init__(self, message: str, *, path: str, offset: int) -> None:
+        super().__init__(f"{path} at byte offset {offset}: {message}")
+        self.path = path
+        self.offset = offset
+
+
+class JournalWriteError(FastledgerError, OSError):
+    """The journal could not be written or flushed to disk.
+
+    The batches waiting for that write may or may not be on disk, and the ledger refuses every
+    further call because its memory is ahead of its journal: close it, open the directory
+    again, and retry the batches with the same ids (a batch that was kept answers `EXISTS`).
+    """
+
+
+class LedgerClosedError(FastledgerError, RuntimeError):
+    """A durable ledger was used after `close()`: open its directory again."""
+
+
+class LedgerLockedError(FastledgerError, OSError):
+    """Another ledger (in this process or another) has the directory open for writing.
+
+    One writer at a time keeps the journal a single hash chain: close the other ledger first.
     """

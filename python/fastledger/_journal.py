@@ -1,0 +1,411 @@
+"""The journal: an append-only file of committed batches, chained by their checksums.
+
+Every batch is a 128-byte header followed by its records, the 128-byte records exactly as the
+caller submitted them. Headers and records are both 128 bytes, so every batch starts at a
+multiple of 128. Header layout, all integers little-endian:
+
+    offset  size  field
+    0       8     magic b"FLBATCH\\0"
+    8       2     u16 format version (1)
+    10      2     u16 kind: 1 accounts, 2 transfers
+    12      4     u32 count: records in the body, 1..8189
+    16      8     u64 sequence: 1 for the first batch, then one more per batch
+    24      8     u64 timestamp: the batch timestamp the ledger gave (its last event's)
+    32      8     u64 write sequence: the sequence of the first batch of the write (the group
+                  commit) that carried this batch
+    40      16    body checksum: BLAKE2b-128 of the records
+    56      16    previous checksum: the checksum (bytes 112..128) of the batch before, zeros
+                  for sequence 1; this is the hash chain
+    72      40    reserved, zeros
+    112     16    checksum: BLAKE2b-128 of bytes 0..112, which hold the body checksum, so it
+                  covers the whole batch
+
+Recovery reads batches in order. A batch that is cut short or fails a checksum is the torn
+tail of a write that never finished, and is cut off, only if no batch of a later write follows
+it: a later write starts only after the fsync of the one before returned, so a damaged batch
+followed by one is damage to an acknowledged batch, and the journal refuses to open. A batch
+whose checksums hold but whose sequence or previous checksum is wrong was never torn: that is
+a broken chain, refused wherever it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ._records import RECORD_SIZE
+from ._types import BATCH_MAX
+from .errors import JournalCorruptError, JournalWriteError
+
+__all__ = [
+    "HEADER_SIZE",
+    "KIND_ACCOUNTS",
+    "KIND_TRANSFERS",
+    "Batch",
+    "JournalScan",
+    "JournalWriter",
+    "Tip",
+    "checksum",
+    "encode_header",
+    "sync_directory",
+]
+
+MAGIC = b"FLBATCH\0"
+VERSION = 1
+KIND_ACCOUNTS = 1
+KIND_TRANSFERS = 2
+HEADER_SIZE = 128
+CHECKSUM_SIZE = 16
+NO_CHECKSUM = bytes(CHECKSUM_SIZE)
+
+_HEADER = struct.Struct("<8sHHIQQQ16s16s40s16s")
+assert _HEADER.size == HEADER_SIZE == RECORD_SIZE
+_CHECKED = HEADER_SIZE - CHECKSUM_SIZE
+_RESERVED = bytes(40)
+
+# One write of a group commit carries at most this many bytes (and at least one batch), so
+# that a burst of callers cannot make the leader build an unbounded buffer.
+WRITE_BYTES_MAX = 16 * 1024 * 1024
+# The most bytes read at once while looking past damage for a batch of a later write.
+_SEARCH_CHUNK = 1024 * 1024
+
+
+def checksum(data: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=CHECKSUM_SIZE).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Tip:
+    """The last batch of the journal: its sequence, where its header starts, where it ends,
+    and its checksum (the link the next batch chains to). Sequence 0 is the empty journal."""
+
+    sequence: int = 0
+    offset: int = 0
+    end: int = 0
+    checksum: bytes = NO_CHECKSUM
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One batch read back from the journal."""
+
+    sequence: int
+    kind: int
+    timestamp: int
+    body: bytes
+    offset: int
+    checksum: bytes
+
+    @property
+    def count(self) -> int:
+        return len(self.body) // RECORD_SIZE
+
+    @property
+    def end(self) -> int:
+        return self.offset + HEADER_SIZE + len(self.body)
+
+
+def encode_header(
+    sequence: int, kind: int, timestamp: int, body: bytes, write_sequence: int, previous: bytes
+) -> bytes:
+    """The header of a batch; its last 16 bytes are its checksum."""
+    header = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        kind,
+        len(body) // RECORD_SIZE,
+        sequence,
+        timestamp,
+        write_sequence,
+        checksum(body),
+        previous,
+        _RESERVED,
+        NO_CHECKSUM,
+    )
+    return header[:_CHECKED] + checksum(header[:_CHECKED])
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    magic: bytes
+    version: int
+    kind: int
+    count: int
+    sequence: int
+    timestamp: int
+    write_sequence: int
+    body_checksum: bytes
+    previous: bytes
+    reserved: bytes
+
+
+def _parse_header(block: bytes) -> _Header | None:
+    """The header in `block`, or None if its checksum fails (a torn or damaged header)."""
+    if len(block) < HEADER_SIZE or block[_CHECKED:] != checksum(block[:_CHECKED]):
+        return None
+    return _Header(*_HEADER.unpack(block)[:-1])
+
+
+def _invalid_field(header: _Header) -> str | None:
+    """Why a header whose checksum holds is still not one this version writes, if it is not."""
+    if header.magic != MAGIC:
+        return "a checksummed header without the batch magic"
+    if header.version != VERSION:
+        return f"journal format version {header.version}; this fastledger reads {VERSION}"
+    if header.kind not in (KIND_ACCOUNTS, KIND_TRANSFERS):
+        return f"unknown batch kind {header.kind}"
+    if not 1 <= header.count <= BATCH_MAX:
+        return f"a batch of {header.count} records"
+    if not 1 <= header.write_sequence <= header.sequence:
+        return f"write sequence {header.write_sequence} of batch {header.sequence}"
+    if header.reserved != _RESERVED:
+        return "non-zero reserved header bytes"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """Bytes at the end of the journal that no acknowledged write produced."""
+
+    offset: int
+    length: int
+    reason: str
+
+
+class JournalScan:
+    """Reads the batches after `tip`, checking every checksum and link of the chain.
+
+    Iterating yields each good batch in order. Afterwards `tip` is the last good batch and
+    `torn` says what follows it, if anything: the torn tail that recovery cuts off. Damage
+    that is not a torn tail raises JournalCorruptError naming the file and byte offset.
+    """
+
+    def __init__(self, path: str, tip: Tip) -> None:
+        self.path = path
+        self.tip = tip
+        self.torn: TornTail | None = None
+
+    def __iter__(self) -> Iterator[Batch]:
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < self.tip.end:
+                raise JournalCorruptError(
+                    f"the journal ends before the batch {self.tip.sequence} that a snapshot "
+                    "covers: acknowledged batches are missing",
+                    path=self.path,
+                    offset=size,
+                )
+            f.seek(self.tip.end)
+            while self.tip.end < size:
+                batch = self._read_batch(f, size)
+                if batch is None:
+                    return
+                self.tip = Tip(batch.sequence, batch.offset, batch.end, batch.checksum)
+                yield batch
+
+    def _read_batch(self, f: BinaryIO, size: int) -> Batch | None:
+        offset = self.tip.end
+        block = f.read(HEADER_SIZE)
+        header = _parse_header(block)
+        if header is None:
+            what = "cut short" if len(block) < HEADER_SIZE else "fails its checksum"
+            self._damaged(f, size, offset, f"the batch header {what}")
+            return None
+        self._check_header(header, offset)
+        body = f.read(header.count * RECORD_SIZE)
+        if len(body) < header.count * RECORD_SIZE:
+            self._damaged(f, size, offset, f"batch {header.sequence} is cut short")
+            return None
+        if checksum(body) != header.body_checksum:
+            self._damaged(f, size, offset, f"batch {header.sequence} fails its checksum")
+            return None
+        return Batch(header.sequence, header.kind, header.timestamp, body, offset, block[_CHECKED:])
+
+    def _check_header(self, header: _Header, offset: int) -> None:
+        """A header that passed its checksum was written whole: anything wrong in it is a
+        broken chain or a foreign file, never a torn write."""
+        invalid = _invalid_field(header)
+        if invalid is None and header.sequence != self.tip.sequence + 1:
+            invalid = f"batch {header.sequence} where batch {self.tip.sequence + 1} belongs"
+        if invalid is None and header.previous != self.tip.checksum:
+            invalid = (
+                f"broken hash chain: batch {header.sequence} does not link to the checksum "
+                f"of batch {self.tip.sequence}"
+            )
+        if invalid is not None:
+            raise JournalCorruptError(invalid, path=self.path, offset=offset)
+
+    def _damaged(self, f: BinaryIO, size: int, offset: int, reason: str) -> None:
+        """Damage at `offset`: a torn tail unless a batch of a later write follows."""
+        later = _find_later_write(f, offset + HEADER_SIZE, size, self.tip.sequence + 1)
+        if later is not None:
+            raise JournalCorruptError(
+                f"{reason}, yet batch {later[1]} of a later write follows at byte offset "
+                f"{later[0]}: an acknowledged batch is damaged",
+                path=self.path,
+                offset=offset,
+            )
+        self.torn = TornTail(offset, size - offset, reason)
+
+
+def _find_later_write(f: BinaryIO, start: int, size: int, sequence: int) -> tuple[int, int] | None:
+    """The offset and sequence of the first intact header after `start` whose write began
+    after batch `sequence`, looking at every 128-byte boundary up to `size`."""
+    offset = -(-start // HEADER_SIZE) * HEADER_SIZE
+    while offset + HEADER_SIZE <= size:
+        f.seek(offset)
+        chunk = f.read(min(_SEARCH_CHUNK, size - offset))
+        for at in range(0, len(chunk) - HEADER_SIZE + 1, HEADER_SIZE):
+            if chunk[at : at + 8] != MAGIC:
+                continue
+            header = _parse_header(chunk[at : at + HEADER_SIZE])
+            if header is not None and header.write_sequence > sequence:
+                return offset + at, header.sequence
+        offset += len(chunk) - len(chunk) % HEADER_SIZE
+    return None
+
+
+def sync_file(fd: int) -> None:
+    """Flushes a file's data and size to stable storage."""
+    if sys.platform == "darwin":
+        import fcntl
+
+        # On macOS fsync leaves the data in the drive's cache; F_FULLFSYNC flushes that too.
+        fcntl.fcntl(fd, getattr(fcntl, "F_FULLFSYNC", 51))
+    else:
+        os.fsync(fd)
+
+
+def sync_directory(path: str) -> None:
+    """Makes the creation, rename or removal of files in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    sequence: int
+    kind: int
+    timestamp: int
+    body: bytes
+
+
+class JournalWriter:
+    """Appends batches with group commit.
+
+    `append` runs under the ledger's lock, so sequences follow the order in which the engine
+    applied the batches. `wait` runs outside it: the first waiter whose batch is not yet on
+    disk becomes the leader, writes every queued batch in one write and flushes once, while
+    the others wait on the condition; callers that arrive during a flush share the next one.
+    """
+
+    def __init__(self, path: str, fd: int, tip: Tip, *, sync: bool) -> None:
+        self.path = path
+        self._fd = fd
+        self._sync = sync
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[_Queued] = []
+        self._tip = tip
+        self._appended = tip.sequence
+        self._durable = tip.sequence
+        self._writing = False
+        self._failure: BaseException | None = None
+
+    @property
+    def appended(self) -> int:
+        """The sequence of the last batch appended, durable or not."""
+        return self._appended
+
+    def append(self, kind: int, timestamp: int, body: bytes) -> int:
+        """Queues a batch that the engine applied; returns its sequence."""
+        with self._cond:
+            self.raise_if_failed()
+            self._appended += 1
+            self._queue.append(_Queued(self._appended, kind, timestamp, body))
+            return self._appended
+
+    def wait(self, sequence: int) -> None:
+        """Returns once batch `sequence` and every batch before it are on disk."""
+        with self._cond:
+            while self._durable < sequence:
+                self.raise_if_failed()
+                if self._writing:
+                    self._cond.wait()
+                else:
+                    self._lead()
+
+    def flush(self) -> Tip:
+        """Writes every appended batch; returns the tip, which they all precede."""
+        self.wait(self._appended)
+        with self._cond:
+            return self._tip
+
+    def raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise self._failed() from self._failure
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def _failed(self) -> JournalWriteError:
+        return JournalWriteError(
+            f"writing the journal {self.path} failed ({self._failure!r}); the outcome of the "
+            "batches in flight is unknown: open the ledger again and retry them with the same "
+            "ids"
+        )
+
+    def _lead(self) -> None:
+        """Writes the queue as one write and one flush, with the condition's lock released
+        so that other callers can queue behind it. Called, and returns, with the lock held."""
+        group = self._take_group()
+        self._writing = True
+        self._cond.release()
+        try:
+            tip = self._write(group, self._tip)
+        except BaseException as error:
+            # Part of the group may be on disk: the file can take no further write.
+            self._cond.acquire()
+            self._failure = error
+            self._writing = False
+            self._cond.notify_all()
+            raise self._failed() from error
+        self._cond.acquire()
+        self._tip = tip
+        self._durable = tip.sequence
+        self._writing = False
+        self._cond.notify_all()
+
+    def _take_group(self) -> list[_Queued]:
+        size = 0
+        for count, queued in enumerate(self._queue):
+            size += HEADER_SIZE + len(queued.body)
+            if size > WRITE_BYTES_MAX and count > 0:
+                break
+        else:
+            count = len(self._queue)
+        group, self._queue = self._queue[:count], self._queue[count:]
+        return group
+
+    def _write(self, group: list[_Queued], tip: Tip) -> Tip:
+        parts: list[bytes] = []
+        for q in group:
+            header = encode_header(
+                q.sequence, q.kind, q.timestamp, q.body, group[0].sequence, tip.checksum
+            )
+            parts += (header, q.body)
+            tip = Tip(q.sequence, tip.end, tip.end + HEADER_SIZE + len(q.body), header[_CHECKED:])
+        data = memoryview(b"".join(parts))
+        while data:
+            data = data[os.write(self._fd, data) :]
+        if self._sync:
+            sync_file(self._fd)
+        return tip

@@ -1,7 +1,10 @@
 # Hand-written stub for the Rust extension module built from rust/python. Keep it in step with
 # rust/python/src/lib.rs: `python -m mypy.stubtest fastledger._native` compares the two.
 
+from collections.abc import Sequence
 from typing import Final, final
+
+from ._types import Account, Transfer
 
 # PyO3 lists every name the module adds in __all__; stubtest checks that the stub lists the same.
 __all__ = ["RECORD_SIZE", "Engine", "__version__"]
@@ -11,4 +14,24 @@ RECORD_SIZE: Final[int]
 
 @final
 class Engine:
+    """The Rust engine: the same methods, with the same results, as `PythonEngine`.
+
+    Creates and lookups check their whole input first and raise `RecordTypeError`,
+    `InvalidRecordError` or `BatchTooLargeError` with the messages of the facade's checks,
+    changing nothing; a batch timestamp outside `len(batch)..=2**63 - 1` raises
+    `InvalidArgumentError`.
+    """
+
+    # A class attribute ("rust"); declared as a plain attribute to match `Engine.name` of the
+    # facade's protocol.
+    name: str
     def __init__(self) -> None: ...
+    def create_accounts(
+        self, accounts: Sequence[Account], timestamp: int
+    ) -> list[tuple[int, int]]: ...
+    def create_transfers(
+        self, transfers: Sequence[Transfer], timestamp: int
+    ) -> list[tuple[int, int]]: ...
+    def expire_pending_transfers(self, timestamp: int) -> int: ...
+    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]: ...
+    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]: ...

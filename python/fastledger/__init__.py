@@ -7,6 +7,7 @@ ledger.create_accounts([fastledger.Account(id=1, ledger=1, code=1)])
 
 from __future__ import annotations
 
+from ._async import AsyncLedger
 from ._balances import Balances, TrialBalance
 from ._id import id
 from ._ledger import ENGINES, Ledger, rust_engine_available
@@ -34,6 +35,10 @@ from .errors import (
     InvalidAmountError,
     InvalidArgumentError,
     InvalidRecordError,
+    JournalCorruptError,
+    JournalWriteError,
+    LedgerClosedError,
+    LedgerLockedError,
     RecordTypeError,
 )
 
@@ -48,6 +53,7 @@ __all__ = [
     "AccountFilter",
     "AccountFilterFlags",
     "AccountFlags",
+    "AsyncLedger",
     "Balances",
     "BatchTooLargeError",
     "CreateAccountResult",
@@ -59,7 +65,11 @@ __all__ = [
     "InvalidAmountError",
     "InvalidArgumentError",
     "InvalidRecordError",
+    "JournalCorruptError",
+    "JournalWriteError",
     "Ledger",
+    "LedgerClosedError",
+    "LedgerLockedError",
     "QueryFilter",
     "QueryFilterFlags",
     "RecordTypeError",

@@ -110,6 +110,10 @@ class Batch:
     def end(self) -> int:
         return self.offset + HEADER_SIZE + len(self.body)
 
+    @property
+    def tip(self) -> Tip:
+        return Tip(self.sequence, self.offset, self.end, self.checksum)
+
 
 def encode_header(
     sequence: int, kind: int, timestamp: int, body: bytes, write_sequence: int, previous: bytes
@@ -179,34 +183,26 @@ class TornTail:
 
 
 class JournalScan:
-    """Reads the batches after `tip`, checking every checksum and link of the chain.
+    """Reads every batch of a journal, checking every checksum and link of the chain.
 
     Iterating yields each good batch in order. Afterwards `tip` is the last good batch and
     `torn` says what follows it, if anything: the torn tail that recovery cuts off. Damage
     that is not a torn tail raises JournalCorruptError naming the file and byte offset.
     """
 
-    def __init__(self, path: str, tip: Tip) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.tip = tip
+        self.tip = Tip()
         self.torn: TornTail | None = None
 
     def __iter__(self) -> Iterator[Batch]:
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if size < self.tip.end:
-                raise JournalCorruptError(
-                    f"the journal ends before the batch {self.tip.sequence} that a snapshot "
-                    "covers: acknowledged batches are missing",
-                    path=self.path,
-                    offset=size,
-                )
-            f.seek(self.tip.end)
             while self.tip.end < size:
                 batch = self._read_batch(f, size)
                 if batch is None:
                     return
-                self.tip = Tip(batch.sequence, batch.offset, batch.end, batch.checksum)
+                self.tip = batch.tip
                 yield batch
 
     def _read_batch(self, f: BinaryIO, size: int) -> Batch | None:

@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar, cast, overload
 from . import _check, packed
 from ._balances import Balances, TrialBalance
 from ._engine import PythonEngine
-from ._journal import KIND_ACCOUNTS, KIND_TRANSFERS, Batch, JournalScan, JournalWriter, Tip
+from ._journal import KIND_ACCOUNTS, KIND_TRANSFERS, Batch, JournalWriter
 from ._records import RECORD_SIZE, pack_accounts, pack_transfers
 from ._store import Directory, Snapshot
 from ._types import (
@@ -577,7 +577,6 @@ class Ledger:
         opens the journal for appending."""
         engine = _snapshot_engine(self._engine)
         snapshot = None if engine is None else directory.newest_snapshot()
-        tip = Tip()
         if snapshot is not None and engine is not None:
             try:
                 engine.import_state(snapshot.state)
@@ -585,12 +584,7 @@ class Ledger:
                 raise JournalCorruptError(str(error), path=snapshot.path, offset=0) from error
             self._advance(snapshot.timestamp, 1)
             self._expired_through = snapshot.expired_through
-            tip = snapshot.tip
-        scan = JournalScan(directory.journal, tip)
-        for batch in scan:
-            self._replay(batch)
-        directory.recovered(snapshot, scan.tip)
-        self._journal = directory.start(scan)
+        self._journal = directory.recover(snapshot, self._replay)
 
     def _replay(self, batch: Batch) -> None:
         """Applies a journaled batch exactly as it was applied the first time: the same

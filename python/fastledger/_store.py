@@ -35,12 +35,14 @@ import logging
 import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._journal import (
     CHECKSUM_SIZE,
     HEADER_SIZE,
     NO_CHECKSUM,
+    Batch,
     JournalScan,
     JournalWriter,
     Tip,
@@ -140,34 +142,6 @@ def read_snapshots(path: str) -> list[Snapshot | tuple[str, str]]:
     return found
 
 
-def check_snapshot_link(journal: str, snapshot: Snapshot) -> None:
-    """Refuses a snapshot that does not sit on this journal: the batch it says it covers must
-    be there, with the checksum it recorded."""
-    tip = snapshot.tip
-    if tip.sequence == 0:
-        return
-    with open(journal, "rb") as f:
-        f.seek(tip.offset)
-        header = f.read(HEADER_SIZE)
-    size = os.path.getsize(journal)
-    if size < tip.end:
-        raise JournalCorruptError(
-            f"the journal ends at byte {size}, before batch {tip.sequence} that "
-            f"{os.path.basename(snapshot.path)} covers: acknowledged batches are missing",
-            path=journal,
-            offset=size,
-        )
-    if header[_CHECKED:] != tip.checksum or int.from_bytes(header[16:24], "little") != (
-        tip.sequence
-    ):
-        raise JournalCorruptError(
-            f"batch {tip.sequence} does not match {os.path.basename(snapshot.path)}: the "
-            "snapshot belongs to another journal or the batch was altered",
-            path=journal,
-            offset=tip.offset,
-        )
-
-
 class Directory:
     """An open ledger directory: holds the writer's lock from `lock` to `close`."""
 
@@ -219,16 +193,45 @@ class Directory:
                 os.remove(os.path.join(self.path, name))
 
     def newest_snapshot(self) -> Snapshot | None:
-        """The newest snapshot that is whole and sits on this journal; a damaged one is
-        skipped with a warning (the journal still holds everything it held)."""
+        """The newest snapshot that is whole; a damaged one is skipped with a warning (the
+        journal still holds everything it held)."""
         for found in read_snapshots(self.path):
             if isinstance(found, Snapshot):
-                check_snapshot_link(self.journal, found)
                 return found
             log.warning("fastledger: skipping snapshot %s: %s", *found)
         return None
 
-    def start(self, scan: JournalScan) -> JournalWriter:
+    def recover(self, snapshot: Snapshot | None, replay: Callable[[Batch], None]) -> JournalWriter:
+        """Reads the whole journal, checking every checksum and link, replays the batches
+        after `snapshot` and opens the journal for appending after the last good batch.
+
+        The batches the snapshot covers are read too, so that damage anywhere in the journal
+        refuses to open, and so that the snapshot is known to sit on this very chain.
+        """
+        covered = Tip() if snapshot is None else snapshot.tip
+        scan = JournalScan(self.journal)
+        for batch in scan:
+            if batch.sequence > covered.sequence:
+                replay(batch)
+            elif batch.sequence == covered.sequence and batch.tip != covered:
+                raise JournalCorruptError(
+                    f"batch {batch.sequence} is not the one {_name(snapshot)} covers: the "
+                    "snapshot belongs to another journal or the batch was rewritten",
+                    path=self.journal,
+                    offset=batch.offset,
+                )
+        if scan.tip.sequence < covered.sequence:
+            raise JournalCorruptError(
+                f"the journal's good batches end at {scan.tip.sequence}, before batch "
+                f"{covered.sequence} that {_name(snapshot)} covers: acknowledged batches are "
+                "missing",
+                path=self.journal,
+                offset=scan.tip.end,
+            )
+        self._start_policy(covered, scan.tip, snapshot)
+        return self._start(scan)
+
+    def _start(self, scan: JournalScan) -> JournalWriter:
         """Cuts off the torn tail the scan found and opens the journal for appending."""
         if scan.torn is not None:
             log.warning(
@@ -246,11 +249,10 @@ class Directory:
         self.writer = JournalWriter(self.journal, fd, scan.tip, sync=self.durability == "fsync")
         return self.writer
 
-    def recovered(self, snapshot: Snapshot | None, tip: Tip) -> None:
+    def _start_policy(self, covered: Tip, tip: Tip, snapshot: Snapshot | None) -> None:
         """Starts the snapshot policy from what the open replayed."""
-        start = Tip() if snapshot is None else snapshot.tip
-        self._batches_since_snapshot = tip.sequence - start.sequence
-        self._bytes_since_snapshot = tip.end - start.end
+        self._batches_since_snapshot = tip.sequence - covered.sequence
+        self._bytes_since_snapshot = tip.end - covered.end
         self._snapshot_bytes = 0 if snapshot is None else len(snapshot.state)
 
     def note_batch(self, size: int) -> None:
@@ -302,6 +304,10 @@ class Directory:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
+
+
+def _name(snapshot: Snapshot | None) -> str:
+    return "no snapshot" if snapshot is None else os.path.basename(snapshot.path)
 
 
 def _make_directory(path: str) -> None:

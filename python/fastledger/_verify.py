@@ -1,0 +1,261 @@
+"""`fastledger verify PATH`: checks a ledger directory end to end, without changing it.
+
+It checks every checksum and link of the journal's hash chain, replays the whole journal into
+a fresh engine, compares each snapshot with the replayed state at the batch it covers, and
+checks that every ledger's debits equal its credits. Damage that opening would refuse, and a
+torn tail that opening would cut off, are both reported as problems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO, TypeVar
+
+from ._journal import Batch, JournalScan, Tip
+from ._ledger import ENGINES, Ledger, _snapshot_engine
+from ._store import JOURNAL, LOCK, Snapshot, read_snapshots
+from ._types import BATCH_MAX, Account, QueryFilter, Transfer
+from .errors import JournalCorruptError
+
+__all__ = ["LedgerTotals", "VerifyReport", "verify", "verify_main"]
+
+T = TypeVar("T", Account, Transfer)
+
+# Progress goes to stderr at most this often, and only once a run has taken this long.
+PROGRESS_INTERVAL_S = 1.0
+
+
+@dataclass(slots=True)
+class LedgerTotals:
+    """The sums of the balances of one ledger's accounts."""
+
+    accounts: int = 0
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return (
+            self.debits_pending == self.credits_pending
+            and self.debits_posted == self.credits_posted
+        )
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What `verify` found. `ok` is true when it found no problem at all."""
+
+    path: str
+    batches: int = 0
+    events: int = 0
+    journal_bytes: int = 0
+    accounts: int = 0
+    transfers: int = 0
+    snapshots_checked: int = 0
+    ledgers: dict[int, LedgerTotals] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.path}: {'OK' if self.ok else 'PROBLEMS FOUND'}",
+            f"  journal: {self.batches} batches, {self.events} events, {self.journal_bytes} bytes",
+            f"  state: {self.accounts} accounts, {self.transfers} transfers",
+            f"  snapshots compared with the replay: {self.snapshots_checked}",
+        ]
+        for ledger, t in sorted(self.ledgers.items()):
+            verdict = "balanced" if t.balanced else "UNBALANCED"
+            lines.append(
+                f"  ledger {ledger}: {t.accounts} accounts, debits posted {t.debits_posted} "
+                f"= credits posted {t.credits_posted}, debits pending {t.debits_pending} "
+                f"= credits pending {t.credits_pending}: {verdict}"
+            )
+        lines += [f"  note: {note}" for note in self.notes]
+        lines += [f"  problem: {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def verify(
+    path: str | os.PathLike[str], *, engine: str = "auto", progress: TextIO | None = None
+) -> VerifyReport:
+    """Checks the ledger directory `path` end to end; see the module's description.
+
+    `progress`, when given, receives a progress line about once a second for long runs.
+    """
+    report = VerifyReport(os.path.abspath(os.fspath(path)))
+    journal = os.path.join(report.path, JOURNAL)
+    if not os.path.isfile(journal):
+        report.problems.append(f"{journal} does not exist: not a ledger directory")
+        return report
+    if _locked_by_writer(report.path):
+        report.problems.append(
+            f"{report.path} is open for writing by another ledger: verify it once that is closed"
+        )
+        return report
+    report.journal_bytes = os.path.getsize(journal)
+    snapshots = _read_snapshots(report)
+    ledger = Ledger(engine, clock=lambda: 0)
+    _replay(ledger, journal, snapshots, report, _Progress(progress, report.journal_bytes))
+    for snapshot in snapshots.values():
+        report.problems.append(
+            f"{os.path.basename(snapshot.path)} covers batch {snapshot.tip.sequence}, "
+            f"which the journal does not hold"
+        )
+    _tally(ledger, report)
+    return report
+
+
+def _locked_by_writer(path: str) -> bool:
+    lock = os.path.join(path, LOCK)
+    if not os.path.exists(lock):
+        return False
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _read_snapshots(report: VerifyReport) -> dict[int, Snapshot]:
+    snapshots: dict[int, Snapshot] = {}
+    for found in read_snapshots(report.path):
+        if isinstance(found, Snapshot):
+            snapshots[found.tip.sequence] = found
+        else:
+            report.problems.append(f"{os.path.basename(found[0])}: {found[1]}")
+    return snapshots
+
+
+def _replay(
+    ledger: Ledger,
+    journal: str,
+    snapshots: dict[int, Snapshot],
+    report: VerifyReport,
+    progress: _Progress,
+) -> None:
+    """Replays the whole journal, comparing each snapshot when its batch is reached; takes
+    the snapshots it compared out of `snapshots`."""
+    scan = JournalScan(journal)
+    _compare(ledger, snapshots.pop(0, None), Tip(), report)
+    try:
+        for batch in scan:
+            ledger._replay(batch)
+            report.batches += 1
+            report.events += batch.count
+            _compare(ledger, snapshots.pop(batch.sequence, None), batch.tip, report)
+            progress.show(batch)
+    except JournalCorruptError as error:
+        report.problems.append(f"{error} (opening refuses this directory)")
+    progress.done()
+    if scan.torn is not None:
+        report.problems.append(
+            f"{journal} at byte offset {scan.torn.offset}: {scan.torn.reason}; the last "
+            f"{scan.torn.length} bytes are a torn write that opening cuts off"
+        )
+
+
+def _compare(ledger: Ledger, snapshot: Snapshot | None, tip: Tip, report: VerifyReport) -> None:
+    """Compares a snapshot with the replayed state at the batch it covers."""
+    if snapshot is None:
+        return
+    name = os.path.basename(snapshot.path)
+    if snapshot.tip != tip:
+        report.problems.append(f"{name} does not match batch {tip.sequence} of the journal")
+        return
+    engine = _snapshot_engine(ledger._engine)
+    if engine is None:
+        report.notes.append(f"{name}: the {ledger.engine} engine cannot export its state")
+        return
+    # The live ledger had expired pending transfers through this time when it exported.
+    ledger._engine.expire_pending_transfers(snapshot.expired_through)
+    if engine.export_state() != snapshot.state:
+        report.problems.append(
+            f"{name} differs from the replay of the journal through batch {tip.sequence}"
+        )
+    report.snapshots_checked += 1
+
+
+def _tally(ledger: Ledger, report: VerifyReport) -> None:
+    """Counts accounts and transfers, sums each ledger's balances, flags an unbalanced one."""
+    for account in _pages(ledger.query_accounts):
+        report.accounts += 1
+        t = report.ledgers.setdefault(account.ledger, LedgerTotals())
+        t.accounts += 1
+        t.debits_pending += account.debits_pending
+        t.debits_posted += account.debits_posted
+        t.credits_pending += account.credits_pending
+        t.credits_posted += account.credits_posted
+    report.transfers = sum(1 for _ in _pages(ledger.query_transfers))
+    for number, totals in sorted(report.ledgers.items()):
+        if not totals.balanced:
+            report.problems.append(f"ledger {number}: debits do not equal credits")
+
+
+def _pages(query: Callable[[QueryFilter], list[T]]) -> Iterator[T]:
+    """Every record a query method returns, a page at a time in timestamp order."""
+    after = 0
+    while True:
+        page = query(QueryFilter(timestamp_min=after + 1, limit=BATCH_MAX))
+        yield from page
+        if len(page) < BATCH_MAX:
+            return
+        after = page[-1].timestamp
+
+
+class _Progress:
+    """Reports how far the replay is, on a stream, about once a second for long runs."""
+
+    def __init__(self, stream: TextIO | None, total_bytes: int) -> None:
+        self._stream = stream
+        self._total = max(total_bytes, 1)
+        self._start = self._last = time.monotonic()
+        self._shown = False
+
+    def show(self, batch: Batch) -> None:
+        now = time.monotonic()
+        if self._stream is None or now - self._last < PROGRESS_INTERVAL_S:
+            return
+        self._last = now
+        self._shown = True
+        percent = 100 * batch.end / self._total
+        self._stream.write(
+            f"\rverify: batch {batch.sequence}, {percent:5.1f}% of the journal, "
+            f"{now - self._start:.0f} s"
+        )
+        self._stream.flush()
+
+    def done(self) -> None:
+        if self._stream is not None and self._shown:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def verify_main(argv: Sequence[str] | None = None) -> int:
+    """`fastledger verify PATH`: prints the report; returns 0 if it found no problem, else 1."""
+    parser = argparse.ArgumentParser(
+        prog="fastledger verify",
+        description="Check a ledger directory end to end: every checksum, the hash chain, a "
+        "replay of the journal against the snapshots, and debits equal to credits.",
+    )
+    parser.add_argument("path", help="the ledger directory")
+    parser.add_argument("--engine", choices=ENGINES, default="auto", help="replay engine")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    report = verify(args.path, engine=args.engine, progress=None if args.quiet else sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1

@@ -797,11 +797,6 @@ def test_trial_balance_sums_one_ledger(ledger: Ledger, clock: FakeClock) -> None
     assert ledger.trial_balance(3).accounts == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trial_balance() without `at` sums up to the time through which expiries ran, "
-    "which lags the last event whenever the clock is behind the ledger's timestamps",
-)
 def test_trial_balance_of_now_includes_every_event_even_when_the_clock_lags(
     ledger: Ledger,
 ) -> None:

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from ._balances import Balances, TrialBalance
-from ._ledger import Ledger, PackedBatch
+from ._ledger import Ledger
 from ._types import (
     Account,
     AccountBalance,
@@ -27,7 +27,7 @@ from ._types import (
     QueryFilter,
     Transfer,
 )
-from .packed import PackedResults
+from .packed import PackedBatch, PackedResults
 
 __all__ = ["WORKERS", "AsyncLedger"]
 

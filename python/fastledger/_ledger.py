@@ -56,14 +56,11 @@ from .errors import (
     LedgerClosedError,
     RecordTypeError,
 )
-from .packed import PackedResults
+from .packed import PackedBatch, PackedResults
 
 __all__ = ["ENGINES", "Ledger"]
 
 ENGINES = ("auto", "rust", "python")
-
-
-PackedBatch = bytes | bytearray | memoryview | packed.PackedAccounts | packed.PackedTransfers
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +343,7 @@ class Ledger:
         return self._create(_TRANSFERS, transfers)
 
     def _create(self, kind: _Kind, events: object) -> list[Any] | PackedResults[Any]:
-        if not isinstance(events, Sequence) or isinstance(events, (bytes, bytearray)):
+        if not isinstance(events, Sequence) or isinstance(events, (bytes, bytearray, memoryview)):
             return self._create_packed(kind, events)
         events = _check.check_batch(events, kind.name, self._batch_max)
         if not events:
@@ -448,7 +445,7 @@ class Ledger:
             raise InvalidArgumentError(f"ledger must be in 1..{2**32 - 1}, not {ledger}")
 
         def read() -> tuple[int, tuple[bytes, bytes, bytes, bytes, bytes], tuple[int, ...]]:
-            timestamp = self._expired_through if at is None else at
+            timestamp = max(self._timestamp, self._expired_through) if at is None else at
             return (timestamp, *self._engine.balances_at(timestamp, None, ledger))
 
         timestamp, columns, totals = self._read(read)

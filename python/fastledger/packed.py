@@ -11,7 +11,7 @@ NumPy is optional: the builders and `.to_numpy()` views need it, the rest does n
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, Union, overload
 
 from ._records import RECORD_SIZE, unpack_accounts, unpack_transfers
 from ._types import (
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PackedAccounts",
+    "PackedBatch",
     "PackedResults",
     "PackedTransfers",
     "account_dtype",
@@ -157,6 +158,12 @@ def as_records(buffer: object, kind: str) -> memoryview:
 
 
 R = TypeVar("R", CreateAccountResult, CreateTransferResult)
+
+# Anything exporting whole 128-byte records, NumPy arrays of the record dtypes included.
+# The NumPy member is a forward reference, which only `Union` can hold.
+PackedBatch: TypeAlias = Union[
+    bytes, bytearray, memoryview, "PackedAccounts", "PackedTransfers", "npt.NDArray[np.void]"
+]
 
 
 class PackedResults(Generic[R]):

@@ -1,0 +1,526 @@
+"""A ledger kept in a directory: reopening gives exactly the state it had, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fastledger
+from fastledger import (
+    AccountFilter,
+    AsyncLedger,
+    BatchTooLargeError,
+    CreateTransferStatus,
+    InvalidArgumentError,
+    InvalidRecordError,
+    JournalCorruptError,
+    JournalWriteError,
+    Ledger,
+    LedgerClosedError,
+    LedgerLockedError,
+    QueryFilter,
+    Transfer,
+    _journal,
+    _ledger,
+)
+from fastledger._records import pack_transfers
+from fastledger._verify import verify
+
+from .conftest import FakeClock, require_engine
+from .helpers import account, transfer
+from .journal_scenario import STEPS, probe
+
+T = CreateTransferStatus
+FAST = "unsafe_no_fsync"
+
+
+def journal_bytes(path: Path) -> bytes:
+    return (path / "journal").read_bytes()
+
+
+def snapshot_files(path: Path) -> list[str]:
+    return sorted(p.name for p in path.glob("snapshot-*"))
+
+
+@pytest.fixture
+def slow_fsync(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Makes every journal flush take 2 ms and counts the flushes, so that callers arriving
+    together have a flush to share."""
+    flushes: list[int] = []
+    real = _journal.sync_file
+
+    def sync(fd: int) -> None:
+        time.sleep(0.002)
+        flushes.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(_journal, "sync_file", sync)
+    yield flushes
+
+
+# -- reopening gives the same state ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("snapshot_every", [None, 1, 3], ids=["journal", "snap1", "snap3"])
+def test_reopening_after_every_step_gives_what_an_in_memory_ledger_has(
+    engine: str, tmp_path: Path, snapshot_every: int | None
+) -> None:
+    memory_clock, clock = FakeClock(), FakeClock()
+    memory = Ledger(engine=engine, clock=memory_clock)
+    for step in STEPS:
+        expected = step(memory, memory_clock)
+        with Ledger.open(tmp_path, engine=engine, clock=clock, snapshot_every=snapshot_every) as d:
+            assert step(d, clock) == expected, step.__name__
+        with Ledger.open(tmp_path, engine=engine, clock=clock, snapshot_every=None) as d:
+            assert probe(d) == probe(memory), step.__name__
+    assert verify(tmp_path).ok
+
+
+def test_reopening_keeps_the_failed_ids_and_the_timestamps(engine: str, tmp_path: Path) -> None:
+    clock = FakeClock()
+    with Ledger.open(tmp_path, engine=engine, clock=clock) as ledger:
+        for step in STEPS[:-1]:
+            step(ledger, clock)
+        last = ledger.query_transfers(QueryFilter(limit=1, flags=1))[0].timestamp
+    clock.now_ns = 0  # a clock gone backwards must not stamp before the journal's last batch
+    with Ledger.open(tmp_path, engine=engine, clock=clock) as ledger:
+        retried = ledger.create_transfers([transfer(102, 3, 1, 1), transfer(200, 1, 2, 1)])
+    assert [r.status for r in retried] == [T.ID_ALREADY_FAILED, T.CREATED]
+    assert retried[1].timestamp > last
+
+
+@pytest.mark.parametrize("snapshot", [False, True], ids=["journal", "snapshot"])
+def test_each_engine_opens_the_directory_of_the_other(
+    tmp_path: Path, snapshot: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_engine("rust")
+    for writer, reader in (("python", "rust"), ("rust", "python")):
+        path, clock = tmp_path / writer, FakeClock()
+        memory = Ledger(engine=writer, clock=FakeClock())
+        with Ledger.open(path, engine=writer, clock=clock, snapshot_every=None) as ledger:
+            for step in STEPS:
+                step(ledger, clock)
+                step(memory, memory._clock)  # type: ignore[arg-type]
+            if snapshot:
+                ledger.snapshot()
+        with Ledger.open(path, engine=reader, clock=clock) as ledger:
+            assert probe(ledger) == probe(memory)
+
+
+def test_both_engines_write_the_same_journal_bytes(tmp_path: Path) -> None:
+    require_engine("rust")
+    written = {}
+    for name in ("python", "rust"):
+        clock = FakeClock()
+        with Ledger.open(tmp_path / name, engine=name, clock=clock, snapshot_every=None) as ledger:
+            for step in STEPS:
+                step(ledger, clock)
+            packed = pack_transfers([transfer(300 + i, 1, 2, 1) for i in range(5)])
+            ledger.create_transfers(packed)
+            ledger.snapshot()
+        written[name] = journal_bytes(tmp_path / name)
+        assert snapshot_files(tmp_path / name)
+    assert written["python"] == written["rust"]
+    assert len(written["python"]) > 10 * 128
+
+
+def test_a_packed_batch_is_journaled_as_its_records(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        before = len(journal_bytes(tmp_path))
+        records = pack_transfers([transfer(10, 1, 2, 5), transfer(11, 2, 1, 3)])
+        ledger.create_transfers(bytearray(records))
+    assert journal_bytes(tmp_path)[before + 128 :] == records
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        assert [t.id for t in ledger.lookup_transfers([10, 11])] == [10, 11]
+
+
+# -- what is journaled ------------------------------------------------------------------------
+
+
+def test_a_refused_batch_writes_nothing(engine: str, tmp_path: Path) -> None:
+    with Ledger.open(tmp_path, engine=engine, batch_max=2) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        size = len(journal_bytes(tmp_path))
+        with pytest.raises(BatchTooLargeError):
+            ledger.create_transfers([transfer(i, 1, 2, 1) for i in range(10, 13)])
+        with pytest.raises(InvalidRecordError):
+            ledger.create_transfers([transfer(10, 1, 2, -1)])
+        assert ledger.create_transfers([]) == []
+        assert len(journal_bytes(tmp_path)) == size
+    with Ledger.open(tmp_path, engine=engine) as ledger:
+        assert ledger.create_transfers([transfer(10, 1, 2, 1)])[0].status == T.CREATED
+
+
+def test_a_create_returns_only_after_its_batch_is_flushed(
+    tmp_path: Path, slow_fsync: list[int]
+) -> None:
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        flushed = len(slow_fsync)
+        ledger.create_transfers([transfer(10, 1, 2, 1)])
+        assert len(slow_fsync) == flushed + 1
+    with Ledger.open(tmp_path, engine="python", durability=FAST) as ledger:
+        ledger.create_transfers([transfer(11, 1, 2, 1)])
+        assert len(slow_fsync) == flushed + 1
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        assert len(ledger.lookup_transfers([10, 11])) == 2
+
+
+def test_a_read_waits_until_what_it_saw_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, real = threading.Event(), _journal.sync_file
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        monkeypatch.setattr(_journal, "sync_file", lambda fd: (gate.wait(5), real(fd)))
+        writer = threading.Thread(target=ledger.create_transfers, args=([transfer(10, 1, 2, 1)],))
+        writer.start()
+        while ledger._journal is None or ledger._journal.appended < 2:
+            time.sleep(0.001)
+        seen: list[Any] = []
+        reader = threading.Thread(target=lambda: seen.append(ledger.lookup_transfers([10])))
+        reader.start()
+        reader.join(0.1)
+        assert reader.is_alive() and not seen, "the read showed a batch not yet on disk"
+        gate.set()
+        writer.join()
+        reader.join()
+        assert [t.id for t in seen[0]] == [10]
+
+
+# -- opening, closing and locking ---------------------------------------------------------------
+
+
+def test_a_second_open_of_a_directory_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path, engine="python")
+    with pytest.raises(LedgerLockedError, match="open for writing"):
+        Ledger.open(tmp_path, engine="python")
+    ledger.close()
+    Ledger.open(tmp_path, engine="python").close()
+
+
+def test_another_process_cannot_open_a_directory_that_is_open(tmp_path: Path) -> None:
+    script = (
+        "import sys, fastledger\n"
+        "try:\n"
+        "    fastledger.Ledger.open(sys.argv[1], engine='python')\n"
+        "except fastledger.LedgerLockedError:\n"
+        "    sys.exit(3)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with Ledger.open(tmp_path, engine="python"):
+        locked = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env)
+    unlocked = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env)
+    assert (locked.returncode, unlocked.returncode) == (3, 0)
+
+
+def test_a_closed_ledger_refuses_every_call(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path, engine="python")
+    ledger.close()
+    ledger.close()
+    with pytest.raises(LedgerClosedError):
+        ledger.create_accounts([account(1)])
+    with pytest.raises(LedgerClosedError):
+        ledger.lookup_accounts([1])
+    assert ledger.path == str(tmp_path) and ledger.durability == "fsync"
+
+
+def test_an_in_memory_ledger_closes_as_a_no_op() -> None:
+    with Ledger(engine="python") as ledger:
+        ledger.close()
+        assert ledger.create_accounts([account(1)])[0].status.name == "CREATED"
+        assert ledger.path is None and ledger.durability is None and not ledger.snapshot()
+
+
+def test_open_refuses_unknown_options(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="durability"):
+        Ledger.open(tmp_path, durability="sometimes")
+    with pytest.raises(InvalidArgumentError, match="snapshot_every"):
+        Ledger.open(tmp_path, snapshot_every=0)
+    Ledger.open(tmp_path, engine="python").close()
+
+
+# -- snapshots --------------------------------------------------------------------------------
+
+
+def count_replays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    replayed: list[int] = []
+    real = Ledger._replay
+
+    def replay(self: Ledger, batch: _journal.Batch) -> None:
+        replayed.append(batch.sequence)
+        real(self, batch)
+
+    monkeypatch.setattr(Ledger, "_replay", replay)
+    return replayed
+
+
+def post_batches(ledger: Ledger, count: int, first_id: int = 1000) -> None:
+    for i in range(count):
+        ledger.create_transfers([transfer(first_id + i, 1, 2, 1)])
+
+
+def test_a_snapshot_lets_the_next_open_replay_only_what_follows_it(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Ledger.open(
+        tmp_path, engine="python", clock=clock, durability=FAST, snapshot_every=None
+    ) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        post_batches(ledger, 5)
+        assert ledger.snapshot()
+        post_batches(ledger, 2, first_id=2000)
+        expected = probe(ledger)
+    assert snapshot_files(tmp_path) == ["snapshot-00000000000000000006"]
+    replayed = count_replays(monkeypatch)
+    with Ledger.open(tmp_path, engine="python", clock=clock) as ledger:
+        assert probe(ledger) == expected
+    assert replayed == [7, 8]
+
+
+def test_snapshots_are_taken_automatically_and_the_two_newest_kept(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    with Ledger.open(
+        tmp_path, engine="python", clock=clock, durability=FAST, snapshot_every=2
+    ) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        post_batches(ledger, 9)
+        expected = probe(ledger)
+    assert len(snapshot_files(tmp_path)) == 2
+    with Ledger.open(tmp_path, engine="python", clock=clock) as ledger:
+        assert probe(ledger) == expected
+    report = verify(tmp_path)
+    assert report.ok and report.snapshots_checked == 2, report.summary()
+
+
+def test_a_damaged_snapshot_is_skipped_for_the_journal(
+    tmp_path: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with Ledger.open(tmp_path, engine="python", clock=clock, snapshot_every=None) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        post_batches(ledger, 3)
+        ledger.snapshot()
+        expected = probe(ledger)
+    [name] = snapshot_files(tmp_path)
+    data = bytearray((tmp_path / name).read_bytes())
+    data[200] ^= 1
+    (tmp_path / name).write_bytes(data)
+    replayed = count_replays(monkeypatch)
+    with (
+        caplog.at_level(logging.WARNING),
+        Ledger.open(tmp_path, engine="python", clock=clock) as ledger,
+    ):
+        assert probe(ledger) == expected
+    assert replayed == [1, 2, 3, 4] and "skipping snapshot" in caplog.text
+    assert not verify(tmp_path).ok
+
+
+def test_a_snapshot_of_another_journal_is_refused(tmp_path: Path) -> None:
+    for name, amount in (("a", 1), ("b", 2)):
+        with Ledger.open(tmp_path / name, engine="python", snapshot_every=None) as ledger:
+            ledger.create_accounts([account(1), account(2)])
+            ledger.create_transfers([transfer(10, 1, 2, amount)])
+            ledger.snapshot()
+    [snapshot] = snapshot_files(tmp_path / "a")
+    (tmp_path / "b" / snapshot).write_bytes((tmp_path / "a" / snapshot).read_bytes())
+    with pytest.raises(JournalCorruptError, match="snapshot"):
+        Ledger.open(tmp_path / "b", engine="python")
+
+
+def test_an_engine_without_snapshots_replays_the_whole_journal(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Ledger.open(tmp_path, engine="python", clock=clock, snapshot_every=None) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        post_batches(ledger, 2)
+        ledger.snapshot()
+        expected = probe(ledger)
+    monkeypatch.setattr(_ledger, "_snapshot_engine", lambda engine: None)
+    replayed = count_replays(monkeypatch)
+    with Ledger.open(tmp_path, engine="python", clock=clock, snapshot_every=1) as ledger:
+        assert probe(ledger) == expected
+        assert not ledger.snapshot()
+        post_batches(ledger, 2, first_id=2000)
+    assert replayed == [1, 2, 3]
+    assert snapshot_files(tmp_path) == ["snapshot-00000000000000000003"]
+
+
+def test_export_state_then_import_state_gives_the_same_state(engine: str) -> None:
+    clock = FakeClock()
+    ledger = Ledger(engine=engine, clock=clock)
+    for step in STEPS:
+        step(ledger, clock)
+    source = _ledger._snapshot_engine(ledger._engine)
+    if source is None:
+        pytest.skip(f"the {engine} engine cannot export its state yet")
+    copy = Ledger(engine=engine, clock=clock)
+    target = _ledger._snapshot_engine(copy._engine)
+    assert target is not None
+    target.import_state(source.export_state())
+    copy._advance(ledger._timestamp, 1)
+    copy._expired_through = ledger._expired_through
+    assert target.export_state() == source.export_state()
+    assert probe(copy) == probe(ledger)
+
+
+# -- many callers at once ---------------------------------------------------------------------
+
+
+def test_callers_arriving_together_share_one_flush(tmp_path: Path, slow_fsync: list[int]) -> None:
+    threads, per_thread = 16, 10
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        flushed = len(slow_fsync)
+        results: dict[int, Any] = {}
+        barrier = threading.Barrier(threads)
+
+        def post(worker: int) -> None:
+            barrier.wait()
+            for i in range(per_thread):
+                id_ = 1000 + worker * per_thread + i
+                results[id_] = ledger.create_transfers([transfer(id_, 1, 2, 1)])
+
+        run_threads(threads, post)
+        flushes = len(slow_fsync) - flushed
+    assert len(results) == threads * per_thread
+    assert all(r[0].status == T.CREATED for r in results.values())
+    assert flushes < threads * per_thread / 2, f"{flushes} flushes for {len(results)} batches"
+
+
+def run_threads(count: int, target: Any) -> None:
+    errors: list[BaseException] = []
+
+    def run(worker: int) -> None:
+        try:
+            target(worker)
+        except BaseException as error:
+            errors.append(error)
+            raise
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors, errors
+
+
+def test_sixteen_threads_posting_and_reading_lose_nothing(
+    clock: FakeClock, engine: str, tmp_path: Path
+) -> None:
+    accounts = 20
+    with Ledger.open(tmp_path, engine=engine, clock=clock, snapshot_every=40) as ledger:
+        ledger.create_accounts([account(i) for i in range(1, accounts + 1)])
+        results: dict[int, CreateTransferStatus] = {}
+
+        def work(worker: int) -> None:
+            rng = random.Random(worker)
+            for n in range(30):
+                first = 10_000 * (worker + 1) + 10 * n
+                batch = [
+                    transfer(first + k, *rng.sample(range(1, accounts + 1), 2), rng.randint(1, 9))
+                    for k in range(rng.randint(1, 5))
+                ]
+                for t, r in zip(batch, ledger.create_transfers(batch), strict=True):
+                    results[t.id] = r.status
+                if n % 3 == 0:
+                    assert ledger.trial_balance(1).balanced
+                    seen = ledger.lookup_transfers([t.id for t in batch])
+                    assert [t.id for t in seen] == [t.id for t in batch]
+
+        run_threads(16, work)
+        expected = probe(ledger)
+    assert set(results.values()) == {T.CREATED}
+    with Ledger.open(tmp_path, engine=engine, clock=clock) as ledger:
+        assert probe(ledger) == expected
+        assert len(ledger.lookup_transfers(list(results))) == len(results)
+    report = verify(tmp_path)
+    assert report.ok and report.transfers == len(results), report.summary()
+
+
+# -- asyncio ----------------------------------------------------------------------------------
+
+
+def test_async_calls_share_flushes_and_never_block_the_loop(
+    tmp_path: Path, slow_fsync: list[int]
+) -> None:
+    async def main() -> tuple[list[Any], int, int]:
+        async with await AsyncLedger.open(tmp_path, engine="python") as ledger:
+            await ledger.create_accounts([account(1), account(2)])
+            flushed = len(slow_fsync)
+            ticks = 0
+            done = False
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while not done:
+                    ticks += 1
+                    await asyncio.sleep(0.001)
+
+            ticking = asyncio.create_task(ticker())
+            results = await asyncio.gather(
+                *(ledger.create_transfers([transfer(100 + i, 1, 2, 1)]) for i in range(64))
+            )
+            done = True
+            await ticking
+            return results, len(slow_fsync) - flushed, ticks
+
+    results, flushes, ticks = asyncio.run(main())
+    assert [r[0].status for r in results] == [T.CREATED] * 64
+    assert flushes < 32 and ticks > 1
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        assert len(ledger.lookup_transfers(list(range(100, 164)))) == 64
+        assert ledger.get_account_transfers(AccountFilter(account_id=1))[0].id == 100
+
+
+# -- a failed write ---------------------------------------------------------------------------
+
+
+def test_a_failed_flush_fails_the_ledger_until_it_is_opened_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger.open(tmp_path, engine="python")
+    ledger.create_accounts([account(1), account(2)])
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_journal, "sync_file", broken)
+    with pytest.raises(JournalWriteError, match="retry them with the same ids"):
+        ledger.create_transfers([transfer(10, 1, 2, 1)])
+    with pytest.raises(JournalWriteError):
+        ledger.lookup_accounts([1])
+    ledger.close()
+    monkeypatch.undo()
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        # The write itself went through, only its flush failed: the retry finds it.
+        assert ledger.create_transfers([transfer(10, 1, 2, 1)])[0].status == T.EXISTS
+
+
+def test_the_package_exports_the_durability_api() -> None:
+    for name in (
+        "AsyncLedger",
+        "JournalCorruptError",
+        "JournalWriteError",
+        "LedgerClosedError",
+        "LedgerLockedError",
+    ):
+        assert name in fastledger.__all__
+    assert issubclass(fastledger.JournalCorruptError, fastledger.FastledgerError)
+    assert Transfer is fastledger.Transfer

@@ -99,12 +99,14 @@ def ids(records: list[Account] | list[Transfer]) -> list[int]:
 
 
 def test_create_account_created(ledger: Ledger) -> None:
-    event = account(1, user_data_128=2, user_data_64=3, user_data_32=4, ledger=5, code=6)
-    [result] = ledger.create_accounts([replace(event, flags=AF.HISTORY)])
+    event = account(
+        1, user_data_128=2, user_data_64=3, user_data_32=4, ledger=5, code=6, flags=AF.HISTORY
+    )
+    [result] = ledger.create_accounts([event])
     assert result.status == A.CREATED
     assert result.timestamp > 0
     # Stored as given, with zero balances and the timestamp of the result.
-    assert stored_account(ledger, 1) == replace(event, flags=AF.HISTORY, timestamp=result.timestamp)
+    assert stored_account(ledger, 1) == replace(event, timestamp=result.timestamp)
 
 
 def test_create_account_linked_event_failed(ledger: Ledger) -> None:

@@ -19,17 +19,134 @@ pyo3::import_exception!(fastledger.errors, BatchTooLargeError);
 pyo3::import_exception!(fastledger.errors, InvalidRecordError);
 pyo3::import_exception!(fastledger.errors, RecordTypeError);
 
-static ACCOUNT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static TRANSFER_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static ACCOUNT_CLASS: PyOnceLock<RecordClass> = PyOnceLock::new();
+static TRANSFER_CLASS: PyOnceLock<RecordClass> = PyOnceLock::new();
 /// `CREATED` is the one status code outside CPython's cache of small ints.
 static CREATED_CODE: PyOnceLock<Py<PyInt>> = PyOnceLock::new();
 
-fn account_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    ACCOUNT_TYPE.import(py, "fastledger._types", "Account")
+/// The fields of an `Account` and their widths in bits, in record order, as
+/// `_types.ACCOUNT_FIELD_BITS` lists them (checked when the class is first loaded).
+const ACCOUNT_FIELDS: [(&str, u32); FIELD_COUNT] = [
+    ("id", 128),
+    ("debits_pending", 128),
+    ("debits_posted", 128),
+    ("credits_pending", 128),
+    ("credits_posted", 128),
+    ("user_data_128", 128),
+    ("user_data_64", 64),
+    ("user_data_32", 32),
+    ("reserved", 32),
+    ("ledger", 32),
+    ("code", 16),
+    ("flags", 16),
+    ("timestamp", 64),
+];
+
+/// The fields of a `Transfer`, as `_types.TRANSFER_FIELD_BITS` lists them.
+const TRANSFER_FIELDS: [(&str, u32); FIELD_COUNT] = [
+    ("id", 128),
+    ("debit_account_id", 128),
+    ("credit_account_id", 128),
+    ("amount", 128),
+    ("pending_id", 128),
+    ("user_data_128", 128),
+    ("user_data_64", 64),
+    ("user_data_32", 32),
+    ("timeout", 32),
+    ("ledger", 32),
+    ("code", 16),
+    ("flags", 16),
+    ("timestamp", 64),
+];
+
+const FIELD_COUNT: usize = 13;
+
+/// One slot of a record class: its member descriptor and the descriptor's `__get__`.
+struct Slot {
+    name: &'static str,
+    bits: u32,
+    descriptor: Py<PyAny>,
+    get: ffi::descrgetfunc,
 }
 
-fn transfer_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    TRANSFER_TYPE.import(py, "fastledger._types", "Transfer")
+/// A record class of `fastledger._types` (a frozen dataclass with slots) and its slots in
+/// record order. Reading a field through its slot's descriptor skips the attribute lookup by
+/// name that `getattr` repeats for every field of every record; the class is checked to be
+/// exactly the record class first, so the descriptors are the ones `getattr` would find.
+struct RecordClass {
+    class: Py<PyType>,
+    slots: Vec<Slot>,
+}
+
+impl RecordClass {
+    fn load(
+        py: Python<'_>,
+        name: &str,
+        fields_name: &str,
+        fields: &[(&'static str, u32); FIELD_COUNT],
+    ) -> PyResult<Self> {
+        let types = py.import("fastledger._types")?;
+        let declared: Vec<(String, u32)> = types.getattr(fields_name)?.extract()?;
+        let expected: Vec<(String, u32)> =
+            fields.iter().map(|&(field, bits)| (field.to_owned(), bits)).collect();
+        assert_eq!(declared, expected, "_types.{fields_name} is the Rust record layout");
+        let class = types.getattr(name)?.cast_into::<PyType>()?;
+        let namespace = class.getattr("__dict__")?;
+        let mut slots = Vec::with_capacity(FIELD_COUNT);
+        for &(field, bits) in fields {
+            let descriptor = namespace.get_item(field)?;
+            let descriptor_type = descriptor.get_type();
+            // SAFETY: any type, static or heap, answers PyType_GetSlot from Python 3.10 on.
+            let get =
+                unsafe { ffi::PyType_GetSlot(descriptor_type.as_type_ptr(), ffi::Py_tp_descr_get) };
+            if get.is_null() {
+                let message = format!("{name}.{field} is not a slot of the record class");
+                return Err(pyo3::exceptions::PyTypeError::new_err(message));
+            }
+            // SAFETY: the Py_tp_descr_get slot holds a descrgetfunc.
+            let get =
+                unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::descrgetfunc>(get) };
+            slots.push(Slot { name: field, bits, descriptor: descriptor.unbind(), get });
+        }
+        Ok(Self { class: class.unbind(), slots })
+    }
+
+    /// Reads every field of `record` in record order, refusing what `_check.check_records`
+    /// refuses, with its message.
+    fn read(
+        &self,
+        record: &Bound<'_, PyAny>,
+        kind: &str,
+        index: usize,
+    ) -> PyResult<[u128; FIELD_COUNT]> {
+        let py = record.py();
+        let class = self.class.bind(py);
+        check_record_type(record, class, kind, index)?;
+        let mut values = [0u128; FIELD_COUNT];
+        for (value, slot) in values.iter_mut().zip(&self.slots) {
+            // SAFETY: `record` is exactly of `class`, and `slot.descriptor` is that class's
+            // descriptor of the field; the call returns a new reference or NULL with an error.
+            let field = unsafe {
+                let raw = (slot.get)(slot.descriptor.as_ptr(), record.as_ptr(), class.as_ptr());
+                Bound::from_owned_ptr_or_err(py, raw)?
+            };
+            let place = Place { kind, index, field: Some(slot.name) };
+            *value = unsigned(&field, &place, slot.bits)?;
+        }
+        Ok(values)
+    }
+}
+
+fn account_class(py: Python<'_>) -> PyResult<&RecordClass> {
+    ACCOUNT_CLASS.get_or_try_init(py, || {
+        RecordClass::load(py, "Account", "ACCOUNT_FIELD_BITS", &ACCOUNT_FIELDS)
+    })
+}
+
+fn transfer_class(py: Python<'_>) -> PyResult<&RecordClass> {
+    TRANSFER_CLASS.get_or_try_init(py, || {
+        RecordClass::load(py, "Transfer", "TRANSFER_FIELD_BITS", &TRANSFER_FIELDS)
+    })
 }
 
 /// Where a value sits in its batch: `transfers[3].amount`, or `ids[2]` for a lookup.
@@ -125,29 +242,6 @@ fn field_message(value: &Bound<'_, PyAny>, place: &Place<'_>, bits: u32) -> PyRe
     Ok(format!("{place} does not fit in {bits} bits ({shown} > {max})"))
 }
 
-/// Reads the fields of one record in record order, so that the first bad field is the one
-/// `_check.check_records` names.
-struct Fields<'a, 'py> {
-    record: &'a Bound<'py, PyAny>,
-    kind: &'a str,
-    index: usize,
-}
-
-impl Fields<'_, '_> {
-    fn read(&self, name: &Bound<'_, PyString>, field: &'static str, bits: u32) -> PyResult<u128> {
-        let value = self.record.getattr(name)?;
-        let place = Place { kind: self.kind, index: self.index, field: Some(field) };
-        unsigned(&value, &place, bits)
-    }
-}
-
-/// `record.<name>` as the unsigned type `$ty`, its width checked first.
-macro_rules! field {
-    ($fields:expr, $py:expr, $name:literal, $ty:ty) => {
-        $fields.read(pyo3::intern!($py, $name), $name, <$ty>::BITS)? as $ty
-    };
-}
-
 fn check_record_type(
     record: &Bound<'_, PyAny>,
     expected: &Bound<'_, PyType>,
@@ -161,45 +255,42 @@ fn check_record_type(
     Err(RecordTypeError::new_err(format!("{kind}[{index}] must be a {expected}, not {found}")))
 }
 
+// The casts below are exact: `RecordClass::read` has checked every field against its width.
 fn account_from(record: &Bound<'_, PyAny>, index: usize) -> PyResult<Account> {
-    let py = record.py();
-    check_record_type(record, account_type(py)?, "accounts", index)?;
-    let f = Fields { record, kind: "accounts", index };
+    let v = account_class(record.py())?.read(record, "accounts", index)?;
     Ok(Account {
-        id: field!(f, py, "id", u128),
-        debits_pending: field!(f, py, "debits_pending", u128),
-        debits_posted: field!(f, py, "debits_posted", u128),
-        credits_pending: field!(f, py, "credits_pending", u128),
-        credits_posted: field!(f, py, "credits_posted", u128),
-        user_data_128: field!(f, py, "user_data_128", u128),
-        user_data_64: field!(f, py, "user_data_64", u64),
-        user_data_32: field!(f, py, "user_data_32", u32),
-        reserved: field!(f, py, "reserved", u32),
-        ledger: field!(f, py, "ledger", u32),
-        code: field!(f, py, "code", u16),
-        flags: field!(f, py, "flags", u16),
-        timestamp: field!(f, py, "timestamp", u64),
+        id: v[0],
+        debits_pending: v[1],
+        debits_posted: v[2],
+        credits_pending: v[3],
+        credits_posted: v[4],
+        user_data_128: v[5],
+        user_data_64: v[6] as u64,
+        user_data_32: v[7] as u32,
+        reserved: v[8] as u32,
+        ledger: v[9] as u32,
+        code: v[10] as u16,
+        flags: v[11] as u16,
+        timestamp: v[12] as u64,
     })
 }
 
 fn transfer_from(record: &Bound<'_, PyAny>, index: usize) -> PyResult<Transfer> {
-    let py = record.py();
-    check_record_type(record, transfer_type(py)?, "transfers", index)?;
-    let f = Fields { record, kind: "transfers", index };
+    let v = transfer_class(record.py())?.read(record, "transfers", index)?;
     Ok(Transfer {
-        id: field!(f, py, "id", u128),
-        debit_account_id: field!(f, py, "debit_account_id", u128),
-        credit_account_id: field!(f, py, "credit_account_id", u128),
-        amount: field!(f, py, "amount", u128),
-        pending_id: field!(f, py, "pending_id", u128),
-        user_data_128: field!(f, py, "user_data_128", u128),
-        user_data_64: field!(f, py, "user_data_64", u64),
-        user_data_32: field!(f, py, "user_data_32", u32),
-        timeout: field!(f, py, "timeout", u32),
-        ledger: field!(f, py, "ledger", u32),
-        code: field!(f, py, "code", u16),
-        flags: field!(f, py, "flags", u16),
-        timestamp: field!(f, py, "timestamp", u64),
+        id: v[0],
+        debit_account_id: v[1],
+        credit_account_id: v[2],
+        amount: v[3],
+        pending_id: v[4],
+        user_data_128: v[5],
+        user_data_64: v[6] as u64,
+        user_data_32: v[7] as u32,
+        timeout: v[8] as u32,
+        ledger: v[9] as u32,
+        code: v[10] as u16,
+        flags: v[11] as u16,
+        timestamp: v[12] as u64,
     })
 }
 
@@ -260,7 +351,7 @@ pub fn account_object<'py>(py: Python<'py>, a: &Account) -> PyResult<Bound<'py, 
         int(py, a.flags.into()),
         int(py, a.timestamp.into()),
     ];
-    account_type(py)?.call1(PyTuple::new(py, fields)?)
+    account_class(py)?.class.bind(py).call1(PyTuple::new(py, fields)?)
 }
 
 /// `Transfer(...)` from a record, with its fields positionally in record order.
@@ -280,7 +371,7 @@ pub fn transfer_object<'py>(py: Python<'py>, t: &Transfer) -> PyResult<Bound<'py
         int(py, t.flags.into()),
         int(py, t.timestamp.into()),
     ];
-    transfer_type(py)?.call1(PyTuple::new(py, fields)?)
+    transfer_class(py)?.class.bind(py).call1(PyTuple::new(py, fields)?)
 }
 
 /// The results of a create as a list of `(status, timestamp)` tuples of ints.

@@ -478,8 +478,14 @@ class Ledger:
 
     def _batch_timestamp(self, count: int) -> int:
         """The timestamp of the last event of a batch of `count`; event i of the batch takes
-        `timestamp - count + i + 1`, so every event gets its own, after all earlier ones."""
-        timestamp = max(self._read_clock(), self._timestamp + count, self._expired_through + count)
+        `timestamp - count + i + 1`, so every event gets its own, after all earlier ones.
+
+        The first event may take the very time through which a read expired pending transfers:
+        a transfer that expires at or before its timestamp is expired for it either way.
+        """
+        timestamp = max(
+            self._read_clock(), self._timestamp + count, self._expired_through + count - 1
+        )
         assert timestamp <= TIMESTAMP_MAX, "the ledger has run out of timestamps"
         return self._advance(timestamp, count)
 

@@ -192,7 +192,8 @@ def _demo_open_accounts(ledger: Ledger) -> None:
 
 
 def _demo_steps() -> list[_DemoStep]:
-    deposit, payment, overdraft = _USD.to_minor("100.00"), _USD.to_minor("30.00"), 50_000
+    deposit, payment = _USD.to_minor("100.00"), _USD.to_minor("30.00")
+    overdraft = _USD.to_minor("500.00")
     hold, capture = _USD.to_minor("25.00"), _USD.to_minor("20.00")
     usd = _USD.format
 

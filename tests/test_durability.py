@@ -38,7 +38,7 @@ from fastledger._records import pack_transfers
 from fastledger._verify import verify
 
 from .conftest import FakeClock, require_engine
-from .helpers import account, transfer
+from .helpers import account, pending, transfer
 from .journal_scenario import STEPS, probe
 
 T = CreateTransferStatus
@@ -359,6 +359,22 @@ def test_an_engine_without_snapshots_replays_the_whole_journal(
         post_batches(ledger, 2, first_id=2000)
     assert replayed == [1, 2, 3]
     assert snapshot_files(tmp_path) == ["snapshot-00000000000000000003"]
+
+
+def test_a_snapshot_holds_the_expiry_it_records_even_right_after_an_accounts_batch(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    with Ledger.open(tmp_path, engine="python", clock=clock, snapshot_every=None) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        ledger.create_transfers([pending(10, 1, 2, 5, timeout=1)])
+        clock.advance(seconds=2)
+        ledger.create_accounts([account(3)])  # stamps past the expiry, expires nothing
+        ledger.snapshot()
+        expected = probe(ledger)
+    report = verify(tmp_path)
+    assert report.ok and report.snapshots_checked == 1, report.summary()
+    with Ledger.open(tmp_path, engine="python", clock=clock) as ledger:
+        assert probe(ledger) == expected
 
 
 def test_export_state_then_import_state_gives_the_same_state(engine: str) -> None:

@@ -15,6 +15,7 @@ work holds the lock; the write and fsync do not, so callers that arrive together
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import struct
 import threading
@@ -61,6 +62,8 @@ from .packed import PackedBatch, PackedResults
 __all__ = ["ENGINES", "Ledger"]
 
 ENGINES = ("auto", "rust", "python")
+
+log = logging.getLogger("fastledger")
 
 
 @dataclass(frozen=True, slots=True)
@@ -547,6 +550,12 @@ class Ledger:
         if self._directory.snapshot_due and self._snapshot_lock.acquire(blocking=False):
             try:
                 self._snapshot()
+            except LedgerClosedError:
+                pass  # Closed meanwhile: the next open replays a little more journal.
+            except OSError as error:
+                # The caller's batch is durable already; a snapshot only saves replay time,
+                # so its failure must not fail the call; a later one is tried as usual.
+                log.warning("fastledger: a snapshot of %s failed: %s", self.path, error)
             finally:
                 self._snapshot_lock.release()
 
@@ -570,6 +579,10 @@ class Ledger:
         with self._lock:
             self._check_usable()
             tip = self._journal.flush()
+            # The snapshot records the time through which pending transfers expired; after
+            # an accounts batch the engine can lag behind it, so it catches up first (as the
+            # next read or transfers batch would) and the state matches what it records.
+            self._engine.expire_pending_transfers(self._expired_through)
             state = engine.export_state()
             snapshot = Snapshot("", tip, self._timestamp, self._expired_through, state)
             self._directory.note_snapshot(len(state))
@@ -585,7 +598,7 @@ class Ledger:
                 engine.import_state(snapshot.state)
             except ValueError as error:
                 raise JournalCorruptError(str(error), path=snapshot.path, offset=0) from error
-            self._advance(snapshot.timestamp, 1)
+            self._timestamp = snapshot.timestamp
             self._expired_through = snapshot.expired_through
         self._journal = directory.recover(snapshot, self._replay)
 

@@ -15,7 +15,8 @@ use foldhash::{HashMap, HashSet};
 
 use crate::status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
 use crate::types::{
-    account_flags, transfer_flags, Account, Transfer, AMOUNT_MAX, TIMESTAMP_MAX, U128_MAX,
+    account_flags, transfer_flags, Account, AccountBalance, Transfer, AMOUNT_MAX, TIMESTAMP_MAX,
+    U128_MAX,
 };
 
 type A = CreateAccountStatus;
@@ -39,6 +40,7 @@ const _: () = assert!(account_flags::LINKED == LINKED);
 const DEBITS_MUST_NOT_EXCEED_CREDITS: u16 = account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS;
 const CREDITS_MUST_NOT_EXCEED_DEBITS: u16 = account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS;
 const ACCOUNT_IMPORTED: u16 = account_flags::IMPORTED;
+const HISTORY: u16 = account_flags::HISTORY;
 const CLOSED: u16 = account_flags::CLOSED;
 
 /// Returns `status` from the enclosing create when `condition` holds: one line per status, in
@@ -193,22 +195,32 @@ impl Undo {
 }
 
 /// When a pending transfer with a timeout expires, in nanoseconds.
-fn expires_at(p: &Transfer) -> u64 {
+pub(crate) fn expires_at(p: &Transfer) -> u64 {
     debug_assert!(p.timestamp <= TIMESTAMP_MAX);
     p.timestamp + u64::from(p.timeout) * NS_PER_S
+}
+
+/// What the engine keeps of an account besides its record: the transfers that debit or credit
+/// it, in timestamp order (indexes into the transfer log), and, for an account flagged
+/// `HISTORY`, its balances after each of them, beside it.
+#[derive(Debug, Default)]
+pub(crate) struct AccountTrail {
+    pub(crate) transfers: Vec<usize>,
+    pub(crate) history: Option<Vec<AccountBalance>>,
 }
 
 /// The reference state machine in Rust. Not thread-safe by itself: its owner serialises calls.
 #[derive(Debug, Default)]
 pub struct Engine {
-    /// Account id to its index in `account_log`.
-    accounts: HashMap<u128, usize>,
+    /// Account id to its index in `account_log` (and `account_trails`).
+    pub(crate) accounts: HashMap<u128, usize>,
     /// Transfer id to its index in `transfer_log`.
-    transfers: HashMap<u128, usize>,
+    pub(crate) transfers: HashMap<u128, usize>,
     // Creation order is timestamp order (imported events must not regress), so these logs are
     // sorted by timestamp.
-    account_log: Vec<Account>,
-    transfer_log: Vec<Transfer>,
+    pub(crate) account_log: Vec<Account>,
+    pub(crate) account_trails: Vec<AccountTrail>,
+    pub(crate) transfer_log: Vec<Transfer>,
     account_timestamps: HashSet<u64>,
     transfer_timestamps: HashSet<u64>,
     pending_status: HashMap<u128, PendingStatus>,
@@ -280,6 +292,8 @@ impl Engine {
         };
         self.accounts.insert(a.id, self.account_log.len());
         self.account_log.push(account);
+        let history = (a.flags & HISTORY != 0).then(Vec::new);
+        self.account_trails.push(AccountTrail { transfers: Vec::new(), history });
         self.account_timestamps.insert(timestamp);
         if self.undo.active {
             self.undo.accounts_created.push(a.id);
@@ -369,7 +383,6 @@ impl Engine {
     fn create_transfer_effects(&mut self, stored: &Transfer, dr_index: usize, cr_index: usize) {
         let (flags, amount) = (stored.flags, stored.amount);
         self.save_accounts(dr_index, cr_index);
-        self.insert_transfer(stored);
         let (dr, cr) = self.two_accounts_mut(dr_index, cr_index);
         if flags & PENDING != 0 {
             dr.debits_pending += amount;
@@ -392,6 +405,7 @@ impl Engine {
                 self.expiry.push(Reverse(entry));
             }
         }
+        self.insert_transfer(stored, dr_index, cr_index);
     }
 
     fn post_or_void_pending_transfer(&mut self, t: &Transfer, timestamp: u64) -> T {
@@ -468,21 +482,21 @@ impl Engine {
     fn post_or_void_effects(&mut self, stored: &Transfer, p: &Transfer, dr: usize, cr: usize) {
         let flags = stored.flags;
         self.save_accounts(dr, cr);
-        self.insert_transfer(stored);
         let resolved =
             if flags & POST != 0 { PendingStatus::Posted } else { PendingStatus::Voided };
         self.set_pending_status(p.id, resolved);
-        let (dr, cr) = self.two_accounts_mut(dr, cr);
-        dr.debits_pending -= p.amount;
-        cr.credits_pending -= p.amount;
+        let (dr_account, cr_account) = self.two_accounts_mut(dr, cr);
+        dr_account.debits_pending -= p.amount;
+        cr_account.credits_pending -= p.amount;
         if flags & POST != 0 {
             assert!(p.flags & CLOSING == 0, "a closing transfer can only be voided");
-            dr.debits_posted += stored.amount;
-            cr.credits_posted += stored.amount;
+            dr_account.debits_posted += stored.amount;
+            cr_account.credits_posted += stored.amount;
         } else {
-            reopen_closed_by(p, dr, cr);
+            reopen_closed_by(p, dr_account, cr_account);
         }
-        debug_assert!(balances_fit(dr) && balances_fit(cr));
+        debug_assert!(balances_fit(dr_account) && balances_fit(cr_account));
+        self.insert_transfer(stored, dr, cr);
     }
 
     fn create_transfer_exists(&self, t: &Transfer, e: &Transfer) -> T {
@@ -639,10 +653,20 @@ impl Engine {
 
     // -- effects and their undo ------------------------------------------------------------
 
-    fn insert_transfer(&mut self, t: &Transfer) {
-        self.transfers.insert(t.id, self.transfer_log.len());
+    /// Logs a created transfer after its effects, so that the history of its accounts records
+    /// their balances after it.
+    fn insert_transfer(&mut self, t: &Transfer, dr_index: usize, cr_index: usize) {
+        let index = self.transfer_log.len();
+        self.transfers.insert(t.id, index);
         self.transfer_log.push(*t);
         self.transfer_timestamps.insert(t.timestamp);
+        for account_index in [dr_index, cr_index] {
+            let trail = &mut self.account_trails[account_index];
+            trail.transfers.push(index);
+            if let Some(history) = &mut trail.history {
+                history.push(AccountBalance::of(&self.account_log[account_index], t.timestamp));
+            }
+        }
         if self.undo.active {
             self.undo.transfers_created.push(t.id);
         }
@@ -683,11 +707,20 @@ impl Engine {
             let popped = self.transfer_log.pop().expect("a created transfer is logged");
             assert!(popped.id == transfer_id && index == Some(self.transfer_log.len()));
             self.transfer_timestamps.remove(&popped.timestamp);
+            for account_id in [popped.debit_account_id, popped.credit_account_id] {
+                let trail = &mut self.account_trails[self.accounts[&account_id]];
+                assert_eq!(trail.transfers.pop(), Some(self.transfer_log.len()));
+                if let Some(history) = &mut trail.history {
+                    history.pop().expect("a history entry per transfer");
+                }
+            }
         }
         for &account_id in undo.accounts_created.iter().rev() {
             let index = self.accounts.remove(&account_id);
             let popped = self.account_log.pop().expect("a created account is logged");
             assert!(popped.id == account_id && index == Some(self.account_log.len()));
+            let trail = self.account_trails.pop().expect("a trail per account");
+            assert!(trail.transfers.is_empty(), "a chain of accounts moves no money");
             self.account_timestamps.remove(&popped.timestamp);
         }
         undo.clear();

@@ -95,6 +95,28 @@ pub struct Transfer {
     pub timestamp: u64,
 }
 
+/// An account's balances as of `timestamp`: an entry of its history, or a point-in-time answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountBalance {
+    pub debits_pending: u128,
+    pub debits_posted: u128,
+    pub credits_pending: u128,
+    pub credits_posted: u128,
+    pub timestamp: u64,
+}
+
+impl AccountBalance {
+    pub fn of(a: &Account, timestamp: u64) -> Self {
+        Self {
+            debits_pending: a.debits_pending,
+            debits_posted: a.debits_posted,
+            credits_pending: a.credits_pending,
+            credits_posted: a.credits_posted,
+            timestamp,
+        }
+    }
+}
+
 // The in-memory layout is the wire layout: no padding, TigerBeetle's size.
 const _: () = assert!(size_of::<Account>() == RECORD_SIZE);
 const _: () = assert!(size_of::<Transfer>() == RECORD_SIZE);

@@ -7,7 +7,11 @@
 use std::fmt;
 use std::os::raw::c_int;
 
-use fastledger_core::{Account, BatchStatus, Transfer, BATCH_MAX};
+use fastledger_core::{
+    Account, AccountBalance, AccountFilter, BalancesAt, BatchStatus, QueryFilter, Transfer,
+    WideSum, BATCH_MAX, RECORD_SIZE,
+};
+use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyOverflowError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -23,6 +27,7 @@ static ACCOUNT_CLASS: PyOnceLock<RecordClass> = PyOnceLock::new();
 static TRANSFER_CLASS: PyOnceLock<RecordClass> = PyOnceLock::new();
 /// `CREATED` is the one status code outside CPython's cache of small ints.
 static CREATED_CODE: PyOnceLock<Py<PyInt>> = PyOnceLock::new();
+static ACCOUNT_BALANCE_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// The fields of an `Account` and their widths in bits, in record order, as
 /// `_types.ACCOUNT_FIELD_BITS` lists them (checked when the class is first loaded).
@@ -171,7 +176,11 @@ fn type_name(value: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 /// Checks the container of a batch and its size, as `_check.check_batch`; returns it as a list.
-pub fn check_batch<'py>(events: &Bound<'py, PyAny>, kind: &str) -> PyResult<Bound<'py, PyList>> {
+pub fn check_batch<'py>(
+    events: &Bound<'py, PyAny>,
+    kind: &str,
+    limit: usize,
+) -> PyResult<Bound<'py, PyList>> {
     let events = if let Ok(list) = events.cast::<PyList>() {
         list.clone()
     } else if events.is_instance_of::<PyBytes>()
@@ -191,14 +200,19 @@ pub fn check_batch<'py>(events: &Bound<'py, PyAny>, kind: &str) -> PyResult<Boun
             "{kind} must be a list of records, not {name}"
         )));
     };
-    let count = events.len();
-    if count > BATCH_MAX {
-        return Err(BatchTooLargeError::new_err(format!(
-            "a batch holds at most {BATCH_MAX} events, got {count}: split {kind} into chunks of \
-             at most {BATCH_MAX}"
-        )));
-    }
+    check_count(events.len(), kind, limit)?;
     Ok(events)
+}
+
+/// Refuses a batch of more than `limit` events, as `_check.check_count`.
+fn check_count(count: usize, kind: &str, limit: usize) -> PyResult<()> {
+    if count <= limit {
+        return Ok(());
+    }
+    Err(BatchTooLargeError::new_err(format!(
+        "a batch holds at most {limit} events, got {count}: split {kind} into chunks of at most \
+         {limit}"
+    )))
 }
 
 /// Reads an unsigned integer of `bits` bits, refusing what `_check` refuses: a non-int (an int
@@ -296,7 +310,7 @@ fn transfer_from(record: &Bound<'_, PyAny>, index: usize) -> PyResult<Transfer> 
 
 /// Converts a whole batch of accounts into `into` (cleared first), or refuses it.
 pub fn accounts(events: &Bound<'_, PyAny>, into: &mut Vec<Account>) -> PyResult<()> {
-    let events = check_batch(events, "accounts")?;
+    let events = check_batch(events, "accounts", BATCH_MAX)?;
     into.clear();
     for (index, record) in events.iter().enumerate() {
         into.push(account_from(&record, index)?);
@@ -306,7 +320,7 @@ pub fn accounts(events: &Bound<'_, PyAny>, into: &mut Vec<Account>) -> PyResult<
 
 /// Converts a whole batch of transfers into `into` (cleared first), or refuses it.
 pub fn transfers(events: &Bound<'_, PyAny>, into: &mut Vec<Transfer>) -> PyResult<()> {
-    let events = check_batch(events, "transfers")?;
+    let events = check_batch(events, "transfers", BATCH_MAX)?;
     into.clear();
     for (index, record) in events.iter().enumerate() {
         into.push(transfer_from(&record, index)?);
@@ -314,14 +328,121 @@ pub fn transfers(events: &Bound<'_, PyAny>, into: &mut Vec<Transfer>) -> PyResul
     Ok(())
 }
 
-/// Converts the ids of a lookup, as `_check.check_ids`.
-pub fn ids(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u128>> {
-    let ids = check_batch(ids, "ids")?;
+/// Converts a list of ids named `kind`, at most `limit` of them, as `_check.check_ids`.
+pub fn ids(ids: &Bound<'_, PyAny>, kind: &str, limit: usize) -> PyResult<Vec<u128>> {
+    let ids = check_batch(ids, kind, limit)?;
     let mut converted = Vec::with_capacity(ids.len());
     for (index, id) in ids.iter().enumerate() {
-        converted.push(unsigned(&id, &Place { kind: "ids", index, field: None }, 128)?);
+        converted.push(unsigned(&id, &Place { kind, index, field: None }, 128)?);
     }
     Ok(converted)
+}
+
+/// The records of a packed batch: a buffer of whole 128-byte records, at most `BATCH_MAX`.
+pub fn packed_records(records: &Bound<'_, PyAny>, kind: &str) -> PyResult<Vec<u8>> {
+    let buffer = PyBuffer::<u8>::get(records)?;
+    let bytes = buffer.to_vec(records.py())?;
+    if bytes.len() % RECORD_SIZE != 0 {
+        let (count, rest) = (bytes.len() / RECORD_SIZE, bytes.len() % RECORD_SIZE);
+        return Err(RecordTypeError::new_err(format!(
+            "a packed batch of {kind} must be whole {RECORD_SIZE}-byte records: {} bytes is \
+             {count} records and {rest} bytes",
+            bytes.len()
+        )));
+    }
+    check_count(bytes.len() / RECORD_SIZE, kind, BATCH_MAX)?;
+    Ok(bytes)
+}
+
+/// The results of a packed batch as two packed columns: the statuses (u32) and the
+/// timestamps (u64), little-endian.
+pub fn packed_results<'py, S: BatchStatus>(
+    py: Python<'py>,
+    results: &[(S, u64)],
+) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+    let statuses: Vec<u8> = results.iter().flat_map(|(s, _)| s.code().to_le_bytes()).collect();
+    let timestamps: Vec<u8> = results.iter().flat_map(|(_, t)| t.to_le_bytes()).collect();
+    (PyBytes::new(py, &statuses), PyBytes::new(py, &timestamps))
+}
+
+/// `f.<name>` as the unsigned type `$ty`; the facade has checked the filter's fields.
+macro_rules! filter_field {
+    ($f:expr, $name:literal) => {
+        $f.getattr(pyo3::intern!($f.py(), $name))?.extract()?
+    };
+}
+
+pub fn account_filter(f: &Bound<'_, PyAny>) -> PyResult<AccountFilter> {
+    Ok(AccountFilter {
+        account_id: filter_field!(f, "account_id"),
+        user_data_128: filter_field!(f, "user_data_128"),
+        user_data_64: filter_field!(f, "user_data_64"),
+        user_data_32: filter_field!(f, "user_data_32"),
+        code: filter_field!(f, "code"),
+        timestamp_min: filter_field!(f, "timestamp_min"),
+        timestamp_max: filter_field!(f, "timestamp_max"),
+        limit: filter_field!(f, "limit"),
+        flags: filter_field!(f, "flags"),
+    })
+}
+
+pub fn query_filter(f: &Bound<'_, PyAny>) -> PyResult<QueryFilter> {
+    Ok(QueryFilter {
+        user_data_128: filter_field!(f, "user_data_128"),
+        user_data_64: filter_field!(f, "user_data_64"),
+        user_data_32: filter_field!(f, "user_data_32"),
+        ledger: filter_field!(f, "ledger"),
+        code: filter_field!(f, "code"),
+        timestamp_min: filter_field!(f, "timestamp_min"),
+        timestamp_max: filter_field!(f, "timestamp_max"),
+        limit: filter_field!(f, "limit"),
+        flags: filter_field!(f, "flags"),
+    })
+}
+
+/// `AccountBalance(...)` with its fields positionally.
+pub fn balance_object<'py>(py: Python<'py>, b: &AccountBalance) -> PyResult<Bound<'py, PyAny>> {
+    let class = ACCOUNT_BALANCE_CLASS.import(py, "fastledger._types", "AccountBalance")?;
+    let fields = [
+        int(py, b.debits_pending),
+        int(py, b.debits_posted),
+        int(py, b.credits_pending),
+        int(py, b.credits_posted),
+        int(py, b.timestamp.into()),
+    ];
+    class.call1(PyTuple::new(py, fields)?)
+}
+
+/// The answer of `balances_at` as the reference engine gives it: five packed u128 columns
+/// (account ids, then the four balances) and the four column sums as ints.
+pub fn balances_at_object<'py>(py: Python<'py>, at: &BalancesAt) -> PyResult<Bound<'py, PyTuple>> {
+    let column = |values: &[u128]| {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        PyBytes::new(py, &bytes)
+    };
+    let columns = PyTuple::new(
+        py,
+        [
+            column(&at.account_ids),
+            column(&at.debits_pending),
+            column(&at.debits_posted),
+            column(&at.credits_pending),
+            column(&at.credits_posted),
+        ],
+    )?;
+    let totals: Vec<Bound<'py, PyAny>> =
+        at.totals.iter().map(|sum| wide_int(py, sum)).collect::<PyResult<_>>()?;
+    PyTuple::new(py, [columns.into_any(), PyTuple::new(py, totals)?.into_any()])
+}
+
+/// `high * 2**128 + low` as a Python int.
+fn wide_int<'py>(py: Python<'py>, sum: &WideSum) -> PyResult<Bound<'py, PyAny>> {
+    let low = int(py, sum.low);
+    if sum.high == 0 {
+        return Ok(low);
+    }
+    let high = int(py, sum.high.into());
+    high.lshift(128)?.add(low)
 }
 
 /// A Python int of a u128, by the fast 64-bit path whenever the value fits it.

@@ -4,9 +4,12 @@
 
 mod convert;
 
-use fastledger_core::{Account, Transfer, TIMESTAMP_MAX};
+use fastledger_core::{Account, Transfer, BATCH_MAX, RECORD_SIZE, TIMESTAMP_MAX};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+/// The most ids that `balances_at` takes, as the facade allows them.
+const BALANCES_AT_IDS_MAX: usize = 1 << 32;
 
 pyo3::import_exception!(fastledger.errors, InvalidArgumentError);
 
@@ -82,6 +85,57 @@ impl Engine {
         convert::results(py, &results)
     }
 
+    /// A packed batch of accounts: whole 128-byte records; returns the packed status (u32) and
+    /// timestamp (u64) columns.
+    fn create_accounts_packed<'py>(
+        &mut self,
+        py: Python<'py>,
+        records: &Bound<'py, PyAny>,
+        timestamp: u64,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let bytes = convert::packed_records(records, "accounts")?;
+        check_batch_timestamp(bytes.len() / RECORD_SIZE, timestamp)?;
+        let (core, batch) = (&mut self.core, &mut self.accounts);
+        let results = py.detach(|| {
+            batch.clear();
+            batch.extend(
+                bytes
+                    .chunks_exact(RECORD_SIZE)
+                    .map(|r| Account::from_bytes(r.try_into().expect("a whole record"))),
+            );
+            if batch.is_empty() {
+                return Vec::new();
+            }
+            core.create_accounts(batch, timestamp)
+        });
+        Ok(convert::packed_results(py, &results))
+    }
+
+    /// A packed batch of transfers, as `create_accounts_packed`.
+    fn create_transfers_packed<'py>(
+        &mut self,
+        py: Python<'py>,
+        records: &Bound<'py, PyAny>,
+        timestamp: u64,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let bytes = convert::packed_records(records, "transfers")?;
+        check_batch_timestamp(bytes.len() / RECORD_SIZE, timestamp)?;
+        let (core, batch) = (&mut self.core, &mut self.transfers);
+        let results = py.detach(|| {
+            batch.clear();
+            batch.extend(
+                bytes
+                    .chunks_exact(RECORD_SIZE)
+                    .map(|r| Transfer::from_bytes(r.try_into().expect("a whole record"))),
+            );
+            if batch.is_empty() {
+                return Vec::new();
+            }
+            core.create_transfers(batch, timestamp)
+        });
+        Ok(convert::packed_results(py, &results))
+    }
+
     /// Releases every pending transfer whose timeout has passed by `timestamp`; returns how
     /// many expired.
     fn expire_pending_transfers(&mut self, py: Python<'_>, timestamp: u64) -> usize {
@@ -95,10 +149,8 @@ impl Engine {
         py: Python<'py>,
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let ids = convert::ids(ids)?;
-        let found = self.core.lookup_accounts(&ids);
-        let objects = found.iter().map(|a| convert::account_object(py, a));
-        PyList::new(py, objects.collect::<PyResult<Vec<_>>>()?)
+        let ids = convert::ids(ids, "ids", BATCH_MAX)?;
+        accounts_list(py, &self.core.lookup_accounts(&ids))
     }
 
     /// The transfers with these ids, in the order asked; missing ids are left out.
@@ -107,11 +159,78 @@ impl Engine {
         py: Python<'py>,
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let ids = convert::ids(ids)?;
-        let found = self.core.lookup_transfers(&ids);
-        let objects = found.iter().map(|t| convert::transfer_object(py, t));
+        let ids = convert::ids(ids, "ids", BATCH_MAX)?;
+        transfers_list(py, &self.core.lookup_transfers(&ids))
+    }
+
+    /// The account's transfers that match the filter, by timestamp (REVERSED: newest first).
+    fn get_account_transfers<'py>(
+        &self,
+        py: Python<'py>,
+        f: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let f = convert::account_filter(f)?;
+        transfers_list(py, &self.core.get_account_transfers(&f))
+    }
+
+    /// The balances after each matching transfer of an account flagged `HISTORY`.
+    fn get_account_balances<'py>(
+        &self,
+        py: Python<'py>,
+        f: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let f = convert::account_filter(f)?;
+        let balances = self.core.get_account_balances(&f);
+        let objects = balances.iter().map(|b| convert::balance_object(py, b));
         PyList::new(py, objects.collect::<PyResult<Vec<_>>>()?)
     }
+
+    fn query_accounts<'py>(
+        &self,
+        py: Python<'py>,
+        f: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let f = convert::query_filter(f)?;
+        accounts_list(py, &self.core.query_accounts(&f))
+    }
+
+    fn query_transfers<'py>(
+        &self,
+        py: Python<'py>,
+        f: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let f = convert::query_filter(f)?;
+        transfers_list(py, &self.core.query_transfers(&f))
+    }
+
+    /// Every account's balances as of `timestamp`, events at that timestamp included: five
+    /// packed u128 columns (account ids, then the four balances) and their four sums.
+    #[pyo3(signature = (timestamp, account_ids, ledger))]
+    fn balances_at<'py>(
+        &self,
+        py: Python<'py>,
+        timestamp: u64,
+        account_ids: Option<&Bound<'py, PyAny>>,
+        ledger: u32,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let ids = match account_ids {
+            Some(ids) => Some(convert::ids(ids, "account_ids", BALANCES_AT_IDS_MAX)?),
+            None => None,
+        };
+        let core = &self.core;
+        let at = py.detach(|| core.balances_at(timestamp, ids.as_deref(), ledger));
+        convert::balances_at_object(py, &at)
+    }
+}
+
+fn accounts_list<'py>(py: Python<'py>, accounts: &[Account]) -> PyResult<Bound<'py, PyList>> {
+    let objects = accounts.iter().map(|a| convert::account_object(py, a));
+    PyList::new(py, objects.collect::<PyResult<Vec<_>>>()?)
+}
+
+fn transfers_list<'py>(py: Python<'py>, transfers: &[Transfer]) -> PyResult<Bound<'py, PyList>> {
+    let objects = transfers.iter().map(|t| convert::transfer_object(py, t));
+    PyList::new(py, objects.collect::<PyResult<Vec<_>>>()?)
 }
 
 #[pymodule]

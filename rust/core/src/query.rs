@@ -1,0 +1,400 @@
+//! Queries and point-in-time balances: the read side of the engine, the twin of the queries
+//! section of `python/fastledger/_engine.py`. Filters follow TigerBeetle's rules: an invalid
+//! filter matches nothing.
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+
+use crate::engine::{expires_at, Engine};
+use crate::types::{transfer_flags, Account, AccountBalance, Transfer, U128_MAX};
+
+pub mod account_filter_flags {
+    pub const DEBITS: u32 = 1 << 0;
+    pub const CREDITS: u32 = 1 << 1;
+    pub const REVERSED: u32 = 1 << 2;
+    pub const KNOWN: u32 = DEBITS | CREDITS | REVERSED;
+}
+
+pub mod query_filter_flags {
+    pub const REVERSED: u32 = 1 << 0;
+    pub const KNOWN: u32 = REVERSED;
+}
+
+/// Selects the transfers (or balances) of one account; zero fields do not filter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountFilter {
+    pub account_id: u128,
+    pub user_data_128: u128,
+    pub user_data_64: u64,
+    pub user_data_32: u32,
+    pub code: u16,
+    pub timestamp_min: u64,
+    pub timestamp_max: u64,
+    pub limit: u32,
+    pub flags: u32,
+}
+
+/// Selects accounts or transfers by their secondary fields; zero fields do not filter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryFilter {
+    pub user_data_128: u128,
+    pub user_data_64: u64,
+    pub user_data_32: u32,
+    pub ledger: u32,
+    pub code: u16,
+    pub timestamp_min: u64,
+    pub timestamp_max: u64,
+    pub limit: u32,
+    pub flags: u32,
+}
+
+/// The balances of accounts at one timestamp, as columns: `account_ids[i]` has the balances at
+/// `i` of the four balance columns. `totals` are the column sums, which may exceed u128.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BalancesAt {
+    pub account_ids: Vec<u128>,
+    pub debits_pending: Vec<u128>,
+    pub debits_posted: Vec<u128>,
+    pub credits_pending: Vec<u128>,
+    pub credits_posted: Vec<u128>,
+    pub totals: [WideSum; 4],
+}
+
+/// A sum of u128 values that cannot overflow: `high * 2**128 + low`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WideSum {
+    pub low: u128,
+    pub high: u64,
+}
+
+impl WideSum {
+    fn of(values: &[u128]) -> Self {
+        let mut sum = Self::default();
+        for &value in values {
+            let (low, carried) = sum.low.overflowing_add(value);
+            sum.low = low;
+            sum.high += u64::from(carried);
+        }
+        sum
+    }
+}
+
+/// The parts of a filter that `select` needs, for account filters and query filters alike.
+struct Window {
+    timestamp_min: u64,
+    timestamp_max: u64,
+    limit: u32,
+    reversed: bool,
+}
+
+impl Engine {
+    /// The account's transfers that match the filter, by timestamp (`REVERSED`: newest first),
+    /// at most `limit`. An invalid filter matches nothing, as in TigerBeetle.
+    pub fn get_account_transfers(&self, f: &AccountFilter) -> Vec<Transfer> {
+        let Some(&index) = self.accounts.get(&f.account_id) else {
+            return Vec::new();
+        };
+        if !account_filter_valid(f) {
+            return Vec::new();
+        }
+        let trail = &self.account_trails[index].transfers;
+        let log = &self.transfer_log;
+        let picks = select(
+            trail.len(),
+            |i| &log[trail[i]],
+            &window_of_account(f),
+            |t| transfer_matches_account_filter(f, t),
+        );
+        picks.into_iter().map(|i| log[trail[i]]).collect()
+    }
+
+    /// The balances after each matching transfer of an account flagged `HISTORY`.
+    pub fn get_account_balances(&self, f: &AccountFilter) -> Vec<AccountBalance> {
+        let Some(&index) = self.accounts.get(&f.account_id) else {
+            return Vec::new();
+        };
+        let trail = &self.account_trails[index];
+        let Some(history) = &trail.history else {
+            return Vec::new();
+        };
+        if !account_filter_valid(f) {
+            return Vec::new();
+        }
+        let log = &self.transfer_log;
+        let transfers = &trail.transfers;
+        let picks = select(
+            transfers.len(),
+            |i| &log[transfers[i]],
+            &window_of_account(f),
+            |t| transfer_matches_account_filter(f, t),
+        );
+        picks.into_iter().map(|i| history[i]).collect()
+    }
+
+    pub fn query_accounts(&self, f: &QueryFilter) -> Vec<Account> {
+        if !query_filter_valid(f) {
+            return Vec::new();
+        }
+        let log = &self.account_log;
+        let picks = select(
+            log.len(),
+            |i| &log[i],
+            &window_of_query(f),
+            |a| {
+                matches_query_filter(
+                    f,
+                    a.user_data_128,
+                    a.user_data_64,
+                    a.user_data_32,
+                    a.ledger,
+                    a.code,
+                )
+            },
+        );
+        picks.into_iter().map(|i| log[i]).collect()
+    }
+
+    pub fn query_transfers(&self, f: &QueryFilter) -> Vec<Transfer> {
+        if !query_filter_valid(f) {
+            return Vec::new();
+        }
+        let log = &self.transfer_log;
+        let picks = select(
+            log.len(),
+            |i| &log[i],
+            &window_of_query(f),
+            |t| {
+                matches_query_filter(
+                    f,
+                    t.user_data_128,
+                    t.user_data_64,
+                    t.user_data_32,
+                    t.ledger,
+                    t.code,
+                )
+            },
+        );
+        picks.into_iter().map(|i| log[i]).collect()
+    }
+
+    /// Every account's balances as of `timestamp`, events at that timestamp included.
+    ///
+    /// Replays the transfer log up to `timestamp`: a pending transfer counts while it is neither
+    /// resolved by then nor expired (its expiry time is at or before `timestamp`). The accounts
+    /// are those that existed then, in creation order, or those of `account_ids` that did, as
+    /// asked; `ledger` > 0 keeps only the accounts of that ledger. An id asked twice gets two
+    /// rows, and its balances go to the last of them.
+    pub fn balances_at(
+        &self,
+        timestamp: u64,
+        account_ids: Option<&[u128]>,
+        ledger: u32,
+    ) -> BalancesAt {
+        let existing = self.account_log.partition_point(|a| a.timestamp <= timestamp);
+        let chosen: Vec<&Account> = match account_ids {
+            None => self.account_log[..existing].iter().collect(),
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| self.accounts.get(id).map(|&i| &self.account_log[i]))
+                .filter(|a| a.timestamp <= timestamp)
+                .collect(),
+        };
+        let chosen: Vec<&Account> =
+            chosen.into_iter().filter(|a| ledger == 0 || a.ledger == ledger).collect();
+        let mut position: HashMap<u128, usize> = HashMap::with_capacity(chosen.len());
+        for (i, a) in chosen.iter().enumerate() {
+            position.insert(a.id, i);
+        }
+        let zeros = vec![0u128; chosen.len()];
+        let mut at = BalancesAt {
+            account_ids: chosen.iter().map(|a| a.id).collect(),
+            debits_pending: zeros.clone(),
+            debits_posted: zeros.clone(),
+            credits_pending: zeros.clone(),
+            credits_posted: zeros,
+            totals: [WideSum::default(); 4],
+        };
+        let end = self.transfer_log.partition_point(|t| t.timestamp <= timestamp);
+        self.replay(&self.transfer_log[..end], timestamp, &position, &mut at);
+        at.totals = [
+            WideSum::of(&at.debits_pending),
+            WideSum::of(&at.debits_posted),
+            WideSum::of(&at.credits_pending),
+            WideSum::of(&at.credits_posted),
+        ];
+        at
+    }
+
+    /// Adds the amounts of `log` that stand at `timestamp` to the chosen accounts' columns.
+    fn replay(
+        &self,
+        log: &[Transfer],
+        timestamp: u64,
+        position: &HashMap<u128, usize>,
+        at: &mut BalancesAt,
+    ) {
+        let resolving =
+            transfer_flags::POST_PENDING_TRANSFER | transfer_flags::VOID_PENDING_TRANSFER;
+        let mut resolved: HashSet<u128> = HashSet::new();
+        resolved.extend(log.iter().filter(|t| t.flags & resolving != 0).map(|t| t.pending_id));
+        for t in log {
+            if t.flags & transfer_flags::VOID_PENDING_TRANSFER != 0 {
+                continue;
+            }
+            let dr = position.get(&t.debit_account_id).copied();
+            let cr = position.get(&t.credit_account_id).copied();
+            let (debits, credits) = if t.flags & transfer_flags::PENDING != 0 {
+                let expired = t.timeout != 0 && expires_at(t) <= timestamp;
+                if resolved.contains(&t.id) || expired {
+                    continue;
+                }
+                (&mut at.debits_pending, &mut at.credits_pending)
+            } else {
+                (&mut at.debits_posted, &mut at.credits_posted)
+            };
+            if let Some(dr) = dr {
+                debits[dr] = debits[dr].checked_add(t.amount).expect("a past balance fits");
+            }
+            if let Some(cr) = cr {
+                credits[cr] = credits[cr].checked_add(t.amount).expect("a past balance fits");
+            }
+        }
+    }
+}
+
+fn timestamps_valid(timestamp_min: u64, timestamp_max: u64) -> bool {
+    if timestamp_min == u64::MAX || timestamp_max == u64::MAX {
+        return false;
+    }
+    timestamp_max == 0 || timestamp_min <= timestamp_max
+}
+
+/// TigerBeetle's rules: a usable account id, ordered bounds, a limit, and at least one of
+/// DEBITS and CREDITS with no unknown flag.
+fn account_filter_valid(f: &AccountFilter) -> bool {
+    use account_filter_flags::{CREDITS, DEBITS, KNOWN};
+    f.account_id != 0
+        && f.account_id != U128_MAX
+        && timestamps_valid(f.timestamp_min, f.timestamp_max)
+        && f.limit > 0
+        && f.flags & (DEBITS | CREDITS) != 0
+        && f.flags & !KNOWN == 0
+}
+
+fn query_filter_valid(f: &QueryFilter) -> bool {
+    timestamps_valid(f.timestamp_min, f.timestamp_max)
+        && f.limit > 0
+        && f.flags & !query_filter_flags::KNOWN == 0
+}
+
+fn transfer_matches_account_filter(f: &AccountFilter, t: &Transfer) -> bool {
+    let debits = f.flags & account_filter_flags::DEBITS != 0;
+    let credits = f.flags & account_filter_flags::CREDITS != 0;
+    ((debits && t.debit_account_id == f.account_id)
+        || (credits && t.credit_account_id == f.account_id))
+        && (f.user_data_128 == 0 || t.user_data_128 == f.user_data_128)
+        && (f.user_data_64 == 0 || t.user_data_64 == f.user_data_64)
+        && (f.user_data_32 == 0 || t.user_data_32 == f.user_data_32)
+        && (f.code == 0 || t.code == f.code)
+}
+
+fn matches_query_filter(
+    f: &QueryFilter,
+    user_data_128: u128,
+    user_data_64: u64,
+    user_data_32: u32,
+    ledger: u32,
+    code: u16,
+) -> bool {
+    (f.user_data_128 == 0 || user_data_128 == f.user_data_128)
+        && (f.user_data_64 == 0 || user_data_64 == f.user_data_64)
+        && (f.user_data_32 == 0 || user_data_32 == f.user_data_32)
+        && (f.ledger == 0 || ledger == f.ledger)
+        && (f.code == 0 || code == f.code)
+}
+
+fn window_of_account(f: &AccountFilter) -> Window {
+    Window {
+        timestamp_min: f.timestamp_min,
+        timestamp_max: f.timestamp_max,
+        limit: f.limit,
+        reversed: f.flags & account_filter_flags::REVERSED != 0,
+    }
+}
+
+fn window_of_query(f: &QueryFilter) -> Window {
+    Window {
+        timestamp_min: f.timestamp_min,
+        timestamp_max: f.timestamp_max,
+        limit: f.limit,
+        reversed: f.flags & query_filter_flags::REVERSED != 0,
+    }
+}
+
+/// Something with a timestamp, by which the records that `select` reads are sorted.
+trait Timestamped {
+    fn timestamp(&self) -> u64;
+}
+
+impl Timestamped for Account {
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+}
+
+impl Timestamped for Transfer {
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+}
+
+/// The positions of the `count` records (sorted by timestamp, the `i`th being `record(i)`)
+/// within the window's timestamp bounds that match, in the window's order, at most `limit`.
+fn select<'a, R: Timestamped + 'a>(
+    count: usize,
+    record: impl Fn(usize) -> &'a R,
+    window: &Window,
+    matches: impl Fn(&R) -> bool,
+) -> Vec<usize> {
+    let low = partition_point(count, |i| record(i).timestamp() < window.timestamp_min);
+    let high = if window.timestamp_max != 0 {
+        partition_point(count, |i| record(i).timestamp() <= window.timestamp_max)
+    } else {
+        count
+    };
+    let limit = window.limit as usize;
+    let mut picks = Vec::new();
+    let mut take = |i: usize| {
+        if matches(record(i)) {
+            picks.push(i);
+        }
+        picks.len() < limit
+    };
+    if window.reversed {
+        for i in (low..high).rev() {
+            if !take(i) {
+                break;
+            }
+        }
+    } else {
+        for i in low..high {
+            if !take(i) {
+                break;
+            }
+        }
+    }
+    picks
+}
+
+/// The first index in `0..count` for which `before` is false, `before` holding for a prefix.
+fn partition_point(count: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (0, count);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if before(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}

@@ -1,0 +1,132 @@
+//! Scenarios of the read side: account transfers and history, queries, point-in-time balances.
+
+use fastledger_core::query::account_filter_flags::{CREDITS, DEBITS, REVERSED};
+use fastledger_core::{
+    account_flags, transfer_flags, Account, AccountFilter, CreateTransferStatus as T, Engine,
+    QueryFilter, Transfer, WideSum, U128_MAX,
+};
+
+const NS_PER_S: u64 = 1_000_000_000;
+const START: u64 = 1_000 * NS_PER_S;
+
+fn account(id: u128, flags: u16) -> Account {
+    Account { id, ledger: 1, code: 1, flags, ..Account::default() }
+}
+
+fn transfer(id: u128, debit: u128, credit: u128, amount: u128, flags: u16) -> Transfer {
+    Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        ledger: 1,
+        code: 1,
+        flags,
+        ..Transfer::default()
+    }
+}
+
+/// Accounts 1 (with history) and 2, then transfers 10, 11, 12 of 1, 2, 3 from 1 to 2, one per
+/// batch, at START + 1, + 2 and + 3.
+fn engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.create_accounts(&[account(1, account_flags::HISTORY), account(2, 0)], START);
+    for (i, id) in [10, 11, 12].into_iter().enumerate() {
+        let results =
+            engine.create_transfers(&[transfer(id, 1, 2, i as u128 + 1, 0)], START + 1 + i as u64);
+        assert_eq!(results[0].0, T::Created);
+    }
+    engine
+}
+
+fn account_filter(account_id: u128, flags: u32) -> AccountFilter {
+    AccountFilter { account_id, limit: 10, flags, ..AccountFilter::default() }
+}
+
+#[test]
+fn account_transfers_come_by_timestamp_or_reversed_up_to_the_limit() {
+    let engine = engine();
+    let ids = |f: &AccountFilter| -> Vec<u128> {
+        engine.get_account_transfers(f).iter().map(|t| t.id).collect()
+    };
+    assert_eq!(ids(&account_filter(1, DEBITS)), [10, 11, 12]);
+    assert_eq!(ids(&account_filter(1, CREDITS)), [0u128; 0]);
+    assert_eq!(ids(&AccountFilter { limit: 2, ..account_filter(2, CREDITS | REVERSED) }), [12, 11]);
+    let window = AccountFilter {
+        timestamp_min: START + 2,
+        timestamp_max: START + 2,
+        ..account_filter(1, DEBITS)
+    };
+    assert_eq!(ids(&window), [11]);
+}
+
+#[test]
+fn invalid_account_filter_matches_nothing() {
+    let engine = engine();
+    for f in [
+        account_filter(1, 0),
+        account_filter(1, DEBITS | 1 << 3),
+        AccountFilter { limit: 0, ..account_filter(1, DEBITS) },
+        AccountFilter {
+            timestamp_min: START + 3,
+            timestamp_max: START + 2,
+            ..account_filter(1, DEBITS)
+        },
+        account_filter(U128_MAX, DEBITS),
+    ] {
+        assert!(engine.get_account_transfers(&f).is_empty(), "{f:?}");
+    }
+}
+
+#[test]
+fn history_holds_the_balances_after_each_transfer_and_a_broken_chain_leaves_none() {
+    let mut engine = engine();
+    let linked = transfer(13, 1, 2, 4, transfer_flags::LINKED);
+    let results = engine.create_transfers(&[linked, transfer(14, 1, 1, 1, 0)], START + 10);
+    assert_eq!(results[0].0, T::LinkedEventFailed);
+    let history = engine.get_account_balances(&account_filter(1, DEBITS));
+    let posted: Vec<(u128, u64)> = history.iter().map(|b| (b.debits_posted, b.timestamp)).collect();
+    assert_eq!(posted, [(1, START + 1), (3, START + 2), (6, START + 3)]);
+    assert!(engine.get_account_balances(&account_filter(2, CREDITS)).is_empty(), "no HISTORY");
+}
+
+#[test]
+fn queries_filter_by_secondary_fields() {
+    let engine = engine();
+    let f = QueryFilter { ledger: 1, limit: 2, flags: 1, ..QueryFilter::default() };
+    let ids: Vec<u128> = engine.query_transfers(&f).iter().map(|t| t.id).collect();
+    assert_eq!(ids, [12, 11]);
+    let f = QueryFilter { code: 2, limit: 10, ..QueryFilter::default() };
+    assert!(engine.query_accounts(&f).is_empty());
+}
+
+#[test]
+fn balances_at_replays_the_log_up_to_a_timestamp() {
+    let mut engine = engine();
+    let pending = Transfer { timeout: 1, ..transfer(20, 2, 1, 5, transfer_flags::PENDING) };
+    engine.create_transfers(&[pending], START + 20);
+    let at = engine.balances_at(START + 2, None, 0);
+    assert_eq!(at.account_ids, [1, 2]);
+    assert_eq!(at.debits_posted, [3, 0]);
+    let during = engine.balances_at(START + 20, Some(&[2]), 0);
+    assert_eq!(
+        (during.account_ids.as_slice(), during.debits_pending.as_slice()),
+        (&[2][..], &[5][..])
+    );
+    let expired = engine.balances_at(START + 20 + NS_PER_S, Some(&[2]), 0);
+    assert_eq!(expired.debits_pending, [0]);
+    assert_eq!(expired.totals[3], WideSum { low: 6, high: 0 });
+    assert!(engine.balances_at(START, None, 2).account_ids.is_empty(), "no account of ledger 2");
+}
+
+#[test]
+fn balances_at_sums_past_u128() {
+    let mut engine = Engine::new();
+    engine.create_accounts(&[account(1, 0), account(2, 0), account(3, 0)], START);
+    engine.create_transfers(
+        &[transfer(10, 1, 2, U128_MAX, 0), transfer(11, 3, 1, U128_MAX, 0)],
+        START + 2,
+    );
+    let at = engine.balances_at(START + 2, None, 0);
+    assert_eq!(at.totals[1], WideSum { low: U128_MAX - 1, high: 1 });
+}

@@ -200,6 +200,30 @@ def test_a_read_waits_until_what_it_saw_is_durable(
         assert [t.id for t in seen[0]] == [10]
 
 
+def test_the_engine_goes_on_applying_batches_while_a_flush_is_in_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, real = threading.Event(), _journal.sync_file
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        monkeypatch.setattr(_journal, "sync_file", lambda fd: (gate.wait(5), real(fd)))
+        posts = [
+            threading.Thread(target=ledger.create_transfers, args=([transfer(i, 1, 2, 1)],))
+            for i in (10, 11, 12)
+        ]
+        for thread in posts:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while ledger._journal is not None and ledger._journal.appended < 4:
+            assert time.monotonic() < deadline, "a flush held the ledger's lock"
+            time.sleep(0.001)
+        gate.set()
+        for thread in posts:
+            thread.join()
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        assert len(ledger.lookup_transfers([10, 11, 12])) == 3
+
+
 # -- opening, closing and locking ---------------------------------------------------------------
 
 

@@ -221,18 +221,23 @@ pub struct Engine {
     pub(crate) account_log: Vec<Account>,
     pub(crate) account_trails: Vec<AccountTrail>,
     pub(crate) transfer_log: Vec<Transfer>,
-    account_timestamps: HashSet<u64>,
-    transfer_timestamps: HashSet<u64>,
-    pending_status: HashMap<u128, PendingStatus>,
+    pub(crate) account_timestamps: HashSet<u64>,
+    pub(crate) transfer_timestamps: HashSet<u64>,
+    pub(crate) pending_status: HashMap<u128, PendingStatus>,
     /// (expires_at, timestamp, pending id), earliest expiry on top.
-    expiry: BinaryHeap<Reverse<(u64, u64, u128)>>,
-    failed_ids: HashSet<u128>,
+    pub(crate) expiry: BinaryHeap<Reverse<(u64, u64, u128)>>,
+    pub(crate) failed_ids: HashSet<u128>,
     undo: Undo,
 }
 
 impl Engine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether the engine holds no account and no transfer yet.
+    pub fn is_empty(&self) -> bool {
+        self.account_log.is_empty() && self.transfer_log.is_empty()
     }
 
     // -- create_accounts -------------------------------------------------------------------

@@ -1,17 +1,20 @@
 //! The fastledger state machine, written without PyO3 so that `cargo test` alone can check it.
 //!
 //! `types` holds the records and flags, `status` the create statuses in precedence order,
-//! `engine` the state machine itself, the twin of `python/fastledger/_engine.py`, and `query`
-//! its read side: filters and point-in-time balances. The binding crate (`rust/python`) converts
-//! Python objects to these types and back; nothing in here knows about Python.
+//! `engine` the state machine itself, the twin of `python/fastledger/_engine.py`, `query` its
+//! read side (filters and point-in-time balances) and `state` its snapshot format. The binding
+//! crate (`rust/python`) converts Python objects to these types and back; nothing in here knows
+//! about Python.
 
 pub mod engine;
 pub mod query;
+pub mod state;
 pub mod status;
 pub mod types;
 
 pub use engine::{Engine, PendingStatus};
 pub use query::{AccountFilter, BalancesAt, QueryFilter, WideSum};
+pub use state::StateError;
 pub use status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
 pub use types::{
     account_flags, transfer_flags, Account, AccountBalance, Transfer, AMOUNT_MAX, BATCH_MAX,

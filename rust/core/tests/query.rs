@@ -130,3 +130,29 @@ fn balances_at_sums_past_u128() {
     let at = engine.balances_at(START + 2, None, 0);
     assert_eq!(at.totals[1], WideSum { low: U128_MAX - 1, high: 1 });
 }
+
+#[test]
+fn exported_state_imports_to_the_same_engine() {
+    let mut engine = engine();
+    let pending = Transfer { timeout: 1, ..transfer(20, 2, 1, 5, transfer_flags::PENDING) };
+    engine.create_transfers(&[pending, transfer(21, 9, 1, 1, 0)], START + 20);
+    let state = engine.export_state();
+    let mut imported = Engine::import_state(&state).expect("a state that export_state made");
+    assert_eq!(imported.export_state(), state);
+    let history = imported.get_account_balances(&account_filter(1, DEBITS | CREDITS));
+    assert_eq!(history.len(), 4);
+    assert_eq!(imported.expire_pending_transfers(START + 20 + NS_PER_S), 1, "the heap is rebuilt");
+    let retry = imported.create_transfers(&[transfer(21, 2, 1, 1, 0)], START + 30);
+    assert_eq!(retry[0].0, T::IdAlreadyFailed);
+}
+
+#[test]
+fn a_state_that_does_not_hang_together_is_refused() {
+    let state = engine().export_state();
+    let message = |bytes: &[u8]| Engine::import_state(bytes).map(|_| ()).unwrap_err().0;
+    assert_eq!(message(&state[..10]), "the engine state is shorter than its header");
+    assert!(message(&state[..state.len() - 1]).starts_with("the engine state holds"));
+    let mut wrong = state.clone();
+    wrong[0] = b'X';
+    assert_eq!(message(&wrong), "not an engine state of format 1");
+}

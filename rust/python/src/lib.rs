@@ -5,6 +5,8 @@
 mod convert;
 
 use fastledger_core::{Account, Transfer, BATCH_MAX, RECORD_SIZE, TIMESTAMP_MAX};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyAssertionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
@@ -220,6 +222,26 @@ impl Engine {
         let core = &self.core;
         let at = py.detach(|| core.balances_at(timestamp, ids.as_deref(), ledger));
         convert::balances_at_object(py, &at)
+    }
+
+    /// The whole state in the engine state format of snapshots, the same bytes as the
+    /// reference engine gives for the same state.
+    fn export_state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let core = &self.core;
+        let state = py.detach(|| core.export_state());
+        PyBytes::new(py, &state)
+    }
+
+    /// Loads a state that `export_state` made into this fresh engine; raises `ValueError` if the
+    /// state does not hang together, leaving the engine as it was.
+    fn import_state(&mut self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !self.core.is_empty() {
+            return Err(PyAssertionError::new_err("import into a fresh engine"));
+        }
+        let bytes = PyBuffer::<u8>::get(state)?.to_vec(py)?;
+        let imported = py.detach(|| fastledger_core::Engine::import_state(&bytes));
+        self.core = imported.map_err(|error| PyValueError::new_err(error.0))?;
+        Ok(())
     }
 }
 

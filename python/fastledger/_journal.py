@@ -346,6 +346,7 @@ class JournalWriter:
             return self._tip
 
     def raise_if_failed(self) -> None:
+        """Refuses to go on after a failed write: memory is ahead of the journal."""
         if self._failure is not None:
             raise self._failed() from self._failure
 
@@ -363,6 +364,7 @@ class JournalWriter:
         """Writes the queue as one write and one flush, with the condition's lock released
         so that other callers can queue behind it. Called, and returns, with the lock held."""
         group = self._take_group()
+        assert group, "a batch not yet durable is queued or in flight"
         self._writing = True
         self._cond.release()
         try:

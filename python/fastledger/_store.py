@@ -177,10 +177,14 @@ class Directory:
                 f"{path} is open for writing by another ledger (process {holder}): close it "
                 "first, one writer at a time keeps the journal one hash chain"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         directory = cls(path, durability, fd)
-        directory._create_journal()
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            directory._create_journal()
+        except BaseException:
+            directory.close()
+            raise
         return directory
 
     def _create_journal(self) -> None:

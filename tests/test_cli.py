@@ -4,9 +4,11 @@ and every command explains itself with --help."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from fastledger import Account, Ledger
 from fastledger._cli import main
 
 
@@ -60,6 +62,22 @@ def test_help_of_every_command_exits_0(
         main([*command, "--help"])
     assert exit_.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_help_of_verify_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["verify", "--help"])
+    assert exit_.value.code == 0
+    assert "fastledger verify" in capsys.readouterr().out
+
+
+def test_verify_checks_a_ledger_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        ledger.create_accounts([Account(id=1, ledger=1, code=1)])
+    assert main(["verify", "--quiet", str(tmp_path)]) == 0
+    assert "OK" in capsys.readouterr().out
 
 
 def test_bench_refuses_a_batch_over_the_limit(capsys: pytest.CaptureFixture[str]) -> None:

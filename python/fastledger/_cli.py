@@ -1,4 +1,5 @@
-"""The `fastledger` command line: `demo` shows the ledger at work, `bench` measures it.
+"""The `fastledger` command line: `demo` shows the ledger at work, `bench` measures it, and
+`verify` checks a ledger directory.
 
 `bench` is modelled on `tigerbeetle benchmark`, with its defaults where they make sense for an
 embedded ledger: it loads random transfers between random accounts in full batches, then times
@@ -38,6 +39,7 @@ from ._types import (
     Transfer,
     TransferFlags,
 )
+from ._verify import verify_main
 from .errors import EngineUnavailableError
 from .packed import PackedResults
 
@@ -52,6 +54,10 @@ _BatchResults = list[CreateTransferResult] | PackedResults[CreateTransferResult]
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line with `argv` (default: `sys.argv[1:]`); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    # `verify` keeps its parser beside the code it runs; the parser here only lists it.
+    if argv[:1] == ["verify"]:
+        return verify_main(argv[1:])
     args = _parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
     return command(args)
@@ -66,6 +72,7 @@ examples:
   fastledger demo                   # accounts, transfers, an overdraft, a hold, balances
   fastledger bench                  # TigerBeetle-style load: 10,000,000 transfers
   fastledger bench --transfers 1000000 --engine both
+  fastledger verify ./ledger        # check a directory made by Ledger.open("./ledger")
   fastledger COMMAND --help         # the options of one command
 """
 
@@ -81,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_demo_parser(commands)
     _add_bench_parser(commands)
+    commands.add_parser(
+        "verify",
+        help="check a ledger directory end to end: checksums, hash chain, replay, balances",
+        add_help=False,
+    )
     return parser
 
 

@@ -535,10 +535,11 @@ class PythonEngine:
         assert self._undo is None
         expired = 0
         while self._expiry and self._expiry[0][0] <= timestamp:
-            _, pending_timestamp, pending_id = heapq.heappop(self._expiry)
+            expires_at, pending_timestamp, pending_id = heapq.heappop(self._expiry)
             p = self._transfers.get(pending_id)
-            if p is None or p.timestamp != pending_timestamp:
-                continue  # Its chain was rolled back.
+            if p is None or p.timestamp != pending_timestamp or not p.timeout:
+                continue  # Its chain was rolled back, and the id perhaps used again.
+            assert _expires_at(p) == expires_at
             if self._pending_status[pending_id] != PENDING:
                 continue  # Posted or voided before it expired.
             dr = self._accounts[p.debit_account_id]
@@ -607,9 +608,10 @@ class PythonEngine:
         if account_ids is None:
             chosen = self._account_log[:existing]
         else:
+            # Each account once, in the order first asked.
             chosen = [
                 a
-                for a in map(self._accounts.get, account_ids)
+                for a in map(self._accounts.get, dict.fromkeys(account_ids))
                 if a is not None and a.timestamp <= timestamp
             ]
         if ledger:

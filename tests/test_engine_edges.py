@@ -1,0 +1,61 @@
+"""Edge cases of the engines' own bookkeeping, found by reading both engines side by side."""
+
+from __future__ import annotations
+
+import fastledger
+from fastledger import Account, Transfer, TransferFlags
+
+from .conftest import FakeClock
+
+
+def test_a_rolled_back_pending_transfer_never_expires_its_reimported_id(
+    ledger: fastledger.Ledger, clock: FakeClock
+) -> None:
+    """A chain that fails leaves its pending transfer's expiry behind; an imported pending
+    transfer that takes the same id and timestamp (with no timeout) must not expire by it."""
+    ledger.create_accounts([Account(id=i, ledger=1, code=1) for i in (1, 2)])
+    clock.advance(ns=100)
+    pending = Transfer(
+        id=5,
+        debit_account_id=1,
+        credit_account_id=2,
+        amount=7,
+        ledger=1,
+        code=1,
+        timeout=1,
+        flags=TransferFlags.PENDING | TransferFlags.LINKED,
+    )
+    same_account = Transfer(
+        id=6, debit_account_id=1, credit_account_id=1, amount=1, ledger=1, code=1
+    )
+    rolled_back = ledger.create_transfers([pending, same_account])
+    assert [r.status.name for r in rolled_back] == [
+        "LINKED_EVENT_FAILED",
+        "ACCOUNTS_MUST_BE_DIFFERENT",
+    ]
+    clock.advance(ns=100)
+    reimported = Transfer(
+        id=5,
+        debit_account_id=1,
+        credit_account_id=2,
+        amount=7,
+        ledger=1,
+        code=1,
+        flags=TransferFlags.PENDING | TransferFlags.IMPORTED,
+        timestamp=rolled_back[0].timestamp,
+    )
+    assert ledger.create_transfers([reimported])[0].status.name == "CREATED"
+    clock.advance(seconds=5)
+    assert ledger.lookup_accounts([1])[0].debits_pending == 7
+
+
+def test_balances_at_answers_each_account_once_however_often_asked(
+    ledger: fastledger.Ledger, clock: FakeClock
+) -> None:
+    ledger.create_accounts([Account(id=i, ledger=1, code=1) for i in (1, 2)])
+    transfer = Transfer(id=1, debit_account_id=1, credit_account_id=2, amount=3, ledger=1, code=1)
+    ledger.create_transfers([transfer])
+    balances = ledger.balances_at(clock.now_ns + 10**9, [2, 1, 2, 1])
+    assert list(balances) == [2, 1]
+    assert balances.column("debits_posted") == [0, 3]
+    assert balances.column("credits_posted") == [3, 0]

@@ -42,8 +42,7 @@ FIRST_CUSTOMER = 2
 # Every OVERDRAWN_EVERY-th customer tries to pay more than it holds.
 OVERDRAWN_EVERY = 7
 
-# A NumPy array of records is a packed batch as it is, without a copy. Ledger's type hints list
-# bytes, bytearray and memoryview but not NumPy arrays, hence the `type: ignore` on each create.
+# A NumPy array of records is a packed batch as it is, without a copy.
 
 
 def main() -> None:
@@ -81,7 +80,7 @@ def open_accounts(ledger: Ledger, customers: npt.NDArray[np.uint64]) -> None:
         flags=np.where(ids == BANK, 0, wallet).astype(np.uint16),
     )
     results: PackedResults[CreateAccountResult]
-    results = ledger.create_accounts(accounts)  # type: ignore[call-overload]
+    results = ledger.create_accounts(accounts)
     assert len(results) == len(ids) and results.all_created()
     print(f"Opened {len(results)} accounts from one packed batch")
 
@@ -100,7 +99,7 @@ def fund(ledger: Ledger, customers: npt.NDArray[np.uint64]) -> None:
         code=np.full(count, CODE_FUNDING, dtype=np.uint16),
     )
     results: PackedResults[CreateTransferResult]
-    results = ledger.create_transfers(funding)  # type: ignore[call-overload]
+    results = ledger.create_transfers(funding)
     assert results.all_created()
     print(f"Funded {len(results)} wallets in one packed batch of {funding.nbytes} bytes")
 
@@ -121,7 +120,7 @@ def pay(ledger: Ledger, customers: npt.NDArray[np.uint64]) -> None:
         code=np.full(count, CODE_PAYMENT, dtype=np.uint16),
     )
     results: PackedResults[CreateTransferResult]
-    results = ledger.create_transfers(payments)  # type: ignore[call-overload]
+    results = ledger.create_transfers(payments)
 
     # The results stay packed: two NumPy columns, no Python object per event.
     statuses, timestamps = results.to_numpy()

@@ -701,14 +701,14 @@ def _speedup(fast: _EngineReport, slow: _EngineReport) -> dict[str, float]:
         mine, theirs = getattr(fast, field.name), getattr(slow, field.name)
         higher_is_better = field.name.endswith("_per_s")
         better, worse = (mine, theirs) if higher_is_better else (theirs, mine)
-        ratios[field.name] = round(better / max(worse, 1), 1)
+        ratios[field.name] = round(better / max(worse, 1), 2)
     return ratios
 
 
 def _print_speedup(rust: _EngineReport, python: _EngineReport) -> None:
     print("rust over python (times higher throughput, or times lower latency)")
     for name, ratio in _speedup(rust, python).items():
-        print(f"  {name:<42}{ratio:>8.1f}x")
+        print(f"  {name:<42}{ratio:>8.2f}x")
 
 
 def _json_report(config: _BenchConfig, reports: list[_EngineReport]) -> dict[str, object]:

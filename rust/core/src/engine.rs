@@ -558,9 +558,10 @@ impl Engine {
                 continue; // Its chain was rolled back.
             };
             let p = self.transfer_log[p_index];
-            if p.timestamp != pending_timestamp {
-                continue; // Its chain was rolled back.
+            if p.timestamp != pending_timestamp || p.timeout == 0 {
+                continue; // Its chain was rolled back, and the id perhaps used again.
             }
+            assert_eq!(expires_at(&p), expires);
             if self.pending_status[&pending_id] != PendingStatus::Pending {
                 continue; // Posted or voided before it expired.
             }

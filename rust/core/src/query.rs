@@ -181,8 +181,8 @@ impl Engine {
     /// Replays the transfer log up to `timestamp`: a pending transfer counts while it is neither
     /// resolved by then nor expired (its expiry time is at or before `timestamp`). The accounts
     /// are those that existed then, in creation order, or those of `account_ids` that did, as
-    /// asked; `ledger` > 0 keeps only the accounts of that ledger. An id asked twice gets two
-    /// rows, and its balances go to the last of them.
+    /// asked (each account once, in the order first asked); `ledger` > 0 keeps only the accounts
+    /// of that ledger.
     pub fn balances_at(
         &self,
         timestamp: u64,
@@ -192,11 +192,14 @@ impl Engine {
         let existing = self.account_log.partition_point(|a| a.timestamp <= timestamp);
         let chosen: Vec<&Account> = match account_ids {
             None => self.account_log[..existing].iter().collect(),
-            Some(ids) => ids
-                .iter()
-                .filter_map(|id| self.accounts.get(id).map(|&i| &self.account_log[i]))
-                .filter(|a| a.timestamp <= timestamp)
-                .collect(),
+            Some(ids) => {
+                let mut asked: HashSet<u128> = HashSet::with_capacity(ids.len());
+                ids.iter()
+                    .filter(|&&id| asked.insert(id))
+                    .filter_map(|id| self.accounts.get(id).map(|&i| &self.account_log[i]))
+                    .filter(|a| a.timestamp <= timestamp)
+                    .collect()
+            }
         };
         let chosen: Vec<&Account> =
             chosen.into_iter().filter(|a| ledger == 0 || a.ledger == ledger).collect();

@@ -104,15 +104,28 @@ impl Engine {
         let transfer = |i: usize| {
             Transfer::from_bytes(record_at(state, sections.transfers_at + i * RECORD_SIZE))
         };
-        let pending_count =
-            (0..sections.transfers).filter(|&i| transfer(i).flags & transfer_flags::PENDING != 0);
-        if pending_count.count() != sections.pending {
+        let statuses = &state[sections.pending_at..sections.pending_at + sections.pending];
+        // Checked where the reference engine's decoder checks them: paired in order with the
+        // pending transfers, before their count is compared.
+        let pending = (0..sections.transfers)
+            .map(&transfer)
+            .filter(|t| t.flags & transfer_flags::PENDING != 0);
+        let mut pending_count = 0;
+        for t in pending {
+            if let Some(&byte) = statuses.get(pending_count) {
+                if PendingStatus::from_byte(byte).is_none() {
+                    let message = format!("pending transfer {} has status {byte}", t.id);
+                    return Err(StateError(message));
+                }
+            }
+            pending_count += 1;
+        }
+        if pending_count != sections.pending {
             return Err(StateError(
                 "the engine state holds a status for each pending transfer".into(),
             ));
         }
-        let mut statuses =
-            state[sections.pending_at..sections.pending_at + sections.pending].iter();
+        let mut statuses = statuses.iter();
         for i in 0..sections.transfers {
             engine.import_transfer(&transfer(i), &mut statuses)?;
         }
@@ -140,9 +153,7 @@ impl Engine {
         self.account_trails[cr].transfers.push(index);
         if t.flags & transfer_flags::PENDING != 0 {
             let byte = *statuses.next().expect("the statuses were counted");
-            let status = PendingStatus::from_byte(byte).ok_or_else(|| {
-                StateError(format!("pending transfer {} has status {byte}", t.id))
-            })?;
+            let status = PendingStatus::from_byte(byte).expect("the statuses were checked");
             self.pending_status.insert(t.id, status);
             if status == PendingStatus::Pending && t.timeout != 0 {
                 self.expiry.push(Reverse((expires_at(t), t.timestamp, t.id)));

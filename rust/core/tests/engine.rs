@@ -403,3 +403,24 @@ fn account_statuses_follow_precedence() {
         ]
     );
 }
+
+#[test]
+fn a_rolled_back_pending_transfer_never_expires_its_reimported_id() {
+    let mut ledger = ledger();
+    let chained = Transfer {
+        flags: transfer_flags::PENDING | transfer_flags::LINKED,
+        ..pending(5, 1, 2, 7, 1)
+    };
+    let rolled_back = ledger.create_transfers_at(&[chained, transfer(6, 1, 1, 1, 0)]);
+    assert_eq!(rolled_back[0].0, T::LinkedEventFailed);
+    ledger.advance_s(1);
+    let reimported = Transfer {
+        timestamp: rolled_back[0].1,
+        ..transfer(5, 1, 2, 7, transfer_flags::PENDING | transfer_flags::IMPORTED)
+    };
+    ledger.apply(&[reimported]);
+    ledger.advance_s(5);
+    ledger.create_accounts(&[account(4, 0)]);
+    ledger.engine.expire_pending_transfers(ledger.last_timestamp);
+    assert_eq!(ledger.balances(1), (7, 0, 0, 0));
+}

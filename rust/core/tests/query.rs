@@ -156,3 +156,25 @@ fn a_state_that_does_not_hang_together_is_refused() {
     wrong[0] = b'X';
     assert_eq!(message(&wrong), "not an engine state of format 1");
 }
+
+#[test]
+fn balances_at_answers_each_account_once_in_the_order_first_asked() {
+    let at = engine().balances_at(START + 3, Some(&[2, 1, 2, 1]), 0);
+    assert_eq!(at.account_ids, [2, 1]);
+    assert_eq!(at.debits_posted, [0, 6]);
+    assert_eq!(at.credits_posted, [6, 0]);
+}
+
+#[test]
+fn a_pending_status_outside_1_to_4_is_refused() {
+    let mut engine = engine();
+    let pending = Transfer { timeout: 1, ..transfer(20, 2, 1, 5, transfer_flags::PENDING) };
+    engine.create_transfers(&[pending], START + 20);
+    let mut state = engine.export_state();
+    // The status follows the header, two accounts and four transfers.
+    let at = 64 + 6 * 128;
+    assert_eq!(state[at], 1);
+    state[at] = 5;
+    let message = Engine::import_state(&state).map(|_| ()).unwrap_err().0;
+    assert_eq!(message, "pending transfer 20 has status 5");
+}

@@ -45,7 +45,7 @@ from ._records import (
     unpack_accounts,
     unpack_transfers,
 )
-from ._types import Account, AccountBalance, Transfer
+from ._types import Account, AccountBalance, Transfer, TransferFlags
 
 __all__ = ["STATE_MAGIC", "STATE_VERSION", "EngineState", "decode_state", "encode_state"]
 
@@ -114,10 +114,17 @@ def decode_state(data: bytes | bytearray | memoryview) -> EngineState:
         for i in range(offset, offset + failed * _U128, _U128)
     ]
     offset += failed * _U128
+    transfers_decoded = list(unpack_transfers(sections[1]))
+    pending_decoded = bytes(sections[2])
+    # Each status pairs, in order, with a pending transfer; the importer checks their count.
+    pending_transfers = (t for t in transfers_decoded if t.flags & TransferFlags.PENDING)
+    for t, status in zip(pending_transfers, pending_decoded):
+        if not 1 <= status <= 4:
+            raise ValueError(f"pending transfer {t.id} has status {status}")
     return EngineState(
         accounts=list(unpack_accounts(sections[0])),
-        transfers=list(unpack_transfers(sections[1])),
-        pending=bytes(sections[2]),
+        transfers=transfers_decoded,
+        pending=pending_decoded,
         failed_ids=failed_ids,
         history=[
             _unpack_balance(view[i : i + _BALANCE]) for i in range(offset, expected, _BALANCE)

@@ -15,27 +15,64 @@ from fastledger._cli import main
 def test_demo_shows_the_overdraft_rejected_with_exceeds_credits(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["demo", "--engine", "python"]) == 0
+    assert main(["demo", "--engine", "python", "--memory"]) == 0
     out = capsys.readouterr().out
     assert "EXCEEDS_CREDITS" in out
-    assert "python engine" in out
+    assert "python engine, in memory" in out
     # The scenario ends balanced: every step but the overdraft moved money on both sides.
     assert "balanced" in out and "NOT balanced" not in out
 
 
+def test_demo_keeps_its_ledger_and_a_second_run_shows_the_same_balances(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--engine", "python", "--path", str(tmp_path)]) == 0
+    first = capsys.readouterr().out
+    assert f"kept in {tmp_path}" in first
+    assert main(["demo", "--path", str(tmp_path)]) == 0
+    second = capsys.readouterr().out
+    assert "EXISTS" in second and "ID_ALREADY_FAILED" in second
+    balances = [line for line in first.splitlines() if line.endswith(" 50.00")]
+    assert len(balances) == 2, "the balance rows of alice and bob"
+    assert balances and all(line in second.splitlines() for line in balances)
+
+
+def test_demo_refuses_a_directory_another_ledger_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Ledger.open(tmp_path, engine="python"):
+        assert main(["demo", "--path", str(tmp_path)]) == 2
+    assert "error" in capsys.readouterr().err
+
+
 def test_bench_json_reports_positive_figures(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["bench", "--accounts", "100", "--transfers", "2000", "--engine", "python", "--json"]
+    argv.append("--memory")
     assert main(argv) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert report["accounts"] == 100
     assert report["transfers"] == 2000
+    assert report["storage"] == "memory"
     figures = report["results"]["python"]
     assert figures.pop("engine") == "python"
     assert figures, "the report has figures"
     assert all(isinstance(v, int) and v > 0 for v in figures.values()), figures
     assert figures["batch_latency_ns_p50"] <= figures["batch_latency_ns_p100"]
     assert "transfers" in captured.err, "progress goes to stderr"
+
+
+def test_bench_is_durable_by_default_and_keeps_a_chosen_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "--accounts", "10", "--transfers", "300", "--batch-size", "100"]
+    argv += ["--engine", "python", "--json", "--path", str(tmp_path / "ledger")]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["storage"] == "durable"
+    with Ledger.open(tmp_path / "ledger", engine="python") as ledger:
+        assert len(ledger.lookup_accounts(list(range(1, 11)))) == 10
+    assert main(["verify", "--quiet", str(tmp_path / "ledger")]) == 0
 
 
 def test_bench_packed_input_posts_the_same_load(capsys: pytest.CaptureFixture[str]) -> None:

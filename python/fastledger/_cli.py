@@ -16,13 +16,16 @@ import json
 import os
 import platform
 import random
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
+from pathlib import Path
 from typing import TextIO, TypeVar
 
 from . import __version__, money
@@ -40,7 +43,7 @@ from ._types import (
     TransferFlags,
 )
 from ._verify import verify_main
-from .errors import EngineUnavailableError
+from .errors import EngineUnavailableError, JournalCorruptError, LedgerLockedError
 from .packed import PackedResults
 
 __all__ = ["main"]
@@ -96,13 +99,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_ledger(engine: str) -> Ledger | None:
-    """A new in-memory ledger on `engine`, or None after saying why it cannot be had."""
+def _open_ledger(engine: str, path: Path | None = None) -> Ledger | None:
+    """A ledger on `engine`, kept in the directory `path` or in memory when it is None, or
+    None after saying why it cannot be had."""
     try:
-        return Ledger(engine=engine)
-    except EngineUnavailableError as error:
+        if path is None:
+            return Ledger(engine=engine)
+        return Ledger.open(path, engine=engine)
+    except (EngineUnavailableError, LedgerLockedError, JournalCorruptError) as error:
         print(f"fastledger: error: {error}", file=sys.stderr)
         return None
+
+
+def _default_demo_path() -> Path:
+    """Where the demo keeps its ledger: the user's data directory, as XDG defines it."""
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "fastledger" / "demo"
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -111,13 +123,21 @@ _DEMO_DESCRIPTION = """\
 Runs a short scenario on a new ledger and prints what happened: three accounts on ledger 1
 (US dollars), a deposit, a payment between customers, an overdraft that the ledger rejects with
 the status EXCEEDS_CREDITS, a two-phase hold and its capture, then the balances and the trial
-balance. The ledger lives in memory: nothing is written to disk.
+balance.
+
+The ledger lives in a directory (--path; by default in the user's data directory), durably, as
+Ledger.open keeps it: run the demo again and it finds the same ledger, each step answers EXISTS
+(the same id was applied before, so it is not applied twice) and the balances are the same.
+--memory runs it in memory instead.
 """
 
 _DEMO_EPILOG = """\
 examples:
   fastledger demo                   # the Rust engine if it is built, else the Python one
+  fastledger demo                   # again: the same ledger, found on disk, the same balances
+  fastledger demo --path ./ledger   # keep the ledger in ./ledger
   fastledger demo --engine python   # the pure-Python reference engine
+  fastledger demo --memory          # in memory: nothing is written
   python -m fastledger demo
 """
 
@@ -158,7 +178,7 @@ class _DemoStep:
 def _add_demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo",
-        help="run a short scenario on an in-memory ledger",
+        help="run a short scenario on a ledger kept in a directory",
         description=_DEMO_DESCRIPTION,
         epilog=_DEMO_EPILOG,
         formatter_class=_HelpFormatter,
@@ -170,23 +190,45 @@ def _add_demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="the state machine: auto (the default) is rust when the native extension is "
         "built, else python",
     )
+    where = demo.add_mutually_exclusive_group()
+    where.add_argument(
+        "--path",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"the ledger's directory (default: {_default_demo_path()})",
+    )
+    where.add_argument("--memory", action="store_true", help="keep the ledger in memory only")
     demo.set_defaults(command=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    ledger = _open_ledger(args.engine)
+    path = None if args.memory else (args.path or _default_demo_path())
+    ledger = _open_ledger(args.engine, path)
     if ledger is None:
         return 2
-    print(f"fastledger demo: {ledger.engine} engine, in memory, ledger {_LEDGER_USD} in USD\n")
-    _demo_open_accounts(ledger)
-    for step in _demo_steps():
-        (result,) = ledger.create_transfers([step.transfer])
-        print(f"  {step.what:<48} {result.status.name}")
-        if step.note:
-            print(f"    {step.note}")
-    print()
-    _print_demo_balances(ledger)
+    with ledger:
+        where = "in memory" if path is None else f"kept in {path}"
+        print(f"fastledger demo: {ledger.engine} engine, {where}, ledger {_LEDGER_USD} in USD\n")
+        _demo_open_accounts(ledger)
+        for step in _demo_steps():
+            (result,) = ledger.create_transfers([step.transfer])
+            print(f"  {step.what:<48} {result.status.name}")
+            note = _RERUN_NOTES.get(result.status, step.note)
+            if note:
+                print(f"    {note}")
+        print()
+        _print_demo_balances(ledger)
     return 0
+
+
+# What a step answers when the demo runs again on the ledger an earlier run left.
+_RERUN_NOTES = {
+    CreateTransferStatus.EXISTS: "applied by an earlier run: the same id is never applied twice",
+    CreateTransferStatus.ID_ALREADY_FAILED: (
+        "refused by an earlier run: an id that failed this way is never tried again"
+    ),
+}
 
 
 def _demo_open_accounts(ledger: Ledger) -> None:
@@ -285,7 +327,11 @@ Transfer objects, or with packed 128-byte records under --input packed) and repo
 accepted and the batch latency; then it posts single transfers one call at a time (a list of
 one Transfer) and runs queries (lookup_accounts of one id, get_account_transfers with limit
 100) on the loaded ledger and reports their latency. Transfers come from a seeded generator and
-are built, and packed, before each call is timed. The ledger lives in memory.
+are built, and packed, before each call is timed.
+
+As TigerBeetle's benchmark does, it keeps the ledger durable, in a new temporary directory
+that it deletes at the end (--path DIR keeps it there instead): every batch is on disk
+(fsync) before its call returns. --memory measures an in-memory ledger.
 
 Progress goes to stderr; the report goes to stdout.
 """
@@ -295,6 +341,7 @@ examples:
   fastledger bench                                   # 10,000,000 transfers on the default engine
   fastledger bench --transfers 1000000 --engine both # both engines, with rust/python ratios
   fastledger bench --engine python --transfers 100000 --json > python.json
+  fastledger bench --memory --input packed           # in memory, packed batches
 """
 
 # Single-transfer calls and queries of each kind sampled after the load: enough for a p999
@@ -321,6 +368,7 @@ class _BenchConfig:
     threads: int
     seed: int
     input: str
+    storage: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +447,16 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="N",
         help="seed of the transfer generator (default: %(default)s)",
     )
+    where = bench.add_mutually_exclusive_group()
+    where.add_argument(
+        "--path",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the durable ledger in DIR, which must be new or empty (default: a temporary "
+        "directory, deleted at the end)",
+    )
+    where.add_argument("--memory", action="store_true", help="measure an in-memory ledger")
     add("--json", action="store_true", help="print one JSON object instead of the report")
     bench.set_defaults(command=_bench)
 
@@ -422,20 +480,31 @@ def _bench(args: argparse.Namespace) -> int:
     engine = args.engine or ("rust" if rust_engine_available() else "python")
     engines = ("rust", "python") if engine == "both" else (engine,)
     config = _BenchConfig(
-        args.accounts, args.transfers, args.batch_size, args.threads, args.seed, args.input
+        args.accounts,
+        args.transfers,
+        args.batch_size,
+        args.threads,
+        args.seed,
+        args.input,
+        "memory" if args.memory else "durable",
     )
     if not args.json:
         print(_describe(config))
     reports = []
     for name in engines:
-        ledger = _open_ledger(name)
+        path = None if args.memory else _bench_directory(args.path, name, len(engines))
+        ledger = _open_ledger(name, path)
         if ledger is None:
             return 2
         try:
-            reports.append(_run_engine(ledger, config))
+            with ledger:
+                reports.append(_run_engine(ledger, config))
         except _BenchError as error:
             print(f"fastledger bench: error: {error}", file=sys.stderr)
             return 1
+        finally:
+            if path is not None and args.path is None:
+                shutil.rmtree(path, ignore_errors=True)
         # Free the loaded ledger before the next engine fills memory with its own.
         del ledger
         if not args.json:
@@ -447,11 +516,23 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_directory(chosen: Path | None, engine: str, engines: int) -> Path:
+    """The directory of one engine's durable ledger: a new temporary one, or the one chosen
+    (with one subdirectory per engine when both are measured)."""
+    if chosen is None:
+        return Path(tempfile.mkdtemp(prefix=f"fastledger-bench-{engine}-"))
+    path = chosen / engine if engines > 1 else chosen
+    if path.exists() and any(path.iterdir()):
+        raise SystemExit(f"fastledger bench: error: {path} is not empty; choose a new directory")
+    return path
+
+
 def _describe(config: _BenchConfig) -> str:
     threads = "1 thread" if config.threads == 1 else f"{config.threads} threads"
     return (
         f"fastledger bench: {config.accounts:,} accounts, {config.transfers:,} transfers in "
-        f"batches of {config.batch_size:,} ({config.input}), {threads}, seed {config.seed}\n"
+        f"batches of {config.batch_size:,} ({config.input}), {threads}, seed {config.seed}, "
+        f"{'in memory' if config.storage == 'memory' else 'durable (fsync per batch)'}\n"
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs\n"
     )
 

@@ -255,7 +255,14 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="fastledger verify",
         description="Check a ledger directory end to end: every checksum, the hash chain, a "
-        "replay of the journal against the snapshots, and debits equal to credits.",
+        "replay of the journal against the snapshots, and debits equal to credits. It reads "
+        "only, and refuses a directory that a running ledger holds open.",
+        epilog="exit status: 0 when the directory is sound, 1 on any problem, 2 on a usage "
+        "error.\n\nexamples:\n"
+        "  fastledger verify ./ledger                 # the directory of Ledger.open('./ledger')\n"
+        "  fastledger verify ./ledger --quiet         # no progress on stderr\n"
+        "  fastledger verify ./ledger --engine python # replay with the reference engine\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("path", help="the ledger directory")
     parser.add_argument("--engine", choices=ENGINES, default="auto", help="replay engine")

@@ -118,7 +118,7 @@ def decode_state(data: bytes | bytearray | memoryview) -> EngineState:
     pending_decoded = bytes(sections[2])
     # Each status pairs, in order, with a pending transfer; the importer checks their count.
     pending_transfers = (t for t in transfers_decoded if t.flags & TransferFlags.PENDING)
-    for t, status in zip(pending_transfers, pending_decoded):
+    for t, status in zip(pending_transfers, pending_decoded, strict=False):
         if not 1 <= status <= 4:
             raise ValueError(f"pending transfer {t.id} has status {status}")
     return EngineState(

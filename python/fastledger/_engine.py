@@ -203,11 +203,9 @@ class PythonEngine:
         self._accounts: dict[int, _AccountState] = {}
         self._transfers: dict[int, Transfer] = {}
         # Creation order is timestamp order (imported events must not regress), so these
-        # lists are sorted by timestamp.
+        # lists are sorted by timestamp, and a binary search finds the record of a timestamp.
         self._account_log: list[_AccountState] = []
         self._transfer_log: list[Transfer] = []
-        self._account_timestamps: set[int] = set()
-        self._transfer_timestamps: set[int] = set()
         self._pending_status: dict[int, int] = {}
         self._expiry: list[tuple[int, int, int]] = []  # (expires_at, timestamp, pending id)
         self._failed_ids: set[int] = set()
@@ -250,13 +248,12 @@ class PythonEngine:
         if a.flags & _ACCOUNT_IMPORTED:
             if self._account_log and timestamp <= self._account_log[-1].timestamp:
                 return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
-            if timestamp in self._transfer_timestamps:
+            if _logged_at(self._transfer_log, timestamp):
                 return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
 
         account = _AccountState(a, timestamp)
         self._accounts[a.id] = account
         self._account_log.append(account)
-        self._account_timestamps.add(timestamp)
         if self._undo is not None:
             self._undo.accounts_created.append(a.id)
         return A.CREATED
@@ -511,7 +508,7 @@ class PythonEngine:
     def _imported_transfer_regresses(self, timestamp: int) -> int | None:
         if self._transfer_log and timestamp <= self._transfer_log[-1].timestamp:
             return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
-        if timestamp in self._account_timestamps:
+        if _logged_at(self._account_log, timestamp):
             return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
         return None
 
@@ -678,8 +675,8 @@ class PythonEngine:
 
     def import_state(self, state: bytes) -> None:
         """Loads a state that `export_state` made into this fresh engine and rebuilds every
-        index from it: the id maps, the timestamp sets, the per-account transfer lists and
-        the expiry heap. Raises ValueError if the state does not hang together."""
+        index from it: the id maps, the per-account transfer lists and the expiry heap.
+        Raises ValueError if the state does not hang together."""
         assert not self._account_log and not self._transfer_log, "import into a fresh engine"
         decoded = decode_state(state)
         for a in decoded.accounts:
@@ -688,7 +685,6 @@ class PythonEngine:
             account.restore((*balances, a.flags))
             self._accounts[a.id] = account
             self._account_log.append(account)
-            self._account_timestamps.add(a.timestamp)
         pending = [t for t in decoded.transfers if t.flags & _PENDING]
         if len(pending) != len(decoded.pending):
             raise ValueError("the engine state holds a status for each pending transfer")
@@ -700,7 +696,6 @@ class PythonEngine:
                 raise ValueError(f"transfer {t.id} of the engine state names a missing account")
             self._transfers[t.id] = t
             self._transfer_log.append(t)
-            self._transfer_timestamps.add(t.timestamp)
             self._accounts[t.debit_account_id].transfers.append(t)
             self._accounts[t.credit_account_id].transfers.append(t)
         for t, status in zip(pending, decoded.pending, strict=True):
@@ -795,7 +790,6 @@ class PythonEngine:
     def _insert_transfer(self, t: Transfer, dr: _AccountState, cr: _AccountState) -> None:
         self._transfers[t.id] = t
         self._transfer_log.append(t)
-        self._transfer_timestamps.add(t.timestamp)
         for account in (dr, cr):
             account.transfers.append(t)
             if account.history is not None:
@@ -829,7 +823,6 @@ class PythonEngine:
             t = self._transfers.pop(transfer_id)
             popped = self._transfer_log.pop()
             assert popped is t
-            self._transfer_timestamps.discard(t.timestamp)
             for account_id in (t.debit_account_id, t.credit_account_id):
                 account = self._accounts[account_id]
                 assert account.transfers[-1] is t
@@ -840,7 +833,6 @@ class PythonEngine:
             account = self._accounts.pop(account_id)
             popped_account = self._account_log.pop()
             assert popped_account is account
-            self._account_timestamps.discard(account.timestamp)
         self._undo = _Undo([], [], [], [])
 
 
@@ -899,6 +891,12 @@ def _reopen_closed_by(p: Transfer, dr: _AccountState, cr: _AccountState) -> None
 
 def _timestamp_of(record: Transfer | _AccountState) -> int:
     return record.timestamp
+
+
+def _logged_at(log: Sequence[Transfer] | Sequence[_AccountState], timestamp: int) -> bool:
+    """Whether a record of `log`, which is sorted by timestamp, has `timestamp`."""
+    i = bisect.bisect_left(log, timestamp, key=_timestamp_of)
+    return i < len(log) and log[i].timestamp == timestamp
 
 
 def _timestamps_valid(timestamp_min: int, timestamp_max: int) -> bool:

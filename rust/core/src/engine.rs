@@ -13,10 +13,11 @@ use std::collections::BinaryHeap;
 
 use foldhash::{HashMap, HashSet};
 
+use crate::index::IdIndex;
 use crate::status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
 use crate::types::{
-    account_flags, transfer_flags, Account, AccountBalance, Transfer, AMOUNT_MAX, TIMESTAMP_MAX,
-    U128_MAX,
+    account_flags, transfer_flags, Account, AccountBalance, Timestamped, Transfer, AMOUNT_MAX,
+    TIMESTAMP_MAX, U128_MAX,
 };
 
 type A = CreateAccountStatus;
@@ -76,13 +77,12 @@ pub enum PendingStatus {
 }
 
 /// What the batch loop needs of an event, be it an account or a transfer.
-pub trait Event: Copy {
+pub trait Event: Copy + Timestamped {
     type Status: BatchStatus;
     /// The flag bit that marks an imported event.
     const IMPORTED: u16;
     fn id(&self) -> u128;
     fn flags(&self) -> u16;
-    fn timestamp(&self) -> u64;
     /// The timestamp of the record that an `Exists` event found.
     fn existing_timestamp(engine: &Engine, id: u128) -> u64;
     /// Whether a failure with `status` burns the event's id (`TRANSIENT_STATUSES`).
@@ -98,11 +98,8 @@ impl Event for Account {
     fn flags(&self) -> u16 {
         self.flags
     }
-    fn timestamp(&self) -> u64 {
-        self.timestamp
-    }
     fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
-        engine.account_log[engine.accounts[&id]].timestamp
+        engine.account_log[engine.account_index(id).expect("it exists")].timestamp
     }
     fn failed_transiently(_: CreateAccountStatus) -> bool {
         false
@@ -118,11 +115,8 @@ impl Event for Transfer {
     fn flags(&self) -> u16 {
         self.flags
     }
-    fn timestamp(&self) -> u64 {
-        self.timestamp
-    }
     fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
-        engine.transfer_log[engine.transfers[&id]].timestamp
+        engine.transfer_log[engine.transfer_index(id).expect("it exists")].timestamp
     }
     fn failed_transiently(status: CreateTransferStatus) -> bool {
         TRANSIENT_STATUSES.contains(&status)
@@ -205,7 +199,7 @@ pub(crate) fn expires_at(p: &Transfer) -> u64 {
 /// `HISTORY`, its balances after each of them, beside it.
 #[derive(Debug, Default)]
 pub(crate) struct AccountTrail {
-    pub(crate) transfers: Vec<usize>,
+    pub(crate) transfers: Vec<u32>,
     pub(crate) history: Option<Vec<AccountBalance>>,
 }
 
@@ -213,16 +207,14 @@ pub(crate) struct AccountTrail {
 #[derive(Debug, Default)]
 pub struct Engine {
     /// Account id to its index in `account_log` (and `account_trails`).
-    pub(crate) accounts: HashMap<u128, usize>,
+    pub(crate) accounts: IdIndex,
     /// Transfer id to its index in `transfer_log`.
-    pub(crate) transfers: HashMap<u128, usize>,
+    pub(crate) transfers: IdIndex,
     // Creation order is timestamp order (imported events must not regress), so these logs are
-    // sorted by timestamp.
+    // sorted by timestamp, and a binary search finds the record of a timestamp.
     pub(crate) account_log: Vec<Account>,
     pub(crate) account_trails: Vec<AccountTrail>,
     pub(crate) transfer_log: Vec<Transfer>,
-    pub(crate) account_timestamps: HashSet<u64>,
-    pub(crate) transfer_timestamps: HashSet<u64>,
     pub(crate) pending_status: HashMap<u128, PendingStatus>,
     /// (expires_at, timestamp, pending id), earliest expiry on top.
     pub(crate) expiry: BinaryHeap<Reverse<(u64, u64, u128)>>,
@@ -233,6 +225,22 @@ pub struct Engine {
 impl Engine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The index in `account_log` of the account `id`.
+    pub(crate) fn account_index(&self, id: u128) -> Option<usize> {
+        self.accounts.get(id, |i| self.account_log[i].id)
+    }
+
+    /// The index in `transfer_log` of the transfer `id`.
+    pub(crate) fn transfer_index(&self, id: u128) -> Option<usize> {
+        self.transfers.get(id, |i| self.transfer_log[i].id)
+    }
+
+    /// The indexes of the debit and the credit account of a logged transfer.
+    pub(crate) fn accounts_of(&self, t: &Transfer) -> (usize, usize) {
+        let index = |id| self.account_index(id).expect("a logged transfer's accounts exist");
+        (index(t.debit_account_id), index(t.credit_account_id))
     }
 
     /// Whether the engine holds no account and no transfer yet.
@@ -246,6 +254,10 @@ impl Engine {
     ///
     /// The batch is not empty and `len <= timestamp <= TIMESTAMP_MAX`.
     pub fn create_accounts(&mut self, accounts: &[Account], timestamp: u64) -> Vec<(A, u64)> {
+        // Room for the whole batch first, so that a batch grows the log and index at most once.
+        self.account_log.reserve(accounts.len());
+        self.account_trails.reserve(accounts.len());
+        self.accounts.reserve(accounts.len());
         self.execute(accounts, timestamp, Self::create_account)
     }
 
@@ -254,7 +266,7 @@ impl Engine {
         guard!(a.flags & !account_flags::KNOWN != 0, A::ReservedFlag);
         guard!(a.id == 0, A::IdMustNotBeZero);
         guard!(a.id == U128_MAX, A::IdMustNotBeIntMax);
-        if let Some(&e) = self.accounts.get(&a.id) {
+        if let Some(e) = self.account_index(a.id) {
             return create_account_exists(a, &self.account_log[e]);
         }
         guard!(
@@ -275,7 +287,7 @@ impl Engine {
                 A::ImportedEventTimestampMustNotRegress
             );
             guard!(
-                self.transfer_timestamps.contains(&timestamp),
+                logged_at(&self.transfer_log, timestamp),
                 A::ImportedEventTimestampMustNotRegress
             );
         }
@@ -299,7 +311,6 @@ impl Engine {
         self.account_log.push(account);
         let history = (a.flags & HISTORY != 0).then(Vec::new);
         self.account_trails.push(AccountTrail { transfers: Vec::new(), history });
-        self.account_timestamps.insert(timestamp);
         if self.undo.active {
             self.undo.accounts_created.push(a.id);
         }
@@ -312,6 +323,8 @@ impl Engine {
     ///
     /// The batch is not empty and `len <= timestamp <= TIMESTAMP_MAX`.
     pub fn create_transfers(&mut self, transfers: &[Transfer], timestamp: u64) -> Vec<(T, u64)> {
+        self.transfer_log.reserve(transfers.len());
+        self.transfers.reserve(transfers.len());
         self.execute(transfers, timestamp, Self::create_transfer)
     }
 
@@ -320,7 +333,7 @@ impl Engine {
         guard!(flags & !transfer_flags::KNOWN != 0, T::ReservedFlag);
         guard!(t.id == 0, T::IdMustNotBeZero);
         guard!(t.id == U128_MAX, T::IdMustNotBeIntMax);
-        if let Some(&e) = self.transfers.get(&t.id) {
+        if let Some(e) = self.transfer_index(t.id) {
             return self.create_transfer_exists(t, &self.transfer_log[e]);
         }
         guard!(self.failed_ids.contains(&t.id), T::IdAlreadyFailed);
@@ -341,10 +354,10 @@ impl Engine {
         guard!(t.ledger == 0, T::LedgerMustNotBeZero);
         guard!(t.code == 0, T::CodeMustNotBeZero);
 
-        let Some(&dr_index) = self.accounts.get(&t.debit_account_id) else {
+        let Some(dr_index) = self.account_index(t.debit_account_id) else {
             return T::DebitAccountNotFound;
         };
-        let Some(&cr_index) = self.accounts.get(&t.credit_account_id) else {
+        let Some(cr_index) = self.account_index(t.credit_account_id) else {
             return T::CreditAccountNotFound;
         };
         let dr = &self.account_log[dr_index];
@@ -425,13 +438,12 @@ impl Engine {
         guard!(t.pending_id == t.id, T::PendingIdMustBeDifferent);
         guard!(t.timeout != 0, T::TimeoutReservedForPendingTransfer);
 
-        let Some(&p_index) = self.transfers.get(&t.pending_id) else {
+        let Some(p_index) = self.transfer_index(t.pending_id) else {
             return T::PendingTransferNotFound;
         };
         let p = &self.transfer_log[p_index];
         guard!(p.flags & PENDING == 0, T::PendingTransferNotPending);
-        let dr_index = self.accounts[&p.debit_account_id];
-        let cr_index = self.accounts[&p.credit_account_id];
+        let (dr_index, cr_index) = self.accounts_of(p);
         let (dr, cr) = (&self.account_log[dr_index], &self.account_log[cr_index]);
         guard!(
             t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id,
@@ -509,7 +521,7 @@ impl Engine {
         guard!(t.pending_id != e.pending_id, T::ExistsWithDifferentPendingId);
         guard!(t.timeout != e.timeout, T::ExistsWithDifferentTimeout);
         if t.flags & (POST | VOID) != 0 {
-            let p = &self.transfer_log[self.transfers[&t.pending_id]];
+            let p = &self.transfer_log[self.transfer_index(t.pending_id).expect("it exists")];
             return post_or_void_pending_transfer_exists(t, e, p);
         }
         guard!(t.debit_account_id != e.debit_account_id, T::ExistsWithDifferentDebitAccountId);
@@ -534,13 +546,19 @@ impl Engine {
         if last.is_some_and(|last| timestamp <= last.timestamp) {
             return Some(T::ImportedEventTimestampMustNotRegress);
         }
-        if self.account_timestamps.contains(&timestamp) {
+        if logged_at(&self.account_log, timestamp) {
             return Some(T::ImportedEventTimestampMustNotRegress);
         }
         None
     }
 
     // -- expiry ----------------------------------------------------------------------------
+
+    /// Whether an expiry is due by `timestamp`: then `expire_pending_transfers` has work, if only
+    /// to drop the entry of a transfer that was posted or voided meanwhile.
+    pub fn expiry_due(&self, timestamp: u64) -> bool {
+        self.expiry.peek().is_some_and(|&Reverse((expires, _, _))| expires <= timestamp)
+    }
 
     /// Releases every pending transfer whose timeout has passed by `timestamp`.
     ///
@@ -554,7 +572,7 @@ impl Engine {
                 break;
             }
             self.expiry.pop();
-            let Some(&p_index) = self.transfers.get(&pending_id) else {
+            let Some(p_index) = self.transfer_index(pending_id) else {
                 continue; // Its chain was rolled back.
             };
             let p = self.transfer_log[p_index];
@@ -565,8 +583,7 @@ impl Engine {
             if self.pending_status[&pending_id] != PendingStatus::Pending {
                 continue; // Posted or voided before it expired.
             }
-            let dr_index = self.accounts[&p.debit_account_id];
-            let cr_index = self.accounts[&p.credit_account_id];
+            let (dr_index, cr_index) = self.accounts_of(&p);
             let (dr, cr) = self.two_accounts_mut(dr_index, cr_index);
             dr.debits_pending -= p.amount;
             cr.credits_pending -= p.amount;
@@ -581,14 +598,14 @@ impl Engine {
 
     /// The accounts with these ids, in the order asked; missing ids are left out.
     pub fn lookup_accounts(&self, ids: &[u128]) -> Vec<Account> {
-        let found = ids.iter().filter_map(|id| self.accounts.get(id));
-        found.map(|&index| self.account_log[index]).collect()
+        let found = ids.iter().filter_map(|&id| self.account_index(id));
+        found.map(|index| self.account_log[index]).collect()
     }
 
     /// The transfers with these ids, in the order asked; missing ids are left out.
     pub fn lookup_transfers(&self, ids: &[u128]) -> Vec<Transfer> {
-        let found = ids.iter().filter_map(|id| self.transfers.get(id));
-        found.map(|&index| self.transfer_log[index]).collect()
+        let found = ids.iter().filter_map(|&id| self.transfer_index(id));
+        found.map(|index| self.transfer_log[index]).collect()
     }
 
     // -- the batch loop: linked chains and imported batches ----------------------------------
@@ -665,10 +682,9 @@ impl Engine {
         let index = self.transfer_log.len();
         self.transfers.insert(t.id, index);
         self.transfer_log.push(*t);
-        self.transfer_timestamps.insert(t.timestamp);
         for account_index in [dr_index, cr_index] {
             let trail = &mut self.account_trails[account_index];
-            trail.transfers.push(index);
+            trail.transfers.push(index as u32);
             if let Some(history) = &mut trail.history {
                 history.push(AccountBalance::of(&self.account_log[account_index], t.timestamp));
             }
@@ -709,25 +725,27 @@ impl Engine {
             };
         }
         for &transfer_id in undo.transfers_created.iter().rev() {
-            let index = self.transfers.remove(&transfer_id);
+            let log = &self.transfer_log;
+            let index = self.transfers.remove(transfer_id, |i| log[i].id);
             let popped = self.transfer_log.pop().expect("a created transfer is logged");
             assert!(popped.id == transfer_id && index == Some(self.transfer_log.len()));
-            self.transfer_timestamps.remove(&popped.timestamp);
             for account_id in [popped.debit_account_id, popped.credit_account_id] {
-                let trail = &mut self.account_trails[self.accounts[&account_id]];
-                assert_eq!(trail.transfers.pop(), Some(self.transfer_log.len()));
+                let accounts = &self.account_log;
+                let account_index = self.accounts.get(account_id, |i| accounts[i].id);
+                let trail = &mut self.account_trails[account_index.expect("it exists")];
+                assert_eq!(trail.transfers.pop(), Some(self.transfer_log.len() as u32));
                 if let Some(history) = &mut trail.history {
                     history.pop().expect("a history entry per transfer");
                 }
             }
         }
         for &account_id in undo.accounts_created.iter().rev() {
-            let index = self.accounts.remove(&account_id);
+            let log = &self.account_log;
+            let index = self.accounts.remove(account_id, |i| log[i].id);
             let popped = self.account_log.pop().expect("a created account is logged");
             assert!(popped.id == account_id && index == Some(self.account_log.len()));
             let trail = self.account_trails.pop().expect("a trail per account");
             assert!(trail.transfers.is_empty(), "a chain of accounts moves no money");
-            self.account_timestamps.remove(&popped.timestamp);
         }
         undo.clear();
     }
@@ -776,6 +794,11 @@ fn create_account_exists(a: &Account, e: &Account) -> A {
     guard!(a.ledger != e.ledger, A::ExistsWithDifferentLedger);
     guard!(a.code != e.code, A::ExistsWithDifferentCode);
     A::Exists
+}
+
+/// Whether a record of `log`, which is sorted by timestamp, has `timestamp`.
+fn logged_at<R: Timestamped>(log: &[R], timestamp: u64) -> bool {
+    log.binary_search_by_key(&timestamp, R::timestamp).is_ok()
 }
 
 /// The amount a post or void moves: a void of 0, or a post of `AMOUNT_MAX`, means all.

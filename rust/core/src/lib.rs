@@ -7,6 +7,7 @@
 //! about Python.
 
 pub mod engine;
+mod index;
 pub mod query;
 pub mod state;
 pub mod status;

@@ -5,7 +5,7 @@
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::engine::{expires_at, Engine};
-use crate::types::{transfer_flags, Account, AccountBalance, Transfer, U128_MAX};
+use crate::types::{transfer_flags, Account, AccountBalance, Timestamped, Transfer, U128_MAX};
 
 pub mod account_filter_flags {
     pub const DEBITS: u32 = 1 << 0;
@@ -90,7 +90,7 @@ impl Engine {
     /// The account's transfers that match the filter, by timestamp (`REVERSED`: newest first),
     /// at most `limit`. An invalid filter matches nothing, as in TigerBeetle.
     pub fn get_account_transfers(&self, f: &AccountFilter) -> Vec<Transfer> {
-        let Some(&index) = self.accounts.get(&f.account_id) else {
+        let Some(index) = self.account_index(f.account_id) else {
             return Vec::new();
         };
         if !account_filter_valid(f) {
@@ -100,16 +100,16 @@ impl Engine {
         let log = &self.transfer_log;
         let picks = select(
             trail.len(),
-            |i| &log[trail[i]],
+            |i| &log[trail[i] as usize],
             &window_of_account(f),
             |t| transfer_matches_account_filter(f, t),
         );
-        picks.into_iter().map(|i| log[trail[i]]).collect()
+        picks.into_iter().map(|i| log[trail[i] as usize]).collect()
     }
 
     /// The balances after each matching transfer of an account flagged `HISTORY`.
     pub fn get_account_balances(&self, f: &AccountFilter) -> Vec<AccountBalance> {
-        let Some(&index) = self.accounts.get(&f.account_id) else {
+        let Some(index) = self.account_index(f.account_id) else {
             return Vec::new();
         };
         let trail = &self.account_trails[index];
@@ -123,7 +123,7 @@ impl Engine {
         let transfers = &trail.transfers;
         let picks = select(
             transfers.len(),
-            |i| &log[transfers[i]],
+            |i| &log[transfers[i] as usize],
             &window_of_account(f),
             |t| transfer_matches_account_filter(f, t),
         );
@@ -196,7 +196,7 @@ impl Engine {
                 let mut asked: HashSet<u128> = HashSet::with_capacity(ids.len());
                 ids.iter()
                     .filter(|&&id| asked.insert(id))
-                    .filter_map(|id| self.accounts.get(id).map(|&i| &self.account_log[i]))
+                    .filter_map(|&id| self.account_index(id).map(|i| &self.account_log[i]))
                     .filter(|a| a.timestamp <= timestamp)
                     .collect()
             }
@@ -330,23 +330,6 @@ fn window_of_query(f: &QueryFilter) -> Window {
         timestamp_max: f.timestamp_max,
         limit: f.limit,
         reversed: f.flags & query_filter_flags::REVERSED != 0,
-    }
-}
-
-/// Something with a timestamp, by which the records that `select` reads are sorted.
-trait Timestamped {
-    fn timestamp(&self) -> u64;
-}
-
-impl Timestamped for Account {
-    fn timestamp(&self) -> u64 {
-        self.timestamp
-    }
-}
-
-impl Timestamped for Transfer {
-    fn timestamp(&self) -> u64 {
-        self.timestamp
     }
 }
 

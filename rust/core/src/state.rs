@@ -89,7 +89,7 @@ impl Engine {
     }
 
     /// A fresh engine holding a state that `export_state` made, with every index rebuilt from
-    /// it: the id maps, the timestamp sets, the per-account transfer lists and the expiry heap.
+    /// it: the id maps, the per-account transfer lists and the expiry heap.
     pub fn import_state(state: &[u8]) -> Result<Engine, StateError> {
         let sections = Sections::decode(state)?;
         let mut engine = Engine::new();
@@ -97,7 +97,6 @@ impl Engine {
             let a = Account::from_bytes(record_at(state, sections.accounts_at + i * RECORD_SIZE));
             engine.accounts.insert(a.id, engine.account_log.len());
             engine.account_log.push(Account { reserved: 0, ..a });
-            engine.account_timestamps.insert(a.timestamp);
             let history = (a.flags & account_flags::HISTORY != 0).then(Vec::new);
             engine.account_trails.push(AccountTrail { transfers: Vec::new(), history });
         }
@@ -143,14 +142,13 @@ impl Engine {
     ) -> Result<(), StateError> {
         let missing =
             || StateError(format!("transfer {} of the engine state names a missing account", t.id));
-        let dr = *self.accounts.get(&t.debit_account_id).ok_or_else(missing)?;
-        let cr = *self.accounts.get(&t.credit_account_id).ok_or_else(missing)?;
+        let dr = self.account_index(t.debit_account_id).ok_or_else(missing)?;
+        let cr = self.account_index(t.credit_account_id).ok_or_else(missing)?;
         let index = self.transfer_log.len();
         self.transfers.insert(t.id, index);
         self.transfer_log.push(*t);
-        self.transfer_timestamps.insert(t.timestamp);
-        self.account_trails[dr].transfers.push(index);
-        self.account_trails[cr].transfers.push(index);
+        self.account_trails[dr].transfers.push(index as u32);
+        self.account_trails[cr].transfers.push(index as u32);
         if t.flags & transfer_flags::PENDING != 0 {
             let byte = *statuses.next().expect("the statuses were counted");
             let status = PendingStatus::from_byte(byte).expect("the statuses were checked");
@@ -187,7 +185,7 @@ impl Engine {
                     debits_posted: value(1),
                     credits_pending: value(2),
                     credits_posted: value(3),
-                    timestamp: self.transfer_log[index].timestamp,
+                    timestamp: self.transfer_log[index as usize].timestamp,
                 });
                 offset += BALANCE_SIZE;
             }

@@ -117,6 +117,23 @@ impl AccountBalance {
     }
 }
 
+/// A record with a timestamp: the logs of accounts and transfers are sorted by it.
+pub trait Timestamped {
+    fn timestamp(&self) -> u64;
+}
+
+impl Timestamped for Account {
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+}
+
+impl Timestamped for Transfer {
+    fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+}
+
 // The in-memory layout is the wire layout: no padding, TigerBeetle's size.
 const _: () = assert!(size_of::<Account>() == RECORD_SIZE);
 const _: () = assert!(size_of::<Transfer>() == RECORD_SIZE);

@@ -346,21 +346,34 @@ class Ledger:
         return self._create(_TRANSFERS, transfers)
 
     def _create(self, kind: _Kind, events: object) -> list[Any] | PackedResults[Any]:
-        if not isinstance(events, Sequence) or isinstance(events, (bytes, bytearray, memoryview)):
+        # A list, the common case, skips the abstract base class checks: they cost as much as
+        # a small batch in the Rust engine.
+        if type(events) is list:
+            _check.check_count(len(events), kind.name, self._batch_max)
+        elif isinstance(events, Sequence) and not isinstance(
+            events, (bytes, bytearray, memoryview)
+        ):
+            events = _check.check_batch(events, kind.name, self._batch_max)
+        else:
             return self._create_packed(kind, events)
-        events = _check.check_batch(events, kind.name, self._batch_max)
         if not events:
             return []
-        if self._engine.name == "python":
+        rust = self._engine.name == "rust"
+        if not rust:
             _check.check_records(events, kind.record, kind.name, kind.fields)
-        body = self._pack(kind, events)
+        body = None if self._journal is None else self._pack(kind, events)
         with self._lock:
             timestamp = self._begin_batch(kind, len(events))
-            raw = getattr(self._engine, kind.create)(events, timestamp)
-            sequence = self._log_batch(kind, timestamp, body)
-        self._settle(sequence)
-        status = kind.status
-        return [kind.result(status[s], ts) for s, ts in raw]
+            raw: list[Any] = getattr(self._engine, kind.create)(events, timestamp)
+            sequence = 0 if body is None else self._log_batch(kind, timestamp, body)
+        if sequence:
+            self._settle(sequence)
+        if rust:
+            # The Rust engine makes the result records itself, the cheapest place to make them.
+            return raw
+        new, result, status = tuple.__new__, kind.result, kind.status
+        results: list[Any] = [new(result, (status[s], ts)) for s, ts in raw]
+        return results
 
     def _create_packed(self, kind: _Kind, events: object) -> PackedResults[Any]:
         records = packed.as_records(events, kind.name)
@@ -477,7 +490,11 @@ class Ledger:
         now: Any = self._clock()
         if type(now) is not int:
             raise RecordTypeError(f"the clock must return an int of nanoseconds, not {now!r}")
-        return min(max(now, 0), TIMESTAMP_MAX)
+        # Comparisons rather than min and max, which cost more than the Rust engine spends on
+        # a small batch: the clock is read on every call.
+        if 0 <= now <= TIMESTAMP_MAX:
+            return now
+        return 0 if now < 0 else TIMESTAMP_MAX
 
     def _batch_timestamp(self, count: int) -> int:
         """The timestamp of the last event of a batch of `count`; event i of the batch takes
@@ -486,9 +503,13 @@ class Ledger:
         The first event may take the very time through which a read expired pending transfers:
         a transfer that expires at or before its timestamp is expired for it either way.
         """
-        timestamp = max(
-            self._read_clock(), self._timestamp + count, self._expired_through + count - 1
-        )
+        now = self._read_clock()
+        after_last = self._timestamp + count
+        after_expiry = self._expired_through + count - 1
+        # The latest of the three, by comparisons (see `_read_clock`).
+        timestamp = now if now >= after_last else after_last
+        if timestamp < after_expiry:
+            timestamp = after_expiry
         assert timestamp <= TIMESTAMP_MAX, "the ledger has run out of timestamps"
         return self._advance(timestamp, count)
 

@@ -26,6 +26,8 @@ class Engine:
     # facade's protocol.
     name: str
     def __init__(self) -> None: ...
+    # The results are `CreateAccountResult` and `CreateTransferResult` records, which are
+    # (status, timestamp) tuples of ints; typed as the facade's `Engine` protocol has them.
     def create_accounts(
         self, accounts: Sequence[Account], timestamp: int
     ) -> list[tuple[int, int]]: ...

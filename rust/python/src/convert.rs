@@ -25,8 +25,8 @@ pyo3::import_exception!(fastledger.errors, RecordTypeError);
 
 static ACCOUNT_CLASS: PyOnceLock<RecordClass> = PyOnceLock::new();
 static TRANSFER_CLASS: PyOnceLock<RecordClass> = PyOnceLock::new();
-/// `CREATED` is the one status code outside CPython's cache of small ints.
-static CREATED_CODE: PyOnceLock<Py<PyInt>> = PyOnceLock::new();
+static ACCOUNT_RESULT_CLASS: PyOnceLock<ResultClass> = PyOnceLock::new();
+static TRANSFER_RESULT_CLASS: PyOnceLock<ResultClass> = PyOnceLock::new();
 static ACCOUNT_BALANCE_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// The fields of an `Account` and their widths in bits, in record order, as
@@ -338,20 +338,31 @@ pub fn ids(ids: &Bound<'_, PyAny>, kind: &str, limit: usize) -> PyResult<Vec<u12
     Ok(converted)
 }
 
-/// The records of a packed batch: a buffer of whole 128-byte records, at most `BATCH_MAX`.
-pub fn packed_records(records: &Bound<'_, PyAny>, kind: &str) -> PyResult<Vec<u8>> {
+/// Reads a packed batch, a buffer of whole 128-byte records (at most `BATCH_MAX`), into `into`
+/// (cleared first), copying its bytes through `bytes`, a buffer kept between batches.
+pub fn packed<R>(
+    records: &Bound<'_, PyAny>,
+    kind: &str,
+    from_bytes: fn(&[u8; RECORD_SIZE]) -> R,
+    bytes: &mut Vec<u8>,
+    into: &mut Vec<R>,
+) -> PyResult<()> {
     let buffer = PyBuffer::<u8>::get(records)?;
-    let bytes = buffer.to_vec(records.py())?;
-    if bytes.len() % RECORD_SIZE != 0 {
-        let (count, rest) = (bytes.len() / RECORD_SIZE, bytes.len() % RECORD_SIZE);
+    let length = buffer.item_count();
+    if length % RECORD_SIZE != 0 {
+        let (count, rest) = (length / RECORD_SIZE, length % RECORD_SIZE);
         return Err(RecordTypeError::new_err(format!(
-            "a packed batch of {kind} must be whole {RECORD_SIZE}-byte records: {} bytes is \
-             {count} records and {rest} bytes",
-            bytes.len()
+            "a packed batch of {kind} must be whole {RECORD_SIZE}-byte records: {length} bytes \
+             is {count} records and {rest} bytes"
         )));
     }
-    check_count(bytes.len() / RECORD_SIZE, kind, BATCH_MAX)?;
-    Ok(bytes)
+    check_count(length / RECORD_SIZE, kind, BATCH_MAX)?;
+    bytes.resize(length, 0);
+    buffer.copy_to_slice(records.py(), bytes)?;
+    into.clear();
+    let whole = bytes.chunks_exact(RECORD_SIZE);
+    into.extend(whole.map(|r| from_bytes(r.try_into().expect("a whole record"))));
+    Ok(())
 }
 
 /// The results of a packed batch as two packed columns: the statuses (u32) and the
@@ -359,10 +370,20 @@ pub fn packed_records(records: &Bound<'_, PyAny>, kind: &str) -> PyResult<Vec<u8
 pub fn packed_results<'py, S: BatchStatus>(
     py: Python<'py>,
     results: &[(S, u64)],
-) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
-    let statuses: Vec<u8> = results.iter().flat_map(|(s, _)| s.code().to_le_bytes()).collect();
-    let timestamps: Vec<u8> = results.iter().flat_map(|(_, t)| t.to_le_bytes()).collect();
-    (PyBytes::new(py, &statuses), PyBytes::new(py, &timestamps))
+) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    let statuses = PyBytes::new_with(py, results.len() * 4, |column| {
+        for (field, (status, _)) in column.chunks_exact_mut(4).zip(results) {
+            field.copy_from_slice(&status.code().to_le_bytes());
+        }
+        Ok(())
+    })?;
+    let timestamps = PyBytes::new_with(py, results.len() * 8, |column| {
+        for (field, (_, timestamp)) in column.chunks_exact_mut(8).zip(results) {
+            field.copy_from_slice(&timestamp.to_le_bytes());
+        }
+        Ok(())
+    })?;
+    Ok((statuses, timestamps))
 }
 
 /// `f.<name>` as the unsigned type `$ty`; the facade has checked the filter's fields.
@@ -495,21 +516,127 @@ pub fn transfer_object<'py>(py: Python<'py>, t: &Transfer) -> PyResult<Bound<'py
     transfer_class(py)?.class.bind(py).call1(PyTuple::new(py, fields)?)
 }
 
-/// The results of a create as a list of `(status, timestamp)` tuples of ints.
-pub fn results<'py, S: BatchStatus>(
+/// A result class of `fastledger._types` (`CreateAccountResult` or `CreateTransferResult`, a
+/// named tuple of the status and the timestamp) and the members of its status enum by code.
+///
+/// The binding makes the result records itself: made by the facade from tuples of ints, each
+/// cost a tuple, a dict lookup and a Python-level constructor more.
+struct ResultClass {
+    class: Py<PyType>,
+    /// `tuple.__new__`, the constructor that a named tuple's own `__new__` ends in.
+    tuple_new: ffi::newfunc,
+    /// The status members whose codes are below `members.len()`, by code; `CREATED` apart.
+    members: Vec<Option<Py<PyAny>>>,
+    created: Py<PyAny>,
+}
+
+/// Status codes are small, but for `CREATED` (`0xFFFF_FFFF`).
+const SMALL_CODES: u32 = 256;
+
+impl ResultClass {
+    fn load(py: Python<'_>, result: &str, status: &str, created_code: u32) -> PyResult<Self> {
+        let types = py.import("fastledger._types")?;
+        let class = types.getattr(result)?.cast_into::<PyType>()?;
+        let mut members: Vec<Option<Py<PyAny>>> = (0..SMALL_CODES).map(|_| None).collect();
+        let mut created = None;
+        for member in types.getattr(status)?.try_iter()? {
+            let member = member?;
+            let code: u32 = member.extract()?;
+            if code == created_code {
+                created = Some(member.unbind());
+            } else {
+                assert!(code < SMALL_CODES, "{status} {code} is a small code");
+                members[code as usize] = Some(member.unbind());
+            }
+        }
+        let tuple_type = py.get_type::<PyTuple>();
+        // SAFETY: the tuple type is live; its `tp_new` slot is `tuple.__new__`, never NULL.
+        let tuple_new = unsafe {
+            let slot = ffi::PyType_GetSlot(tuple_type.as_type_ptr(), ffi::Py_tp_new);
+            assert!(!slot.is_null(), "tuple has a constructor");
+            std::mem::transmute::<*mut std::os::raw::c_void, ffi::newfunc>(slot)
+        };
+        let created = created.expect("the status enum has CREATED");
+        Ok(Self { class: class.unbind(), tuple_new, members, created })
+    }
+
+    fn member<'a, S: BatchStatus>(&'a self, py: Python<'a>, status: S) -> &'a Bound<'a, PyAny> {
+        if status == S::CREATED {
+            return self.created.bind(py);
+        }
+        let member = self.members.get(status.code() as usize).and_then(Option::as_ref);
+        member.expect("every status the core returns is a member of the enum").bind(py)
+    }
+
+    /// `tuple.__new__(class, (status, timestamp))`, as the named tuple's constructor makes it,
+    /// left untracked by the garbage collector.
+    ///
+    /// A result holds an int and a status enum member, which its class keeps alive, so no
+    /// reference cycle runs through it (short of storing a result on the enum itself): CPython
+    /// untracks tuples of ints for that reason, and cannot see that a member is as harmless. Tracked, a batch of 8189 results would live
+    /// through young collections into the oldest generation and set off full collections, which
+    /// walk every object of the process (the caller's million transfers, say) and cost more
+    /// than making the results.
+    fn make<'py, S: BatchStatus>(
+        &self,
+        py: Python<'py>,
+        status: S,
+        timestamp: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let fields =
+            PyTuple::new(py, [self.member(py, status).clone(), int(py, timestamp.into())])?;
+        let args = PyTuple::new(py, [fields])?;
+        // SAFETY: `class` is a subclass of tuple and `args` holds one iterable, as
+        // `tuple.__new__` takes them; it returns a new reference or NULL with an error set.
+        let made = unsafe {
+            let made = (self.tuple_new)(
+                self.class.as_ptr().cast::<ffi::PyTypeObject>(),
+                args.as_ptr(),
+                std::ptr::null_mut(),
+            );
+            Bound::from_owned_ptr_or_err(py, made)?
+        };
+        // SAFETY: `made` is a live object of a collected type; untracking it is always allowed.
+        unsafe { ffi::PyObject_GC_UnTrack(made.as_ptr().cast()) };
+        Ok(made)
+    }
+}
+
+fn account_result_class(py: Python<'_>) -> PyResult<&ResultClass> {
+    ACCOUNT_RESULT_CLASS.get_or_try_init(py, || {
+        let created = fastledger_core::CreateAccountStatus::Created.code();
+        ResultClass::load(py, "CreateAccountResult", "CreateAccountStatus", created)
+    })
+}
+
+fn transfer_result_class(py: Python<'_>) -> PyResult<&ResultClass> {
+    TRANSFER_RESULT_CLASS.get_or_try_init(py, || {
+        let created = fastledger_core::CreateTransferStatus::Created.code();
+        ResultClass::load(py, "CreateTransferResult", "CreateTransferStatus", created)
+    })
+}
+
+fn results<'py, S: BatchStatus>(
     py: Python<'py>,
+    class: &ResultClass,
     results: &[(S, u64)],
 ) -> PyResult<Bound<'py, PyList>> {
-    let created = CREATED_CODE
-        .get_or_init(py, || S::CREATED.code().into_pyobject(py).expect("an int").unbind())
-        .bind(py);
-    let tuples = results.iter().map(|&(status, timestamp)| {
-        let code = if status == S::CREATED {
-            created.clone()
-        } else {
-            status.code().into_pyobject(py).expect("an int")
-        };
-        (code, timestamp)
-    });
-    PyList::new(py, tuples)
+    let made = results.iter().map(|&(status, timestamp)| class.make(py, status, timestamp));
+    PyList::new(py, made.collect::<PyResult<Vec<_>>>()?)
+}
+
+/// The results of an accounts batch: a list of `CreateAccountResult`.
+pub fn account_results<'py>(
+    py: Python<'py>,
+    statuses: &[(fastledger_core::CreateAccountStatus, u64)],
+) -> PyResult<Bound<'py, PyList>> {
+    results(py, account_result_class(py)?, statuses)
+}
+
+/// The results of a transfers batch: a list of `CreateTransferResult`.
+pub fn transfer_results<'py>(
+    py: Python<'py>,
+    statuses: &[(fastledger_core::CreateTransferStatus, u64)],
+) -> PyResult<Bound<'py, PyList>> {
+    results(py, transfer_result_class(py)?, statuses)
 }

@@ -2,14 +2,117 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
-from fastledger import Ledger, _ledger
+from fastledger import (
+    AccountFlags,
+    Ledger,
+    TransferFlags,
+    _ledger,
+    _records,
+)
 
 from .conftest import FakeClock, require_engine
-from .helpers import account, pending
+from .helpers import U16_MAX, U128_MAX, account, pending, transfer
 
 ENGINE_NAMES = ("python", "rust")
+
+
+def native_packers() -> tuple[Callable[[Any], bytes], Callable[[Any], bytes]]:
+    require_engine("rust")
+    from fastledger import _native
+
+    return _native.pack_accounts, _native.pack_transfers
+
+
+def outcome(pack: Callable[[Any], bytes], batch: object) -> tuple[str, str] | bytes:
+    """The bytes a packer gives, or the type and message of what it raises."""
+    try:
+        return pack(batch)
+    except Exception as error:
+        return type(error).__name__, str(error)
+
+
+ACCOUNT_BATCHES = {
+    "plain": [account(1), account(2)],
+    "widest": [
+        dataclasses.replace(
+            account(U128_MAX - 1, flags=AccountFlags.HISTORY | AccountFlags.CLOSED),
+            debits_pending=U128_MAX,
+            user_data_128=U128_MAX,
+            user_data_64=2**64 - 1,
+            user_data_32=2**32 - 1,
+            reserved=2**32 - 1,
+            code=U16_MAX,
+            timestamp=2**64 - 1,
+        )
+    ],
+    "empty": [],
+    "a tuple": (account(1),),
+    "negative": [account(1), dataclasses.replace(account(2), ledger=-1)],
+    "too wide": [dataclasses.replace(account(1), code=U16_MAX + 1)],
+    "a float": [dataclasses.replace(account(1), user_data_64=1.0)],
+    "a bool": [dataclasses.replace(account(1), flags=True)],
+    "a transfer": [transfer(1, 1, 2, 3)],
+    "not a list": 7,
+    "bytes": b"x" * 128,
+}
+
+TRANSFER_BATCHES = {
+    "plain": [transfer(1, 1, 2, 3), pending(2, 1, 2, 5, timeout=9)],
+    "widest": [
+        dataclasses.replace(
+            transfer(U128_MAX, U128_MAX, U128_MAX, U128_MAX),
+            pending_id=U128_MAX,
+            flags=TransferFlags.IMPORTED | TransferFlags.LINKED,
+            timeout=2**32 - 1,
+            timestamp=2**64 - 1,
+        )
+    ],
+    "an id past u128": [transfer(2**128, 1, 2, 3)],
+    "a string amount": [
+        transfer(1, 1, 2, 3),
+        dataclasses.replace(transfer(2, 1, 2, 3), amount="3"),
+    ],
+    "none": [None],
+    "an account": [account(1)],
+    "a generator": (transfer(i, 1, 2, 3) for i in range(1, 3)),
+    "a string": "transfers",
+}
+
+
+@pytest.mark.parametrize("name", ACCOUNT_BATCHES)
+def test_native_and_python_account_packers_give_the_same_bytes_and_errors(name: str) -> None:
+    native, _ = native_packers()
+    batch = ACCOUNT_BATCHES[name]
+    assert outcome(native, batch) == outcome(_records.pack_accounts_in_python, batch)
+
+
+@pytest.mark.parametrize("name", TRANSFER_BATCHES)
+def test_native_and_python_transfer_packers_give_the_same_bytes_and_errors(name: str) -> None:
+    _, native = native_packers()
+    batch = TRANSFER_BATCHES[name]
+    if name == "a generator":
+        # A generator is used up by the first packer; each gets its own.
+        again = (transfer(i, 1, 2, 3) for i in range(1, 3))
+        assert outcome(native, batch) == outcome(_records.pack_transfers_in_python, again)
+        return
+    assert outcome(native, batch) == outcome(_records.pack_transfers_in_python, batch)
+
+
+def test_packed_records_unpack_to_the_records() -> None:
+    transfers = TRANSFER_BATCHES["plain"] + TRANSFER_BATCHES["widest"]
+    assert isinstance(transfers, list)
+    packed = _records.pack_transfers(transfers)
+    assert packed == b"".join(map(_records.pack_transfer, transfers))
+    assert list(_records.unpack_transfers(packed)) == transfers
+    accounts = ACCOUNT_BATCHES["plain"] + ACCOUNT_BATCHES["widest"]
+    assert isinstance(accounts, list)
+    assert list(_records.unpack_accounts(_records.pack_accounts(accounts))) == accounts
 
 
 def state_with_one_pending_transfer(engine: str) -> bytes:

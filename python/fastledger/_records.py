@@ -2,14 +2,20 @@
 order (SPEC section 2). It is the format of packed batches and of the journal.
 
 Python's `struct` has no 128-bit integer, so each u128 is packed as its low and high u64.
+
+`pack_accounts` and `pack_transfers` pack a batch for the journal. They check it as the engines
+do, and refuse what the engines refuse with the same exceptions and messages. Where the Rust
+extension imports, they are its converters, which check and pack in one pass, several times
+faster than `struct`; the pure-Python ones below are the fallback and give the same bytes.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
-from ._types import Account, Transfer
+from . import _check
+from ._types import ACCOUNT_FIELD_BITS, TRANSFER_FIELD_BITS, Account, Transfer
 
 __all__ = [
     "RECORD_SIZE",
@@ -70,12 +76,27 @@ def pack_transfer(t: Transfer) -> bytes:
     )
 
 
-def pack_accounts(accounts: list[Account]) -> bytes:
+def pack_accounts_in_python(accounts: Sequence[Account]) -> bytes:
+    accounts = _check.check_batch(accounts, "accounts", _UNLIMITED)
+    _check.check_records(accounts, Account, "accounts", ACCOUNT_FIELD_BITS)
     return b"".join(map(pack_account, accounts))
 
 
-def pack_transfers(transfers: list[Transfer]) -> bytes:
+def pack_transfers_in_python(transfers: Sequence[Transfer]) -> bytes:
+    transfers = _check.check_batch(transfers, "transfers", _UNLIMITED)
+    _check.check_records(transfers, Transfer, "transfers", TRANSFER_FIELD_BITS)
     return b"".join(map(pack_transfer, transfers))
+
+
+# Packing has no batch limit of its own: an engine state packs every record the engine holds.
+_UNLIMITED = 2**63 - 1
+
+pack_accounts: Callable[[Sequence[Account]], bytes]
+pack_transfers: Callable[[Sequence[Transfer]], bytes]
+try:
+    from ._native import pack_accounts, pack_transfers
+except ImportError:
+    pack_accounts, pack_transfers = pack_accounts_in_python, pack_transfers_in_python
 
 
 def unpack_accounts(buffer: bytes | bytearray | memoryview) -> Iterator[Account]:

@@ -166,24 +166,21 @@ impl Reader<'_> {
     }
 }
 
-/// Writes little-endian fields one after another into a record.
-struct Writer {
-    bytes: [u8; RECORD_SIZE],
+/// Writes little-endian fields one after another into a record. It borrows the record rather
+/// than owning it, so that each field is written in place, not the record moved per field.
+struct Writer<'a> {
+    bytes: &'a mut [u8; RECORD_SIZE],
     offset: usize,
 }
 
-impl Writer {
-    fn new() -> Self {
-        Self { bytes: [0; RECORD_SIZE], offset: 0 }
-    }
-    fn put(mut self, field: &[u8]) -> Self {
+impl Writer<'_> {
+    fn put(&mut self, field: &[u8]) -> &mut Self {
         self.bytes[self.offset..self.offset + field.len()].copy_from_slice(field);
         self.offset += field.len();
         self
     }
-    fn finish(self) -> [u8; RECORD_SIZE] {
+    fn finish(&self) {
         assert_eq!(self.offset, RECORD_SIZE, "every byte of a record is written");
-        self.bytes
     }
 }
 
@@ -210,7 +207,8 @@ impl Account {
     }
 
     pub fn to_bytes(&self) -> [u8; RECORD_SIZE] {
-        Writer::new()
+        let mut bytes = [0; RECORD_SIZE];
+        Writer { bytes: &mut bytes, offset: 0 }
             .put(&self.id.to_le_bytes())
             .put(&self.debits_pending.to_le_bytes())
             .put(&self.debits_posted.to_le_bytes())
@@ -224,7 +222,8 @@ impl Account {
             .put(&self.code.to_le_bytes())
             .put(&self.flags.to_le_bytes())
             .put(&self.timestamp.to_le_bytes())
-            .finish()
+            .finish();
+        bytes
     }
 }
 
@@ -251,7 +250,8 @@ impl Transfer {
     }
 
     pub fn to_bytes(&self) -> [u8; RECORD_SIZE] {
-        Writer::new()
+        let mut bytes = [0; RECORD_SIZE];
+        Writer { bytes: &mut bytes, offset: 0 }
             .put(&self.id.to_le_bytes())
             .put(&self.debit_account_id.to_le_bytes())
             .put(&self.credit_account_id.to_le_bytes())
@@ -265,7 +265,8 @@ impl Transfer {
             .put(&self.code.to_le_bytes())
             .put(&self.flags.to_le_bytes())
             .put(&self.timestamp.to_le_bytes())
-            .finish()
+            .finish();
+        bytes
     }
 }
 

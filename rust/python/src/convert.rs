@@ -328,6 +328,34 @@ pub fn transfers(events: &Bound<'_, PyAny>, into: &mut Vec<Transfer>) -> PyResul
     Ok(())
 }
 
+/// Packs a list of accounts into 128-byte records, refusing what `accounts` refuses, with no
+/// limit on their number (an engine state packs every account).
+pub fn pack_accounts<'py>(events: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let events = check_batch(events, "accounts", usize::MAX)?;
+    pack(&events, |record, index| Ok(account_from(record, index)?.to_bytes()))
+}
+
+/// Packs a list of transfers into 128-byte records, refusing what `transfers` refuses.
+pub fn pack_transfers<'py>(events: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let events = check_batch(events, "transfers", usize::MAX)?;
+    pack(&events, |record, index| Ok(transfer_from(record, index)?.to_bytes()))
+}
+
+/// Writes the record of each event, converted by `record_of`, straight into a new `bytes`.
+fn pack<'py>(
+    events: &Bound<'py, PyList>,
+    record_of: impl Fn(&Bound<'py, PyAny>, usize) -> PyResult<[u8; RECORD_SIZE]>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(events.py(), events.len() * RECORD_SIZE, |bytes| {
+        for (index, (event, into)) in
+            events.iter().zip(bytes.chunks_exact_mut(RECORD_SIZE)).enumerate()
+        {
+            into.copy_from_slice(&record_of(&event, index)?);
+        }
+        Ok(())
+    })
+}
+
 /// Converts a list of ids named `kind`, at most `limit` of them, as `_check.check_ids`.
 pub fn ids(ids: &Bound<'_, PyAny>, kind: &str, limit: usize) -> PyResult<Vec<u128>> {
     let ids = check_batch(ids, kind, limit)?;

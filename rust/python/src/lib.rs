@@ -4,7 +4,9 @@
 
 mod convert;
 
-use fastledger_core::{Account, Transfer, BATCH_MAX, TIMESTAMP_MAX};
+use fastledger_core::{
+    Account, CreateAccountStatus, CreateTransferStatus, Transfer, BATCH_MAX, TIMESTAMP_MAX,
+};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyAssertionError, PyValueError};
 use pyo3::prelude::*;
@@ -73,7 +75,8 @@ impl Engine {
         "rust"
     }
 
-    /// Applies a batch whose last event takes `timestamp`; returns (status, timestamp) per event.
+    /// Applies a batch whose last event takes `timestamp`; returns a `CreateAccountResult` per
+    /// event.
     fn create_accounts<'py>(
         &mut self,
         py: Python<'py>,
@@ -81,16 +84,12 @@ impl Engine {
         timestamp: u64,
     ) -> PyResult<Bound<'py, PyList>> {
         convert::accounts(accounts, &mut self.accounts)?;
-        check_batch_timestamp(self.accounts.len(), timestamp)?;
-        if self.accounts.is_empty() {
-            return Ok(PyList::empty(py));
-        }
-        let (core, batch) = (&mut self.core, &self.accounts);
-        let results = run(py, batch.len(), || core.create_accounts(batch, timestamp));
+        let results = self.apply_accounts(py, timestamp)?;
         convert::account_results(py, &results)
     }
 
-    /// Applies a batch whose last event takes `timestamp`; returns (status, timestamp) per event.
+    /// Applies a batch whose last event takes `timestamp`; returns a `CreateTransferResult` per
+    /// event.
     fn create_transfers<'py>(
         &mut self,
         py: Python<'py>,
@@ -98,12 +97,7 @@ impl Engine {
         timestamp: u64,
     ) -> PyResult<Bound<'py, PyList>> {
         convert::transfers(transfers, &mut self.transfers)?;
-        check_batch_timestamp(self.transfers.len(), timestamp)?;
-        if self.transfers.is_empty() {
-            return Ok(PyList::empty(py));
-        }
-        let (core, batch) = (&mut self.core, &self.transfers);
-        let results = run(py, batch.len(), || core.create_transfers(batch, timestamp));
+        let results = self.apply_transfers(py, timestamp)?;
         convert::transfer_results(py, &results)
     }
 
@@ -117,12 +111,7 @@ impl Engine {
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
         let into = &mut self.accounts;
         convert::packed(records, "accounts", Account::from_bytes, &mut self.bytes, into)?;
-        check_batch_timestamp(self.accounts.len(), timestamp)?;
-        let (core, batch) = (&mut self.core, &self.accounts);
-        if batch.is_empty() {
-            return convert::packed_results::<fastledger_core::CreateAccountStatus>(py, &[]);
-        }
-        let results = run(py, batch.len(), || core.create_accounts(batch, timestamp));
+        let results = self.apply_accounts(py, timestamp)?;
         convert::packed_results(py, &results)
     }
 
@@ -135,13 +124,36 @@ impl Engine {
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
         let into = &mut self.transfers;
         convert::packed(records, "transfers", Transfer::from_bytes, &mut self.bytes, into)?;
-        check_batch_timestamp(self.transfers.len(), timestamp)?;
-        let (core, batch) = (&mut self.core, &self.transfers);
-        if batch.is_empty() {
-            return convert::packed_results::<fastledger_core::CreateTransferStatus>(py, &[]);
-        }
-        let results = run(py, batch.len(), || core.create_transfers(batch, timestamp));
+        let results = self.apply_transfers(py, timestamp)?;
         convert::packed_results(py, &results)
+    }
+
+    /// A packed batch of accounts with the results of `create_accounts`: a durable ledger packs
+    /// a batch for its journal, and the engine reads those records rather than convert the
+    /// objects a second time.
+    fn create_accounts_from_packed<'py>(
+        &mut self,
+        py: Python<'py>,
+        records: &Bound<'py, PyAny>,
+        timestamp: u64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let into = &mut self.accounts;
+        convert::packed(records, "accounts", Account::from_bytes, &mut self.bytes, into)?;
+        let results = self.apply_accounts(py, timestamp)?;
+        convert::account_results(py, &results)
+    }
+
+    /// A packed batch of transfers with the results of `create_transfers`.
+    fn create_transfers_from_packed<'py>(
+        &mut self,
+        py: Python<'py>,
+        records: &Bound<'py, PyAny>,
+        timestamp: u64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let into = &mut self.transfers;
+        convert::packed(records, "transfers", Transfer::from_bytes, &mut self.bytes, into)?;
+        let results = self.apply_transfers(py, timestamp)?;
+        convert::transfer_results(py, &results)
     }
 
     /// Releases every pending transfer whose timeout has passed by `timestamp`; returns how
@@ -255,6 +267,36 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Applies the accounts converted into `self.accounts`, whose last takes `timestamp`.
+    fn apply_accounts(
+        &mut self,
+        py: Python<'_>,
+        timestamp: u64,
+    ) -> PyResult<Vec<(CreateAccountStatus, u64)>> {
+        check_batch_timestamp(self.accounts.len(), timestamp)?;
+        let (core, batch) = (&mut self.core, &self.accounts);
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(run(py, batch.len(), || core.create_accounts(batch, timestamp)))
+    }
+
+    /// Applies the transfers converted into `self.transfers`, whose last takes `timestamp`.
+    fn apply_transfers(
+        &mut self,
+        py: Python<'_>,
+        timestamp: u64,
+    ) -> PyResult<Vec<(CreateTransferStatus, u64)>> {
+        check_batch_timestamp(self.transfers.len(), timestamp)?;
+        let (core, batch) = (&mut self.core, &self.transfers);
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(run(py, batch.len(), || core.create_transfers(batch, timestamp)))
+    }
+}
+
 fn accounts_list<'py>(py: Python<'py>, accounts: &[Account]) -> PyResult<Bound<'py, PyList>> {
     let objects = accounts.iter().map(|a| convert::account_object(py, a));
     PyList::new(py, objects.collect::<PyResult<Vec<_>>>()?)
@@ -265,6 +307,19 @@ fn transfers_list<'py>(py: Python<'py>, transfers: &[Transfer]) -> PyResult<Boun
     PyList::new(py, objects.collect::<PyResult<Vec<_>>>()?)
 }
 
+/// The accounts packed as 128-byte records, for the journal: checked as `create_accounts` checks
+/// them, with the same exceptions and messages.
+#[pyfunction]
+fn pack_accounts<'py>(accounts: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    convert::pack_accounts(accounts)
+}
+
+/// The transfers packed as 128-byte records, checked as `create_transfers` checks them.
+#[pyfunction]
+fn pack_transfers<'py>(transfers: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    convert::pack_transfers(transfers)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The wheel's version comes from the workspace Cargo.toml, so both always agree.
@@ -272,6 +327,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Exported so the Python side checks packed buffers against the very size the core uses.
     m.add("RECORD_SIZE", fastledger_core::RECORD_SIZE)?;
     m.add_class::<Engine>()?;
+    m.add_function(wrap_pyfunction!(pack_accounts, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_transfers, m)?)?;
     Ok(())
 }
 

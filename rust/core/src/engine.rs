@@ -215,6 +215,9 @@ pub struct Engine {
     pub(crate) account_log: Vec<Account>,
     pub(crate) account_trails: Vec<AccountTrail>,
     pub(crate) transfer_log: Vec<Transfer>,
+    /// Beside each transfer of the log, the indexes of its debit and credit account, so that
+    /// neither a post, a void, an expiry nor a replay of the log looks an account up by id.
+    pub(crate) transfer_accounts: Vec<[u32; 2]>,
     pub(crate) pending_status: HashMap<u128, PendingStatus>,
     /// (expires_at, timestamp, pending id), earliest expiry on top.
     pub(crate) expiry: BinaryHeap<Reverse<(u64, u64, u128)>>,
@@ -237,10 +240,10 @@ impl Engine {
         self.transfers.get(id, |i| self.transfer_log[i].id)
     }
 
-    /// The indexes of the debit and the credit account of a logged transfer.
-    pub(crate) fn accounts_of(&self, t: &Transfer) -> (usize, usize) {
-        let index = |id| self.account_index(id).expect("a logged transfer's accounts exist");
-        (index(t.debit_account_id), index(t.credit_account_id))
+    /// The indexes of the debit and the credit account of the transfer at `index` of the log.
+    pub(crate) fn accounts_of(&self, index: usize) -> (usize, usize) {
+        let [dr, cr] = self.transfer_accounts[index];
+        (dr as usize, cr as usize)
     }
 
     /// Whether the engine holds no account and no transfer yet.
@@ -324,6 +327,7 @@ impl Engine {
     /// The batch is not empty and `len <= timestamp <= TIMESTAMP_MAX`.
     pub fn create_transfers(&mut self, transfers: &[Transfer], timestamp: u64) -> Vec<(T, u64)> {
         self.transfer_log.reserve(transfers.len());
+        self.transfer_accounts.reserve(transfers.len());
         self.transfers.reserve(transfers.len());
         self.execute(transfers, timestamp, Self::create_transfer)
     }
@@ -443,7 +447,7 @@ impl Engine {
         };
         let p = &self.transfer_log[p_index];
         guard!(p.flags & PENDING == 0, T::PendingTransferNotPending);
-        let (dr_index, cr_index) = self.accounts_of(p);
+        let (dr_index, cr_index) = self.accounts_of(p_index);
         let (dr, cr) = (&self.account_log[dr_index], &self.account_log[cr_index]);
         guard!(
             t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id,
@@ -583,7 +587,7 @@ impl Engine {
             if self.pending_status[&pending_id] != PendingStatus::Pending {
                 continue; // Posted or voided before it expired.
             }
-            let (dr_index, cr_index) = self.accounts_of(&p);
+            let (dr_index, cr_index) = self.accounts_of(p_index);
             let (dr, cr) = self.two_accounts_mut(dr_index, cr_index);
             dr.debits_pending -= p.amount;
             cr.credits_pending -= p.amount;
@@ -682,6 +686,7 @@ impl Engine {
         let index = self.transfer_log.len();
         self.transfers.insert(t.id, index);
         self.transfer_log.push(*t);
+        self.transfer_accounts.push([dr_index as u32, cr_index as u32]);
         for account_index in [dr_index, cr_index] {
             let trail = &mut self.account_trails[account_index];
             trail.transfers.push(index as u32);
@@ -729,10 +734,9 @@ impl Engine {
             let index = self.transfers.remove(transfer_id, |i| log[i].id);
             let popped = self.transfer_log.pop().expect("a created transfer is logged");
             assert!(popped.id == transfer_id && index == Some(self.transfer_log.len()));
-            for account_id in [popped.debit_account_id, popped.credit_account_id] {
-                let accounts = &self.account_log;
-                let account_index = self.accounts.get(account_id, |i| accounts[i].id);
-                let trail = &mut self.account_trails[account_index.expect("it exists")];
+            let accounts = self.transfer_accounts.pop().expect("accounts beside each transfer");
+            for account_index in accounts {
+                let trail = &mut self.account_trails[account_index as usize];
                 assert_eq!(trail.transfers.pop(), Some(self.transfer_log.len() as u32));
                 if let Some(history) = &mut trail.history {
                     history.pop().expect("a history entry per transfer");

@@ -2,8 +2,6 @@
 //! section of `python/fastledger/_engine.py`. Filters follow TigerBeetle's rules: an invalid
 //! filter matches nothing.
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-
 use crate::engine::{expires_at, Engine};
 use crate::types::{transfer_flags, Account, AccountBalance, Timestamped, Transfer, U128_MAX};
 
@@ -57,6 +55,32 @@ pub struct BalancesAt {
     pub credits_pending: Vec<u128>,
     pub credits_posted: Vec<u128>,
     pub totals: [WideSum; 4],
+}
+
+impl BalancesAt {
+    /// Adds `amount` to the debits of the row `dr` and the credits of the row `cr` (pending or
+    /// posted), each that is a row.
+    fn add(&mut self, [dr, cr]: [u32; 2], amount: u128, pending: bool) {
+        let (debits, credits) = if pending {
+            (&mut self.debits_pending, &mut self.credits_pending)
+        } else {
+            (&mut self.debits_posted, &mut self.credits_posted)
+        };
+        for (column, row) in [(debits, dr), (credits, cr)] {
+            if let Some(balance) = column.get_mut(row as usize) {
+                *balance = balance.checked_add(amount).expect("a past balance fits");
+            }
+        }
+    }
+
+    /// Takes back the pending `amount` of a transfer that a post or a void resolved.
+    fn take_pending(&mut self, [dr, cr]: [u32; 2], amount: u128) {
+        for (column, row) in [(&mut self.debits_pending, dr), (&mut self.credits_pending, cr)] {
+            if let Some(balance) = column.get_mut(row as usize) {
+                *balance = balance.checked_sub(amount).expect("it was counted");
+            }
+        }
+    }
 }
 
 /// A sum of u128 values that cannot overflow: `high * 2**128 + low`.
@@ -190,26 +214,10 @@ impl Engine {
         ledger: u32,
     ) -> BalancesAt {
         let existing = self.account_log.partition_point(|a| a.timestamp <= timestamp);
-        let chosen: Vec<&Account> = match account_ids {
-            None => self.account_log[..existing].iter().collect(),
-            Some(ids) => {
-                let mut asked: HashSet<u128> = HashSet::with_capacity(ids.len());
-                ids.iter()
-                    .filter(|&&id| asked.insert(id))
-                    .filter_map(|&id| self.account_index(id).map(|i| &self.account_log[i]))
-                    .filter(|a| a.timestamp <= timestamp)
-                    .collect()
-            }
-        };
-        let chosen: Vec<&Account> =
-            chosen.into_iter().filter(|a| ledger == 0 || a.ledger == ledger).collect();
-        let mut position: HashMap<u128, usize> = HashMap::with_capacity(chosen.len());
-        for (i, a) in chosen.iter().enumerate() {
-            position.insert(a.id, i);
-        }
+        let (rows, chosen) = self.choose_accounts(existing, account_ids, ledger);
         let zeros = vec![0u128; chosen.len()];
         let mut at = BalancesAt {
-            account_ids: chosen.iter().map(|a| a.id).collect(),
+            account_ids: chosen.iter().map(|&i| self.account_log[i].id).collect(),
             debits_pending: zeros.clone(),
             debits_posted: zeros.clone(),
             credits_pending: zeros.clone(),
@@ -217,7 +225,7 @@ impl Engine {
             totals: [WideSum::default(); 4],
         };
         let end = self.transfer_log.partition_point(|t| t.timestamp <= timestamp);
-        self.replay(&self.transfer_log[..end], timestamp, &position, &mut at);
+        self.replay(end, timestamp, &rows, &mut at);
         at.totals = [
             WideSum::of(&at.debits_pending),
             WideSum::of(&at.debits_posted),
@@ -227,41 +235,70 @@ impl Engine {
         at
     }
 
-    /// Adds the amounts of `log` that stand at `timestamp` to the chosen accounts' columns.
-    fn replay(
+    /// The accounts `balances_at` answers for, as indexes of the account log in the order of
+    /// their rows, and the row of each of the `existing` first accounts of the log (`NO_ROW`
+    /// for one not chosen): a dense table, so that replaying the log looks up no id.
+    fn choose_accounts(
         &self,
-        log: &[Transfer],
-        timestamp: u64,
-        position: &HashMap<u128, usize>,
-        at: &mut BalancesAt,
-    ) {
-        let resolving =
-            transfer_flags::POST_PENDING_TRANSFER | transfer_flags::VOID_PENDING_TRANSFER;
-        let mut resolved: HashSet<u128> = HashSet::new();
-        resolved.extend(log.iter().filter(|t| t.flags & resolving != 0).map(|t| t.pending_id));
-        for t in log {
-            if t.flags & transfer_flags::VOID_PENDING_TRANSFER != 0 {
+        existing: usize,
+        account_ids: Option<&[u128]>,
+        ledger: u32,
+    ) -> (Vec<u32>, Vec<usize>) {
+        let mut rows = vec![NO_ROW; existing];
+        let mut chosen = Vec::new();
+        let mut choose = |i: usize| {
+            let in_ledger = ledger == 0 || self.account_log[i].ledger == ledger;
+            if i < existing && rows[i] == NO_ROW && in_ledger {
+                rows[i] = chosen.len() as u32;
+                chosen.push(i);
+            }
+        };
+        match account_ids {
+            None => (0..existing).for_each(&mut choose),
+            Some(ids) => ids.iter().filter_map(|&id| self.account_index(id)).for_each(&mut choose),
+        }
+        (rows, chosen)
+    }
+
+    /// Adds the amounts of the first `end` transfers of the log that stand at `timestamp` to the
+    /// columns of the chosen accounts, in one pass over the log.
+    ///
+    /// A post or a void comes after the pending transfer it resolves, which was counted when
+    /// the pass met it unless it had expired by `timestamp`: the post or void takes it back. The
+    /// reference engine gathers the resolved transfers first and skips them; the sums are the
+    /// same, and each partial sum is at most a balance the account once had, so none overflows.
+    fn replay(&self, end: usize, timestamp: u64, rows: &[u32], at: &mut BalancesAt) {
+        let log = &self.transfer_log[..end];
+        for (t, &accounts) in log.iter().zip(&self.transfer_accounts) {
+            let flags = t.flags;
+            if flags & RESOLVING != 0 {
+                let p_index = self.transfer_index(t.pending_id).expect("its pending transfer");
+                let p = &self.transfer_log[p_index];
+                if !expired_by(p, timestamp) {
+                    let rows = self.transfer_accounts[p_index].map(|a| rows[a as usize]);
+                    at.take_pending(rows, p.amount);
+                }
+            }
+            if flags & transfer_flags::VOID_PENDING_TRANSFER != 0 {
                 continue;
             }
-            let dr = position.get(&t.debit_account_id).copied();
-            let cr = position.get(&t.credit_account_id).copied();
-            let (debits, credits) = if t.flags & transfer_flags::PENDING != 0 {
-                let expired = t.timeout != 0 && expires_at(t) <= timestamp;
-                if resolved.contains(&t.id) || expired {
-                    continue;
-                }
-                (&mut at.debits_pending, &mut at.credits_pending)
-            } else {
-                (&mut at.debits_posted, &mut at.credits_posted)
-            };
-            if let Some(dr) = dr {
-                debits[dr] = debits[dr].checked_add(t.amount).expect("a past balance fits");
-            }
-            if let Some(cr) = cr {
-                credits[cr] = credits[cr].checked_add(t.amount).expect("a past balance fits");
+            let pending = flags & transfer_flags::PENDING != 0;
+            if !(pending && expired_by(t, timestamp)) {
+                at.add(accounts.map(|a| rows[a as usize]), t.amount, pending);
             }
         }
     }
+}
+
+/// The row of an account that `balances_at` does not answer for: past the end of every column.
+const NO_ROW: u32 = u32::MAX;
+
+const RESOLVING: u16 =
+    transfer_flags::POST_PENDING_TRANSFER | transfer_flags::VOID_PENDING_TRANSFER;
+
+/// Whether a pending transfer had expired by `timestamp`.
+fn expired_by(p: &Transfer, timestamp: u64) -> bool {
+    p.timeout != 0 && expires_at(p) <= timestamp
 }
 
 fn timestamps_valid(timestamp_min: u64, timestamp_max: u64) -> bool {

@@ -147,6 +147,7 @@ impl Engine {
         let index = self.transfer_log.len();
         self.transfers.insert(t.id, index);
         self.transfer_log.push(*t);
+        self.transfer_accounts.push([dr as u32, cr as u32]);
         self.account_trails[dr].transfers.push(index as u32);
         self.account_trails[cr].transfers.push(index as u32);
         if t.flags & transfer_flags::PENDING != 0 {

@@ -3,7 +3,7 @@
 use fastledger_core::query::account_filter_flags::{CREDITS, DEBITS, REVERSED};
 use fastledger_core::{
     account_flags, transfer_flags, Account, AccountFilter, CreateTransferStatus as T, Engine,
-    QueryFilter, Transfer, WideSum, U128_MAX,
+    QueryFilter, Transfer, WideSum, AMOUNT_MAX, U128_MAX,
 };
 
 const NS_PER_S: u64 = 1_000_000_000;
@@ -177,4 +177,29 @@ fn a_pending_status_outside_1_to_4_is_refused() {
     state[at] = 5;
     let message = Engine::import_state(&state).map(|_| ()).unwrap_err().0;
     assert_eq!(message, "pending transfer 20 has status 5");
+}
+
+#[test]
+fn balances_at_takes_back_a_pending_amount_once_it_is_resolved_or_expired() {
+    let mut engine = Engine::new();
+    engine.create_accounts(&[account(1, 0), account(2, 0)], START);
+    let pending =
+        |id, amount| Transfer { timeout: 1, ..transfer(id, 1, 2, amount, transfer_flags::PENDING) };
+    // AMOUNT_MAX posts the whole pending amount; a void of 0 voids it all.
+    let resolve = |id, pending_id, flags| {
+        let amount = if flags == transfer_flags::POST_PENDING_TRANSFER { AMOUNT_MAX } else { 0 };
+        Transfer { id, pending_id, amount, flags, ..Transfer::default() }
+    };
+    engine.create_transfers(&[pending(10, 5), pending(11, 7), pending(12, 11)], START + 3);
+    let post = transfer_flags::POST_PENDING_TRANSFER;
+    let void = transfer_flags::VOID_PENDING_TRANSFER;
+    engine.create_transfers(&[resolve(20, 10, post), resolve(21, 11, void)], START + 5);
+    let debits = |at: u64| {
+        let b = engine.balances_at(at, Some(&[1]), 0);
+        (b.debits_pending[0], b.debits_posted[0])
+    };
+    assert_eq!(debits(START + 3), (23, 0), "all three pending");
+    assert_eq!(debits(START + 4), (18, 5), "10 posted");
+    assert_eq!(debits(START + 5), (11, 5), "11 voided");
+    assert_eq!(debits(START + 3 + NS_PER_S), (0, 5), "12 expired, 10 posted before");
 }

@@ -66,12 +66,14 @@ const TRANSFER_FIELDS: [(&str, u32); FIELD_COUNT] = [
 
 const FIELD_COUNT: usize = 13;
 
-/// One slot of a record class: its member descriptor and the descriptor's `__get__`.
+/// One slot of a record class: its member descriptor and the descriptor's `__get__` and
+/// `__set__`.
 struct Slot {
     name: &'static str,
     bits: u32,
     descriptor: Py<PyAny>,
     get: ffi::descrgetfunc,
+    set: ffi::descrsetfunc,
 }
 
 /// A record class of `fastledger._types` (a frozen dataclass with slots) and its slots in
@@ -81,6 +83,8 @@ struct Slot {
 struct RecordClass {
     class: Py<PyType>,
     slots: Vec<Slot>,
+    /// `object.__new__`, which makes an instance with empty slots.
+    object_new: ffi::newfunc,
 }
 
 impl RecordClass {
@@ -96,24 +100,71 @@ impl RecordClass {
             fields.iter().map(|&(field, bits)| (field.to_owned(), bits)).collect();
         assert_eq!(declared, expected, "_types.{fields_name} is the Rust record layout");
         let class = types.getattr(name)?.cast_into::<PyType>()?;
+        // `make` skips `__init__`, which is then the dataclass's own: it only sets the fields.
+        assert!(!class.hasattr("__post_init__")?, "{name} sets its fields and nothing else");
         let namespace = class.getattr("__dict__")?;
         let mut slots = Vec::with_capacity(FIELD_COUNT);
         for &(field, bits) in fields {
             let descriptor = namespace.get_item(field)?;
-            let descriptor_type = descriptor.get_type();
+            let descriptor_type = descriptor.get_type().as_type_ptr();
             // SAFETY: any type, static or heap, answers PyType_GetSlot from Python 3.10 on.
-            let get =
-                unsafe { ffi::PyType_GetSlot(descriptor_type.as_type_ptr(), ffi::Py_tp_descr_get) };
-            if get.is_null() {
+            let (get, set) = unsafe {
+                (
+                    ffi::PyType_GetSlot(descriptor_type, ffi::Py_tp_descr_get),
+                    ffi::PyType_GetSlot(descriptor_type, ffi::Py_tp_descr_set),
+                )
+            };
+            if get.is_null() || set.is_null() {
                 let message = format!("{name}.{field} is not a slot of the record class");
                 return Err(pyo3::exceptions::PyTypeError::new_err(message));
             }
-            // SAFETY: the Py_tp_descr_get slot holds a descrgetfunc.
-            let get =
-                unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::descrgetfunc>(get) };
-            slots.push(Slot { name: field, bits, descriptor: descriptor.unbind(), get });
+            // SAFETY: the Py_tp_descr_get and Py_tp_descr_set slots hold these function types.
+            let (get, set) = unsafe {
+                (
+                    std::mem::transmute::<*mut std::ffi::c_void, ffi::descrgetfunc>(get),
+                    std::mem::transmute::<*mut std::ffi::c_void, ffi::descrsetfunc>(set),
+                )
+            };
+            slots.push(Slot { name: field, bits, descriptor: descriptor.unbind(), get, set });
         }
-        Ok(Self { class: class.unbind(), slots })
+        // SAFETY: `object` is a static type whose `tp_new` slot is `object.__new__`.
+        let object_new = unsafe {
+            let object = std::ptr::addr_of_mut!(ffi::PyBaseObject_Type);
+            let slot = ffi::PyType_GetSlot(object, ffi::Py_tp_new);
+            assert!(!slot.is_null(), "object has a constructor");
+            std::mem::transmute::<*mut std::ffi::c_void, ffi::newfunc>(slot)
+        };
+        Ok(Self { class: class.unbind(), slots, object_new })
+    }
+
+    /// A record of the class with these field values, in record order: `object.__new__` and a
+    /// set through each slot's descriptor, which is what the dataclass's `__init__` does (a
+    /// frozen one through `object.__setattr__`), without running it in Python: about six times
+    /// faster, for queries that return hundreds of records.
+    fn make<'py>(
+        &self,
+        py: Python<'py>,
+        values: [Bound<'py, PyAny>; FIELD_COUNT],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let class = self.class.bind(py).as_type_ptr();
+        let no_arguments = PyTuple::empty(py);
+        // SAFETY: `object.__new__` takes a type and an empty argument tuple, and returns a new
+        // reference or NULL with an error set.
+        let record = unsafe {
+            let made = (self.object_new)(class, no_arguments.as_ptr(), std::ptr::null_mut());
+            Bound::from_owned_ptr_or_err(py, made)?
+        };
+        for (slot, value) in self.slots.iter().zip(values) {
+            // SAFETY: `record` is an instance of the class whose descriptor `slot` is; the
+            // setter takes its own reference to `value` and returns -1 with an error set.
+            let failed = unsafe {
+                (slot.set)(slot.descriptor.as_ptr(), record.as_ptr(), value.as_ptr()) != 0
+            };
+            if failed {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(record)
     }
 
     /// Reads every field of `record` in record order, refusing what `_check.check_records`
@@ -521,7 +572,7 @@ pub fn account_object<'py>(py: Python<'py>, a: &Account) -> PyResult<Bound<'py, 
         int(py, a.flags.into()),
         int(py, a.timestamp.into()),
     ];
-    account_class(py)?.class.bind(py).call1(PyTuple::new(py, fields)?)
+    account_class(py)?.make(py, fields)
 }
 
 /// `Transfer(...)` from a record, with its fields positionally in record order.
@@ -541,7 +592,7 @@ pub fn transfer_object<'py>(py: Python<'py>, t: &Transfer) -> PyResult<Bound<'py
         int(py, t.flags.into()),
         int(py, t.timestamp.into()),
     ];
-    transfer_class(py)?.class.bind(py).call1(PyTuple::new(py, fields)?)
+    transfer_class(py)?.make(py, fields)
 }
 
 /// A result class of `fastledger._types` (`CreateAccountResult` or `CreateTransferResult`, a

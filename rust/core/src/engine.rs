@@ -188,6 +188,24 @@ impl Undo {
     }
 }
 
+/// What a logged transfer moved: its amount and flags, and the indexes in the account log of
+/// its debit and credit account. Kept beside the log, so that neither a post, a void, an expiry
+/// nor `balances_at` looks an account up by id, and `balances_at` replays 32 bytes a transfer
+/// rather than its 128-byte record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Movement {
+    pub(crate) amount: u128,
+    pub(crate) accounts: [u32; 2],
+    pub(crate) flags: u16,
+}
+
+impl Movement {
+    pub(crate) fn of(t: &Transfer, dr_index: usize, cr_index: usize) -> Self {
+        // Account indexes fit in u32: the account index holds at most `LOG_MAX` positions.
+        Self { amount: t.amount, accounts: [dr_index as u32, cr_index as u32], flags: t.flags }
+    }
+}
+
 /// When a pending transfer with a timeout expires, in nanoseconds.
 pub(crate) fn expires_at(p: &Transfer) -> u64 {
     debug_assert!(p.timestamp <= TIMESTAMP_MAX);
@@ -215,9 +233,8 @@ pub struct Engine {
     pub(crate) account_log: Vec<Account>,
     pub(crate) account_trails: Vec<AccountTrail>,
     pub(crate) transfer_log: Vec<Transfer>,
-    /// Beside each transfer of the log, the indexes of its debit and credit account, so that
-    /// neither a post, a void, an expiry nor a replay of the log looks an account up by id.
-    pub(crate) transfer_accounts: Vec<[u32; 2]>,
+    /// Beside each transfer of the log, what it moved between which accounts.
+    pub(crate) movements: Vec<Movement>,
     pub(crate) pending_status: HashMap<u128, PendingStatus>,
     /// (expires_at, timestamp, pending id), earliest expiry on top.
     pub(crate) expiry: BinaryHeap<Reverse<(u64, u64, u128)>>,
@@ -242,7 +259,7 @@ impl Engine {
 
     /// The indexes of the debit and the credit account of the transfer at `index` of the log.
     pub(crate) fn accounts_of(&self, index: usize) -> (usize, usize) {
-        let [dr, cr] = self.transfer_accounts[index];
+        let [dr, cr] = self.movements[index].accounts;
         (dr as usize, cr as usize)
     }
 
@@ -327,7 +344,7 @@ impl Engine {
     /// The batch is not empty and `len <= timestamp <= TIMESTAMP_MAX`.
     pub fn create_transfers(&mut self, transfers: &[Transfer], timestamp: u64) -> Vec<(T, u64)> {
         self.transfer_log.reserve(transfers.len());
-        self.transfer_accounts.reserve(transfers.len());
+        self.movements.reserve(transfers.len());
         self.transfers.reserve(transfers.len());
         self.execute(transfers, timestamp, Self::create_transfer)
     }
@@ -686,7 +703,7 @@ impl Engine {
         let index = self.transfer_log.len();
         self.transfers.insert(t.id, index);
         self.transfer_log.push(*t);
-        self.transfer_accounts.push([dr_index as u32, cr_index as u32]);
+        self.movements.push(Movement::of(t, dr_index, cr_index));
         for account_index in [dr_index, cr_index] {
             let trail = &mut self.account_trails[account_index];
             trail.transfers.push(index as u32);
@@ -734,8 +751,8 @@ impl Engine {
             let index = self.transfers.remove(transfer_id, |i| log[i].id);
             let popped = self.transfer_log.pop().expect("a created transfer is logged");
             assert!(popped.id == transfer_id && index == Some(self.transfer_log.len()));
-            let accounts = self.transfer_accounts.pop().expect("accounts beside each transfer");
-            for account_index in accounts {
+            let movement = self.movements.pop().expect("a movement beside each transfer");
+            for account_index in movement.accounts {
                 let trail = &mut self.account_trails[account_index as usize];
                 assert_eq!(trail.transfers.pop(), Some(self.transfer_log.len() as u32));
                 if let Some(history) = &mut trail.history {

@@ -268,23 +268,23 @@ impl Engine {
     /// reference engine gathers the resolved transfers first and skips them; the sums are the
     /// same, and each partial sum is at most a balance the account once had, so none overflows.
     fn replay(&self, end: usize, timestamp: u64, rows: &[u32], at: &mut BalancesAt) {
-        let log = &self.transfer_log[..end];
-        for (t, &accounts) in log.iter().zip(&self.transfer_accounts) {
-            let flags = t.flags;
+        let log = &self.transfer_log;
+        for (index, movement) in self.movements[..end].iter().enumerate() {
+            let flags = movement.flags;
             if flags & RESOLVING != 0 {
-                let p_index = self.transfer_index(t.pending_id).expect("its pending transfer");
-                let p = &self.transfer_log[p_index];
-                if !expired_by(p, timestamp) {
-                    let rows = self.transfer_accounts[p_index].map(|a| rows[a as usize]);
-                    at.take_pending(rows, p.amount);
+                let pending_id = log[index].pending_id;
+                let p_index = self.transfer_index(pending_id).expect("its pending transfer");
+                if !expired_by(&log[p_index], timestamp) {
+                    let p = &self.movements[p_index];
+                    at.take_pending(p.accounts.map(|a| rows[a as usize]), p.amount);
                 }
             }
             if flags & transfer_flags::VOID_PENDING_TRANSFER != 0 {
                 continue;
             }
             let pending = flags & transfer_flags::PENDING != 0;
-            if !(pending && expired_by(t, timestamp)) {
-                at.add(accounts.map(|a| rows[a as usize]), t.amount, pending);
+            if !(pending && expired_by(&log[index], timestamp)) {
+                at.add(movement.accounts.map(|a| rows[a as usize]), movement.amount, pending);
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 
-use crate::engine::{expires_at, AccountTrail, Engine, PendingStatus};
+use crate::engine::{expires_at, AccountTrail, Engine, Movement, PendingStatus};
 use crate::types::{account_flags, transfer_flags, Account, AccountBalance, Transfer, RECORD_SIZE};
 
 pub const STATE_MAGIC: &[u8; 8] = b"FLSTATE\0";
@@ -147,7 +147,7 @@ impl Engine {
         let index = self.transfer_log.len();
         self.transfers.insert(t.id, index);
         self.transfer_log.push(*t);
-        self.transfer_accounts.push([dr as u32, cr as u32]);
+        self.movements.push(Movement::of(t, dr, cr));
         self.account_trails[dr].transfers.push(index as u32);
         self.account_trails[cr].transfers.push(index as u32);
         if t.flags & transfer_flags::PENDING != 0 {

@@ -517,17 +517,21 @@ pub fn balance_object<'py>(py: Python<'py>, b: &AccountBalance) -> PyResult<Boun
 /// (account ids, then the four balances) and the four column sums as ints.
 pub fn balances_at_object<'py>(py: Python<'py>, at: &BalancesAt) -> PyResult<Bound<'py, PyTuple>> {
     let column = |values: &[u128]| {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        PyBytes::new(py, &bytes)
+        PyBytes::new_with(py, values.len() * 16, |bytes| {
+            for (into, value) in bytes.chunks_exact_mut(16).zip(values) {
+                into.copy_from_slice(&value.to_le_bytes());
+            }
+            Ok(())
+        })
     };
     let columns = PyTuple::new(
         py,
         [
-            column(&at.account_ids),
-            column(&at.debits_pending),
-            column(&at.debits_posted),
-            column(&at.credits_pending),
-            column(&at.credits_posted),
+            column(&at.account_ids)?,
+            column(&at.debits_pending)?,
+            column(&at.debits_posted)?,
+            column(&at.credits_pending)?,
+            column(&at.credits_posted)?,
         ],
     )?;
     let totals: Vec<Bound<'py, PyAny>> =

@@ -1,6 +1,7 @@
 //! The Python module `fastledger._native`: a thin layer that converts Python values to the types
 //! of `fastledger-core` and back, and releases the GIL (`Python::detach`) while the core works on
-//! a batch. The ledger's rules live in the core crate, never here.
+//! a batch of more than a few events (see `DETACH_EVENTS_MIN`). The ledger's rules live in the
+//! core crate, never here.
 
 mod convert;
 
@@ -21,8 +22,9 @@ pyo3::import_exception!(fastledger.errors, InvalidArgumentError);
 /// results, as the Python reference engine `PythonEngine`.
 ///
 /// Each method converts and checks its whole input first, so that bad input raises and changes
-/// nothing, then runs the core without the GIL. The methods take `&mut self`: calls on one engine
-/// are serialised (the `Ledger` facade holds a lock; a concurrent call would fail to borrow).
+/// nothing, then runs the core, without the GIL for all but the smallest batches, and makes the
+/// result records itself. The methods take `&mut self`: calls on one engine are serialised (the
+/// `Ledger` facade holds a lock; a concurrent call would fail to borrow).
 #[pyclass(module = "fastledger._native")]
 struct Engine {
     core: fastledger_core::Engine,

@@ -27,7 +27,7 @@ fn table_hash(tag: u32) -> u64 {
     u64::from(tag) << 32 | u64::from(tag)
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct IdIndex {
     table: HashTable<Slot>,
     hasher: RandomState,

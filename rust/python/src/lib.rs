@@ -34,9 +34,10 @@ struct Engine {
     bytes: Vec<u8>,
 }
 
-/// The fewest events for which the core runs without the GIL. Releasing and taking back the GIL
-/// costs a few hundred nanoseconds, more than the core spends on a few events, and taking it back
-/// can wait for another thread's switch interval: a small batch is done sooner holding it.
+/// The fewest events for which the core runs without the GIL. Releasing it costs little while no
+/// other thread wants it, but once another thread has taken it, taking it back waits until that
+/// thread lets go, up to its switch interval (5 ms by default): a batch that the core finishes in
+/// microseconds is done sooner, and more predictably, holding the GIL.
 const DETACH_EVENTS_MIN: usize = 64;
 
 /// Runs `work` on `events` events of the core, without the GIL if there are enough of them.

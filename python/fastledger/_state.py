@@ -29,7 +29,7 @@ Layout, all integers little-endian:
                   the balances after each of its transfers in log order. The timestamp of an
                   entry is its transfer's, so it is not stored.
 
-Everything else an engine keeps (id indexes, timestamp sets, the expiry heap, per-account
+Everything else an engine keeps (id indexes, the expiry heap, per-account
 transfer lists) is rebuilt on import from these sections.
 """
 

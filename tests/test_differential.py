@@ -9,6 +9,7 @@ resolved nor expired.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -370,9 +371,10 @@ def replayed_balances(ledger: Ledger, at: int) -> dict[int, object]:
 
 @pytest.mark.slow
 def test_python_and_rust_engines_agree_on_random_operations() -> None:
+    """400 random runs of 40 steps by default; FASTLEDGER_DIFFERENTIAL_EXAMPLES asks for more."""
     require_engine("rust")
     TwoEngines.TestCase.settings = settings(
-        max_examples=150,
+        max_examples=int(os.environ.get("FASTLEDGER_DIFFERENTIAL_EXAMPLES", "400")),
         stateful_step_count=40,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

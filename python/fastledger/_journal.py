@@ -35,6 +35,7 @@ import os
 import struct
 import sys
 import threading
+from _thread import LockType, allocate_lock
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -287,12 +288,9 @@ def sync_directory(path: str) -> None:
         os.close(fd)
 
 
-@dataclass(frozen=True, slots=True)
-class _Queued:
-    sequence: int
-    kind: int
-    timestamp: int
-    body: bytes
+# A queued batch: its sequence, kind, timestamp and records. A tuple, not a dataclass: one is
+# made per call under the ledger's lock.
+_Queued = tuple[int, int, int, bytes]
 
 
 class JournalWriter:
@@ -300,20 +298,33 @@ class JournalWriter:
 
     `append` runs under the ledger's lock, so sequences follow the order in which the engine
     applied the batches. `wait` runs outside it: the first waiter whose batch is not yet on
-    disk becomes the leader, writes every queued batch in one write and flushes once, while
-    the others wait on the condition; callers that arrive during a flush share the next one.
+    disk becomes the leader, writes every queued batch in one write and flushes once; callers
+    that arrive during a flush share the next one.
+
+    Each waiter sleeps on a lock of its own, and a write wakes only the waiters whose batches
+    it made durable, plus one waiter of the next group, the successor, to lead it. Waking
+    every waiter for each write made each of them contend for the GIL, which cost more than
+    the fsync itself with dozens of threads.
     """
 
     def __init__(self, path: str, fd: int, tip: Tip, *, sync: bool) -> None:
         self.path = path
         self._fd = fd
         self._sync = sync
-        self._cond = threading.Condition(threading.Lock())
+        # Guards everything below; held only briefly, never across a write.
+        self._lock = threading.Lock()
         self._queue: list[_Queued] = []
         self._tip = tip
         self._appended = tip.sequence
         self._durable = tip.sequence
         self._writing = False
+        # The last sequence of the write in flight, and the locks of the waiters it releases.
+        self._writing_through = tip.sequence
+        self._in_flight: list[LockType] = []
+        # The locks of the waiters whose batches are queued behind the write in flight, and
+        # of the one among them that leads the next write.
+        self._next: list[LockType] = []
+        self._successor: LockType | None = None
         self._failure: BaseException | None = None
 
     @property
@@ -323,26 +334,45 @@ class JournalWriter:
 
     def append(self, kind: int, timestamp: int, body: bytes) -> int:
         """Queues a batch that the engine applied; returns its sequence."""
-        with self._cond:
+        with self._lock:
             self.raise_if_failed()
-            self._appended += 1
-            self._queue.append(_Queued(self._appended, kind, timestamp, body))
-            return self._appended
+            self._appended = sequence = self._appended + 1
+            self._queue.append((sequence, kind, timestamp, body))
+            return sequence
 
     def wait(self, sequence: int) -> None:
         """Returns once batch `sequence` and every batch before it are on disk."""
-        with self._cond:
+        # `_durable` only grows, so a batch seen durable without the lock is durable.
+        if self._durable >= sequence:
+            return
+        lock = self._lock
+        lock.acquire()
+        try:
             while self._durable < sequence:
                 self.raise_if_failed()
-                if self._writing:
-                    self._cond.wait()
-                else:
+                if not self._writing:
                     self._lead()
+                    continue
+                waiter = allocate_lock()
+                waiter.acquire()
+                if sequence <= self._writing_through:
+                    self._in_flight.append(waiter)
+                elif self._successor is None:
+                    self._successor = waiter
+                else:
+                    self._next.append(waiter)
+                lock.release()
+                try:
+                    waiter.acquire()
+                finally:
+                    lock.acquire()
+        finally:
+            lock.release()
 
     def flush(self) -> Tip:
         """Writes every appended batch; returns the tip, which they all precede."""
         self.wait(self._appended)
-        with self._cond:
+        with self._lock:
             return self._tip
 
     def raise_if_failed(self) -> None:
@@ -361,31 +391,52 @@ class JournalWriter:
         )
 
     def _lead(self) -> None:
-        """Writes the queue as one write and one flush, with the condition's lock released
-        so that other callers can queue behind it. Called, and returns, with the lock held."""
+        """Writes the queue as one write and one flush, with the lock released so that other
+        callers can queue behind it. Called, and returns, with the lock held."""
         group = self._take_group()
         assert group, "a batch not yet durable is queued or in flight"
+        through = group[-1][0]
         self._writing = True
-        self._cond.release()
+        self._writing_through = through
+        # The waiters of the queued batches now wait for this write.
+        self._in_flight, self._next = self._next, []
+        if self._successor is not None:
+            self._in_flight.append(self._successor)
+            self._successor = None
+        self._lock.release()
         try:
             tip = self._write(group, self._tip)
         except BaseException as error:
             # Part of the group may be on disk: the file can take no further write.
-            self._cond.acquire()
+            self._lock.acquire()
             self._failure = error
             self._writing = False
-            self._cond.notify_all()
+            self._release(self._in_flight + self._next)
+            if self._successor is not None:
+                self._release([self._successor])
+            self._in_flight, self._next, self._successor = [], [], None
             raise self._failed() from error
-        self._cond.acquire()
+        self._lock.acquire()
         self._tip = tip
-        self._durable = tip.sequence
+        self._durable = through
         self._writing = False
-        self._cond.notify_all()
+        self._release(self._in_flight)
+        self._in_flight = []
+        # The successor's batch is queued: it leads the next write, unless a caller that
+        # arrives first takes the lead, in which case it finds its batch in flight.
+        if self._successor is not None:
+            self._successor.release()
+            self._successor = None
+
+    @staticmethod
+    def _release(waiters: list[LockType]) -> None:
+        for waiter in waiters:
+            waiter.release()
 
     def _take_group(self) -> list[_Queued]:
         size = 0
         for count, queued in enumerate(self._queue):
-            size += HEADER_SIZE + len(queued.body)
+            size += HEADER_SIZE + len(queued[3])
             if size > WRITE_BYTES_MAX and count > 0:
                 break
         else:
@@ -395,12 +446,11 @@ class JournalWriter:
 
     def _write(self, group: list[_Queued], tip: Tip) -> Tip:
         parts: list[bytes] = []
-        for q in group:
-            header = encode_header(
-                q.sequence, q.kind, q.timestamp, q.body, group[0].sequence, tip.checksum
-            )
-            parts += (header, q.body)
-            tip = Tip(q.sequence, tip.end, tip.end + HEADER_SIZE + len(q.body), header[_CHECKED:])
+        first = group[0][0]
+        for sequence, kind, timestamp, body in group:
+            header = encode_header(sequence, kind, timestamp, body, first, tip.checksum)
+            parts += (header, body)
+            tip = Tip(sequence, tip.end, tip.end + HEADER_SIZE + len(body), header[_CHECKED:])
         data = memoryview(b"".join(parts))
         while data:
             data = data[os.write(self._fd, data) :]

@@ -93,6 +93,14 @@ impl Engine {
     pub fn import_state(state: &[u8]) -> Result<Engine, StateError> {
         let sections = Sections::decode(state)?;
         let mut engine = Engine::new();
+        // Sized once: growing the indexes and logs record by record rehashed and copied them
+        // again and again, which made importing slower than replaying the journal.
+        engine.accounts.reserve(sections.accounts);
+        engine.account_log.reserve_exact(sections.accounts);
+        engine.account_trails.reserve_exact(sections.accounts);
+        engine.transfers.reserve(sections.transfers);
+        engine.transfer_log.reserve_exact(sections.transfers);
+        engine.movements.reserve_exact(sections.transfers);
         for i in 0..sections.accounts {
             let a = Account::from_bytes(record_at(state, sections.accounts_at + i * RECORD_SIZE));
             engine.accounts.insert(a.id, engine.account_log.len());

@@ -263,8 +263,15 @@ impl Engine {
         if !self.core.is_empty() {
             return Err(PyAssertionError::new_err("import into a fresh engine"));
         }
-        let bytes = PyBuffer::<u8>::get(state)?.to_vec(py)?;
-        let imported = py.detach(|| fastledger_core::Engine::import_state(&bytes));
+        // A bytes object, what snapshots hold, is immutable: the engine reads it in place
+        // rather than from a copy of the whole state.
+        let imported = if let Ok(bytes) = state.cast::<PyBytes>() {
+            let bytes = bytes.as_bytes();
+            py.detach(|| fastledger_core::Engine::import_state(bytes))
+        } else {
+            let bytes = PyBuffer::<u8>::get(state)?.to_vec(py)?;
+            py.detach(|| fastledger_core::Engine::import_state(&bytes))
+        };
         self.core = imported.map_err(|error| PyValueError::new_err(error.0))?;
         Ok(())
     }

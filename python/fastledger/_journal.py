@@ -325,6 +325,9 @@ class JournalWriter:
         # of the one among them that leads the next write.
         self._next: list[LockType] = []
         self._successor: LockType | None = None
+        # The batch a snapshot covers, and its tip once it is on disk.
+        self._marked = 0
+        self._marked_tip: Tip | None = None
         self._failure: BaseException | None = None
 
     @property
@@ -369,6 +372,21 @@ class JournalWriter:
         finally:
             lock.release()
 
+    def mark(self) -> int:
+        """Remembers the tip of the last appended batch once it is written, for a snapshot of
+        the state through it; returns its sequence. Called under the ledger's lock."""
+        with self._lock:
+            self._marked = self._appended
+            self._marked_tip = self._tip if self._durable == self._appended else None
+            return self._marked
+
+    def marked_tip(self, sequence: int) -> Tip:
+        """Waits until the batch `mark` returned is on disk; returns its tip."""
+        self.wait(sequence)
+        with self._lock:
+            assert self._marked == sequence and self._marked_tip is not None
+            return self._marked_tip
+
     def flush(self) -> Tip:
         """Writes every appended batch; returns the tip, which they all precede."""
         self.wait(self._appended)
@@ -405,7 +423,7 @@ class JournalWriter:
             self._successor = None
         self._lock.release()
         try:
-            tip = self._write(group, self._tip)
+            tips = self._write(group, self._tip)
         except BaseException as error:
             # Part of the group may be on disk: the file can take no further write.
             self._lock.acquire()
@@ -417,7 +435,10 @@ class JournalWriter:
             self._in_flight, self._next, self._successor = [], [], None
             raise self._failed() from error
         self._lock.acquire()
-        self._tip = tip
+        self._tip = tips[-1]
+        first = group[0][0]
+        if first <= self._marked <= through:
+            self._marked_tip = tips[self._marked - first]
         self._durable = through
         self._writing = False
         self._release(self._in_flight)
@@ -444,16 +465,19 @@ class JournalWriter:
         group, self._queue = self._queue[:count], self._queue[count:]
         return group
 
-    def _write(self, group: list[_Queued], tip: Tip) -> Tip:
+    def _write(self, group: list[_Queued], tip: Tip) -> list[Tip]:
+        """Writes and flushes a group; returns the tip after each of its batches."""
         parts: list[bytes] = []
+        tips: list[Tip] = []
         first = group[0][0]
         for sequence, kind, timestamp, body in group:
             header = encode_header(sequence, kind, timestamp, body, first, tip.checksum)
             parts += (header, body)
             tip = Tip(sequence, tip.end, tip.end + HEADER_SIZE + len(body), header[_CHECKED:])
+            tips.append(tip)
         data = memoryview(b"".join(parts))
         while data:
             data = data[os.write(self._fd, data) :]
         if self._sync:
             sync_file(self._fd)
-        return tip
+        return tips

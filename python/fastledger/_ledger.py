@@ -597,21 +597,26 @@ class Ledger:
         return True
 
     def _snapshot(self) -> None:
-        """Exports the engine under the lock, once every batch it holds is durable, and
-        writes the file outside the lock. Called with the snapshot lock held."""
+        """Exports the engine under the lock; outside it, waits until every batch the state
+        holds is durable and writes the file. Called with the snapshot lock held.
+
+        Waiting for the journal under the lock stalled every caller for a write and an fsync
+        at each snapshot; the state is a copy, so later batches cannot change it meanwhile.
+        """
         engine = _snapshot_engine(self._engine)
         assert self._directory is not None and self._journal is not None and engine is not None
         with self._lock:
             self._check_usable()
-            tip = self._journal.flush()
             # The snapshot records the time through which pending transfers expired; after
             # an accounts batch the engine can lag behind it, so it catches up first (as the
             # next read or transfers batch would) and the state matches what it records.
             self._engine.expire_pending_transfers(self._expired_through)
             state = engine.export_state()
-            snapshot = Snapshot("", tip, self._timestamp, self._expired_through, state)
+            sequence = self._journal.mark()
+            timestamp, expired_through = self._timestamp, self._expired_through
             self._directory.note_snapshot(len(state))
-        self._directory.write_snapshot(snapshot)
+        tip = self._journal.marked_tip(sequence)
+        self._directory.write_snapshot(Snapshot("", tip, timestamp, expired_through, state))
 
     def _recover(self, directory: Directory) -> None:
         """Loads the newest snapshot the engine can import, replays the journal after it and

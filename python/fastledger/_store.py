@@ -87,7 +87,9 @@ class Snapshot:
     state: bytes
 
 
-def encode_snapshot(tip: Tip, timestamp: int, expired_through: int, state: bytes) -> bytes:
+def encode_snapshot_header(tip: Tip, timestamp: int, expired_through: int, state: bytes) -> bytes:
+    """The header that precedes `state` in its snapshot file. Written apart from the state, so
+    that a state of gigabytes is never copied to join them."""
     header = _SNAPSHOT_HEADER.pack(
         SNAPSHOT_MAGIC,
         SNAPSHOT_VERSION,
@@ -103,12 +105,12 @@ def encode_snapshot(tip: Tip, timestamp: int, expired_through: int, state: bytes
         bytes(16),
         NO_CHECKSUM,
     )
-    return header[:_CHECKED] + checksum(header[:_CHECKED]) + state
+    return header[:_CHECKED] + checksum(header[:_CHECKED])
 
 
-def decode_snapshot(path: str, data: bytes) -> Snapshot:
-    """Decodes a snapshot file; raises ValueError saying what is wrong with it."""
-    header = data[:HEADER_SIZE]
+def decode_snapshot(path: str, header: bytes, state: bytes) -> Snapshot:
+    """Decodes a snapshot file read as its header and the rest; raises ValueError saying what
+    is wrong with it."""
     if len(header) < HEADER_SIZE or header[_CHECKED:] != checksum(header[:_CHECKED]):
         raise ValueError("its header fails its checksum")
     fields = _SNAPSHOT_HEADER.unpack(header)
@@ -117,10 +119,18 @@ def decode_snapshot(path: str, data: bytes) -> Snapshot:
     ]
     if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
         raise ValueError(f"not a snapshot of format {SNAPSHOT_VERSION}")
-    state = data[HEADER_SIZE:]
     if len(state) != length or checksum(state) != state_sum:
         raise ValueError("its engine state fails its checksum")
     return Snapshot(path, Tip(sequence, offset, end, link), timestamp, expired, state)
+
+
+def read_snapshot(file: str) -> Snapshot:
+    """Reads and decodes one snapshot file; raises ValueError saying what is wrong with it.
+    The state is read into its own bytes object, not sliced out of the file's (a copy)."""
+    with open(file, "rb") as f:
+        header = f.read(HEADER_SIZE)
+        state = f.read()
+    return decode_snapshot(file, header, state)
 
 
 def snapshot_paths(path: str) -> list[str]:
@@ -133,10 +143,8 @@ def read_snapshots(path: str) -> list[Snapshot | tuple[str, str]]:
     """Every snapshot of a directory, newest first: decoded, or (file, what is wrong)."""
     found: list[Snapshot | tuple[str, str]] = []
     for file in snapshot_paths(path):
-        with open(file, "rb") as f:
-            data = f.read()
         try:
-            found.append(decode_snapshot(file, data))
+            found.append(read_snapshot(file))
         except ValueError as error:
             found.append((file, str(error)))
     return found
@@ -198,11 +206,12 @@ class Directory:
 
     def newest_snapshot(self) -> Snapshot | None:
         """The newest snapshot that is whole; a damaged one is skipped with a warning (the
-        journal still holds everything it held)."""
-        for found in read_snapshots(self.path):
-            if isinstance(found, Snapshot):
-                return found
-            log.warning("fastledger: skipping snapshot %s: %s", *found)
+        journal still holds everything it held). Older ones are not read at all."""
+        for file in snapshot_paths(self.path):
+            try:
+                return read_snapshot(file)
+            except ValueError as error:
+                log.warning("fastledger: skipping snapshot %s: %s", file, error)
         return None
 
     def recover(self, snapshot: Snapshot | None, replay: Callable[[Batch], None]) -> JournalWriter:
@@ -282,13 +291,14 @@ class Directory:
     def write_snapshot(self, snapshot: Snapshot) -> None:
         """Writes a snapshot atomically, then removes the ones it makes redundant."""
         name = os.path.join(self.path, f"snapshot-{snapshot.tip.sequence:020d}")
-        data = encode_snapshot(
+        header = encode_snapshot_header(
             snapshot.tip, snapshot.timestamp, snapshot.expired_through, snapshot.state
         )
         temporary = name + ".tmp"
         try:
             with open(temporary, "wb") as f:
-                f.write(data)
+                f.write(header)
+                f.write(snapshot.state)
                 f.flush()
                 sync_file(f.fileno())
             os.replace(temporary, name)

@@ -786,39 +786,48 @@ class PythonEngine:
         count = len(events)
         assert 0 < count <= timestamp
         imported_bit = _ACCOUNT_IMPORTED if statuses is A else _IMPORTED
+        linked_or_imported = _LINKED | imported_bit
         batch_imported = events[0].flags & imported_bit
+        created = statuses.CREATED
+        created_value = int(created)
+        first_timestamp = timestamp - count + 1
         results: list[tuple[int, int]] = []
+        append = results.append
         chain: int | None = None
         chain_broken = False
         for index, event in enumerate(events):
-            imported = event.flags & imported_bit
-            linked = event.flags & _LINKED
-            event_timestamp = event.timestamp if imported else timestamp - count + index + 1
-            if linked and chain is None:
-                chain = index
-                self._undo = _Undo([], [], [], [])
-            status: int
-            if linked and index == count - 1:
-                status = statuses.LINKED_EVENT_CHAIN_OPEN
-            elif chain_broken:
-                status = statuses.LINKED_EVENT_FAILED
-            elif imported != batch_imported:
-                status = (
-                    statuses.IMPORTED_EVENT_NOT_EXPECTED
-                    if imported
-                    else statuses.IMPORTED_EVENT_EXPECTED
-                )
-            elif imported and not 1 <= event.timestamp <= TIMESTAMP_MAX:
-                status = statuses.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE
-            elif imported and event.timestamp >= timestamp:
-                status = statuses.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE
-            elif not imported and event.timestamp != 0:
-                status = statuses.TIMESTAMP_MUST_BE_ZERO
-            else:
+            event_timestamp = first_timestamp + index
+            if chain is None and not (
+                event.flags & linked_or_imported or batch_imported or event.timestamp
+            ):
+                # The common case: an event on its own, neither linked nor imported nor
+                # stamped, earns no status of the batch loop, so its create alone decides.
                 status = create(event, event_timestamp)
+                if status is created:
+                    append((created_value, event_timestamp))
+                    continue
+                linked = 0
+            else:
+                imported = event.flags & imported_bit
+                linked = event.flags & _LINKED
+                if imported:
+                    event_timestamp = event.timestamp
+                if linked and chain is None:
+                    chain = index
+                    self._undo = _Undo([], [], [], [])
+                if linked and index == count - 1:
+                    status = statuses.LINKED_EVENT_CHAIN_OPEN
+                elif chain_broken:
+                    status = statuses.LINKED_EVENT_FAILED
+                else:
+                    batch_status = _batch_status(event, statuses, batch_imported, timestamp)
+                    if batch_status is not None:
+                        status = batch_status
+                    else:
+                        status = create(event, event_timestamp)
             if status == statuses.EXISTS:
                 event_timestamp = self._existing_timestamp(statuses, event.id)
-            if status != statuses.CREATED:
+            if status != created:
                 if chain is not None and not chain_broken:
                     chain_broken = True
                     self._rollback()
@@ -826,7 +835,7 @@ class PythonEngine:
                         results[chained] = (statuses.LINKED_EVENT_FAILED, results[chained][1])
                 if statuses is T and status in TRANSIENT_STATUSES:
                     self._failed_ids.add(event.id)
-            results.append((int(status), event_timestamp))
+            append((int(status), event_timestamp))
             if chain is not None and (not linked or status == statuses.LINKED_EVENT_CHAIN_OPEN):
                 chain = None
                 chain_broken = False
@@ -890,6 +899,28 @@ class PythonEngine:
             popped_account = self._account_log.pop()
             assert popped_account is account
         self._undo = _Undo([], [], [], [])
+
+
+def _batch_status(
+    event: Any,
+    statuses: type[CreateAccountStatus] | type[CreateTransferStatus],
+    batch_imported: int,
+    timestamp: int,
+) -> int | None:
+    """The status of the batch loop that an event earns before its create runs: an event that
+    breaks the batch's import mode, or whose user timestamp is out of bounds."""
+    imported = event.flags & (_ACCOUNT_IMPORTED if statuses is A else _IMPORTED)
+    if imported != batch_imported:
+        return (
+            statuses.IMPORTED_EVENT_NOT_EXPECTED if imported else statuses.IMPORTED_EVENT_EXPECTED
+        )
+    if imported and not 1 <= event.timestamp <= TIMESTAMP_MAX:
+        return statuses.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE
+    if imported and event.timestamp >= timestamp:
+        return statuses.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE
+    if not imported and event.timestamp != 0:
+        return statuses.TIMESTAMP_MUST_BE_ZERO
+    return None
 
 
 def _create_account_exists(a: Account, e: _AccountState) -> int:

@@ -282,6 +282,19 @@ def test_open_refuses_unknown_options(tmp_path: Path) -> None:
 # -- snapshots --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("engine", "snapshots"), [("python", 1), ("rust", 0)])
+def test_by_default_only_the_python_engine_snapshots_automatically(
+    tmp_path: Path, clock: FakeClock, engine: str, snapshots: int
+) -> None:
+    """The Rust engine replays its journal faster than it imports a snapshot."""
+    require_engine(engine)
+    with Ledger.open(tmp_path, engine=engine, clock=clock, durability=FAST) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        for i in range(_ledger.SNAPSHOT_EVERY):
+            ledger.create_transfers([transfer(10 + i, 1, 2, 1)])
+    assert len(snapshot_files(tmp_path)) == snapshots
+
+
 def count_replays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     replayed: list[int] = []
     real = Ledger._replay

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, cast, overload
+from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
 from . import _check, packed
 from ._balances import Balances, TrialBalance
@@ -111,9 +111,10 @@ _TRANSFERS = _Kind(
 )
 _KINDS = {KIND_ACCOUNTS: _ACCOUNTS, KIND_TRANSFERS: _TRANSFERS}
 
-# A durable ledger snapshots its engine after at least this many batches by default (and only
-# once the journal written since the last snapshot is as large as that snapshot, so that
-# snapshots never cost more than the journal they let the next open skip).
+# A durable ledger on the Python engine snapshots it after at least this many batches by
+# default (and only once the journal written since the last snapshot is as large as that
+# snapshot, so that snapshots never cost more than the journal they let the next open skip).
+# The Rust engine replays its journal faster than it imports a snapshot: see `Ledger.open`.
 SNAPSHOT_EVERY = 128
 
 R = TypeVar("R")
@@ -239,7 +240,7 @@ class Ledger:
         engine: str = "auto",
         clock: Callable[[], int] | None = None,
         durability: str = "fsync",
-        snapshot_every: int | None = SNAPSHOT_EVERY,
+        snapshot_every: int | Literal["auto"] | None = "auto",
         batch_max: int = BATCH_MAX,
     ) -> Ledger:
         """Opens (or creates) the ledger kept in the directory `path`.
@@ -253,10 +254,22 @@ class Ledger:
         the disk: it survives the process being killed, not a power cut or a kernel crash, and
         after one the directory may refuse to open. `snapshot_every` is the fewest batches
         between two automatic snapshots; None turns them off (`snapshot()` still works).
+
+        `"auto"` (the default) means 128 with the Python engine and None with the Rust engine.
+        The Rust engine replays the journal faster than it imports a snapshot (opening reads
+        and checksums the whole journal either way), so its snapshots would only cost: the
+        export holds the ledger's lock, stalling every caller, and writing the file competes
+        with the journal for the disk.
         """
-        if snapshot_every is not None and (type(snapshot_every) is not int or snapshot_every < 1):
-            raise InvalidArgumentError("snapshot_every must be a positive int or None")
+        if not (
+            snapshot_every is None
+            or snapshot_every == "auto"
+            or (type(snapshot_every) is int and snapshot_every >= 1)
+        ):
+            raise InvalidArgumentError('snapshot_every must be a positive int, None or "auto"')
         ledger = cls(engine, clock=clock, batch_max=batch_max)
+        if snapshot_every == "auto":
+            snapshot_every = None if ledger.engine == "rust" else SNAPSHOT_EVERY
         directory = Directory.lock(path, durability)
         try:
             ledger._recover(directory)

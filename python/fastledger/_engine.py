@@ -855,10 +855,12 @@ class PythonEngine:
     def _insert_transfer(self, t: Transfer, dr: _AccountState, cr: _AccountState) -> None:
         self._transfers[t.id] = t
         self._transfer_log.append(t)
-        for account in (dr, cr):
-            account.transfers.append(t)
-            if account.history is not None:
-                account.history.append(account.balance(t.timestamp))
+        dr.transfers.append(t)
+        cr.transfers.append(t)
+        if dr.history is not None:
+            dr.history.append(dr.balance(t.timestamp))
+        if cr.history is not None:
+            cr.history.append(cr.balance(t.timestamp))
         if self._undo is not None:
             self._undo.transfers_created.append(t.id)
 

@@ -64,15 +64,22 @@ impl Engine {
             .filter_map(|trail| trail.history.as_ref())
             .flatten()
             .collect();
-        let mut state = Vec::new();
+        let counts = [
+            self.account_log.len(),
+            self.transfer_log.len(),
+            pending.len(),
+            failed.len(),
+            history.len(),
+        ]
+        .map(|n| n as u64);
+        // Sized once: growing it by doubling copied the state over and over under the
+        // ledger's lock.
+        let mut state = Vec::with_capacity(Sections::expected_length(counts) as usize);
         state.extend_from_slice(STATE_MAGIC);
         state.extend_from_slice(&STATE_VERSION.to_le_bytes());
         state.extend_from_slice(&0u32.to_le_bytes());
-        for count in [self.account_log.len(), self.transfer_log.len(), pending.len()] {
-            state.extend_from_slice(&(count as u64).to_le_bytes());
-        }
-        for count in [failed.len(), history.len(), 0] {
-            state.extend_from_slice(&(count as u64).to_le_bytes());
+        for count in counts.into_iter().chain([0]) {
+            state.extend_from_slice(&count.to_le_bytes());
         }
         assert_eq!(state.len(), HEADER_SIZE);
         self.account_log.iter().for_each(|a| state.extend_from_slice(&a.to_bytes()));
@@ -85,6 +92,7 @@ impl Engine {
                 state.extend_from_slice(&value.to_le_bytes());
             }
         }
+        assert_eq!(state.len() as u128, Sections::expected_length(counts));
         state
     }
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +225,43 @@ def test_the_engine_goes_on_applying_batches_while_a_flush_is_in_progress(
             thread.join()
     with Ledger.open(tmp_path, engine="python") as ledger:
         assert len(ledger.lookup_transfers([10, 11, 12])) == 3
+
+
+def wait_for(condition: Callable[[], bool], failure: str) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.001)
+
+
+def test_a_snapshot_waits_for_the_journal_outside_the_lock_and_covers_what_it_exported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, real = threading.Event(), _journal.sync_file
+    with Ledger.open(tmp_path, engine="python", snapshot_every=None) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        journal = ledger._journal
+        assert journal is not None
+        monkeypatch.setattr(_journal, "sync_file", lambda fd: (gate.wait(5), real(fd)))
+        threads = [
+            threading.Thread(target=ledger.create_transfers, args=([transfer(10, 1, 2, 1)],))
+        ]
+        threads[0].start()
+        wait_for(lambda: journal.appended == 2, "the first batch was not applied")
+        threads.append(threading.Thread(target=ledger.snapshot))
+        threads[1].start()
+        wait_for(lambda: journal._marked == 2, "the snapshot did not export the state")
+        threads.append(
+            threading.Thread(target=ledger.create_transfers, args=([transfer(11, 1, 2, 1)],))
+        )
+        threads[2].start()
+        wait_for(lambda: journal.appended == 3, "a snapshot held the ledger's lock")
+        gate.set()
+        for thread in threads:
+            thread.join()
+    assert snapshot_files(tmp_path) == [f"snapshot-{2:020d}"]
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        assert [t.id for t in ledger.lookup_transfers([10, 11])] == [10, 11]
 
 
 # -- opening, closing and locking ---------------------------------------------------------------

@@ -229,7 +229,8 @@ def _stored_transfer(
     flags: int,
     timestamp: int,
 ) -> Transfer:
-    """`Transfer(...)` with the fields in record order, built the fast way."""
+    """`Transfer(...)` with every field given in record order, built without the frozen
+    dataclass's `__init__`."""
     t: Transfer = object.__new__(Transfer)
     _set_id(t, id_)
     _set_debit_account_id(t, debit_account_id)
@@ -417,7 +418,7 @@ class PythonEngine:
             t.debit_account_id,
             t.credit_account_id,
             amount,
-            0,
+            0,  # pending_id
             t.user_data_128,
             t.user_data_64,
             t.user_data_32,
@@ -510,7 +511,7 @@ class PythonEngine:
             t.user_data_128 or p.user_data_128,
             t.user_data_64 or p.user_data_64,
             t.user_data_32 or p.user_data_32,
-            0,
+            0,  # timeout
             p.ledger,
             p.code,
             int(flags),

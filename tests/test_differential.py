@@ -302,6 +302,9 @@ class TwoEngines(RuleBasedStateMachine):
         assert accounts_py == self.rust.lookup_accounts(ACCOUNT_IDS)
         transfers_py = self.python.lookup_transfers(TRANSFER_IDS)
         assert transfers_py == self.rust.lookup_transfers(TRANSFER_IDS)
+        for ids, lookup in ((ACCOUNT_IDS, "lookup_accounts"), (TRANSFER_IDS, "lookup_transfers")):
+            packed_py = getattr(self.python, lookup)(ids, packed=True).buffer
+            assert packed_py == getattr(self.rust, lookup)(ids, packed=True).buffer
         self.check_ledger_invariants(accounts_py, transfers_py)
 
     def check_ledger_invariants(self, accounts_: list[Account], transfers_: list[Transfer]) -> None:

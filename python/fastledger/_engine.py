@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ._balances import pack_u128
-from ._records import unpack_accounts, unpack_transfers
+from ._records import pack_accounts, pack_transfers, unpack_accounts, unpack_transfers
 from ._state import EngineState, decode_state, encode_state
 from ._types import (
     ACCOUNT_FLAGS_KNOWN,
@@ -614,6 +614,12 @@ class PythonEngine:
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
         transfers = self._transfers
         return [transfers[i] for i in ids if i in transfers]
+
+    def lookup_accounts_packed(self, ids: Sequence[int]) -> bytes:
+        return pack_accounts(self.lookup_accounts(ids))
+
+    def lookup_transfers_packed(self, ids: Sequence[int]) -> bytes:
+        return pack_transfers(self.lookup_transfers(ids))
 
     # -- queries ---------------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ from .errors import (
     LedgerClosedError,
     RecordTypeError,
 )
-from .packed import PackedBatch, PackedResults
+from .packed import PackedAccounts, PackedBatch, PackedResults, PackedTransfers
 
 __all__ = ["ENGINES", "Ledger"]
 
@@ -146,6 +146,10 @@ class Engine(Protocol):
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]: ...
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]: ...
+
+    def lookup_accounts_packed(self, ids: Sequence[int]) -> bytes: ...
+
+    def lookup_transfers_packed(self, ids: Sequence[int]) -> bytes: ...
 
     def get_account_transfers(self, f: AccountFilter) -> list[Transfer]: ...
 
@@ -428,14 +432,42 @@ class Ledger:
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
-        """The accounts with these ids, in the order asked; missing ids are left out."""
+    @overload
+    def lookup_accounts(
+        self, ids: Sequence[int], *, packed: Literal[False] = False
+    ) -> list[Account]: ...
+    @overload
+    def lookup_accounts(self, ids: Sequence[int], *, packed: Literal[True]) -> PackedAccounts: ...
+    def lookup_accounts(
+        self, ids: Sequence[int], *, packed: bool = False
+    ) -> list[Account] | PackedAccounts:
+        """The accounts with these ids, in the order asked; missing ids are left out.
+
+        With `packed=True`, as packed 128-byte records (`.to_numpy()` views them), with no
+        Python object per account.
+        """
         ids = _check.check_ids(ids, "ids", self._batch_max)
+        if packed:
+            return PackedAccounts(self._read(lambda: self._engine.lookup_accounts_packed(ids)))
         return self._read(lambda: self._engine.lookup_accounts(ids))
 
-    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
-        """The transfers with these ids, in the order asked; missing ids are left out."""
+    @overload
+    def lookup_transfers(
+        self, ids: Sequence[int], *, packed: Literal[False] = False
+    ) -> list[Transfer]: ...
+    @overload
+    def lookup_transfers(self, ids: Sequence[int], *, packed: Literal[True]) -> PackedTransfers: ...
+    def lookup_transfers(
+        self, ids: Sequence[int], *, packed: bool = False
+    ) -> list[Transfer] | PackedTransfers:
+        """The transfers with these ids, in the order asked; missing ids are left out.
+
+        With `packed=True`, as packed 128-byte records (`.to_numpy()` views them), with no
+        Python object per transfer.
+        """
         ids = _check.check_ids(ids, "ids", self._batch_max)
+        if packed:
+            return PackedTransfers(self._read(lambda: self._engine.lookup_transfers_packed(ids)))
         return self._read(lambda: self._engine.lookup_transfers(ids))
 
     # -- queries ---------------------------------------------------------------------------

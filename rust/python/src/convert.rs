@@ -392,6 +392,21 @@ pub fn pack_transfers<'py>(events: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Py
     pack(&events, |record, index| Ok(transfer_from(record, index)?.to_bytes()))
 }
 
+/// Records written one after another straight into a new `bytes`, for packed lookups.
+pub fn packed_records<'py, R>(
+    py: Python<'py>,
+    records: &[R],
+    to_bytes: impl Fn(&R) -> [u8; RECORD_SIZE],
+) -> Bound<'py, PyBytes> {
+    PyBytes::new_with(py, records.len() * RECORD_SIZE, |bytes| {
+        for (record, into) in records.iter().zip(bytes.chunks_exact_mut(RECORD_SIZE)) {
+            into.copy_from_slice(&to_bytes(record));
+        }
+        Ok(())
+    })
+    .expect("filling a new bytes object cannot fail")
+}
+
 /// Writes the record of each event, converted by `record_of`, straight into a new `bytes`.
 fn pack<'py>(
     events: &Bound<'py, PyList>,

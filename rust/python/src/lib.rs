@@ -190,6 +190,26 @@ impl Engine {
         transfers_list(py, &self.core.lookup_transfers(&ids))
     }
 
+    /// `lookup_accounts` as packed 128-byte records, with no Python object per account.
+    fn lookup_accounts_packed<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ids = convert::ids(ids, "ids", BATCH_MAX)?;
+        Ok(convert::packed_records(py, &self.core.lookup_accounts(&ids), Account::to_bytes))
+    }
+
+    /// `lookup_transfers` as packed 128-byte records, with no Python object per transfer.
+    fn lookup_transfers_packed<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ids = convert::ids(ids, "ids", BATCH_MAX)?;
+        Ok(convert::packed_records(py, &self.core.lookup_transfers(&ids), Transfer::to_bytes))
+    }
+
     /// The account's transfers that match the filter, by timestamp (REVERSED: newest first).
     fn get_account_transfers<'py>(
         &self,

@@ -59,3 +59,38 @@ def test_balances_at_answers_each_account_once_however_often_asked(
     assert list(balances) == [2, 1]
     assert balances.column("debits_posted") == [0, 3]
     assert balances.column("credits_posted") == [3, 0]
+
+
+def test_a_read_shows_the_balances_of_the_last_event_even_when_the_clock_is_behind_it(
+    ledger: fastledger.Ledger, clock: FakeClock
+) -> None:
+    """A pending transfer that expires between the first and the last event of a batch is
+    expired once the batch has happened, however far the clock falls behind: a read shows
+    what `balances_at` and `trial_balance` show for that time."""
+    ledger.create_accounts([Account(id=i, ledger=1, code=1) for i in (1, 2)])
+    clock.advance(ns=10)
+    hold = Transfer(
+        id=1,
+        debit_account_id=1,
+        credit_account_id=2,
+        amount=7,
+        ledger=1,
+        code=1,
+        timeout=1,
+        flags=TransferFlags.PENDING,
+    )
+    (created,) = ledger.create_transfers([hold])
+    expires_at = created.timestamp + 10**9
+    clock.now_ns = expires_at + 2
+    batch = [
+        Transfer(id=i, debit_account_id=1, credit_account_id=2, amount=1, ledger=1, code=1)
+        for i in range(2, 8)
+    ]
+    results = ledger.create_transfers(batch)
+    assert results[0].timestamp < expires_at <= results[-1].timestamp
+    clock.now_ns = expires_at - 5  # The clock goes back, behind the events.
+    accounts = ledger.lookup_accounts([1, 2])
+    assert [a.debits_pending for a in accounts] == [0, 0]
+    trial = ledger.trial_balance(1)
+    assert trial.debits_pending == trial.credits_pending == 0
+    assert trial.debits_posted == sum(a.debits_posted for a in accounts) == 6

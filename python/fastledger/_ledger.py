@@ -572,7 +572,10 @@ class Ledger:
         return timestamp
 
     def _expire_now(self) -> None:
-        now = max(self._read_clock(), self._expired_through)
+        """Before a read, releases what expired by now: by the clock, or by the last event's
+        timestamp when the clock is behind it, since that event has already happened. The
+        current balances a read shows are then `balances_at` of that time."""
+        now = max(self._read_clock(), self._expired_through, self._timestamp)
         self._engine.expire_pending_transfers(now)
         self._expired_through = now
 

@@ -3,6 +3,8 @@ object per record, and a NumPy view of them."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 import fastledger
@@ -67,3 +69,15 @@ def test_packed_lookups_view_as_numpy_columns(ledger: fastledger.Ledger) -> None
 def test_a_packed_lookup_of_nothing_is_empty(ledger: fastledger.Ledger) -> None:
     assert len(ledger.lookup_transfers([1, 2], packed=True)) == 0
     assert ledger.lookup_accounts([], packed=True).records() == []
+
+
+def test_async_lookups_answer_packed_too(engine: str) -> None:
+    async def scenario() -> None:
+        async with fastledger.AsyncLedger(fastledger.Ledger(engine=engine)) as ledger:
+            await ledger.create_accounts([Account(id=i, ledger=1, code=1) for i in (1, 2)])
+            accounts = await ledger.lookup_accounts([2, 1], packed=True)
+            assert accounts.records() == await ledger.lookup_accounts([2, 1])
+            transfers = await ledger.lookup_transfers([1], packed=True)
+            assert len(transfers) == 0
+
+    asyncio.run(scenario())

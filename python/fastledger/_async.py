@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from ._balances import Balances, TrialBalance
 from ._ledger import Ledger
@@ -27,7 +27,7 @@ from ._types import (
     QueryFilter,
     Transfer,
 )
-from .packed import PackedBatch, PackedResults
+from .packed import PackedAccounts, PackedBatch, PackedResults, PackedTransfers
 
 __all__ = ["WORKERS", "AsyncLedger"]
 
@@ -101,10 +101,36 @@ class AsyncLedger:
     ) -> list[CreateTransferResult] | PackedResults[CreateTransferResult]:
         return await self._run(self.ledger.create_transfers, transfers)
 
-    async def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
+    @overload
+    async def lookup_accounts(
+        self, ids: Sequence[int], *, packed: Literal[False] = False
+    ) -> list[Account]: ...
+    @overload
+    async def lookup_accounts(
+        self, ids: Sequence[int], *, packed: Literal[True]
+    ) -> PackedAccounts: ...
+    async def lookup_accounts(
+        self, ids: Sequence[int], *, packed: bool = False
+    ) -> list[Account] | PackedAccounts:
+        if packed:
+            lookup = functools.partial(self.ledger.lookup_accounts, packed=True)
+            return await self._run(lookup, ids)
         return await self._run(self.ledger.lookup_accounts, ids)
 
-    async def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
+    @overload
+    async def lookup_transfers(
+        self, ids: Sequence[int], *, packed: Literal[False] = False
+    ) -> list[Transfer]: ...
+    @overload
+    async def lookup_transfers(
+        self, ids: Sequence[int], *, packed: Literal[True]
+    ) -> PackedTransfers: ...
+    async def lookup_transfers(
+        self, ids: Sequence[int], *, packed: bool = False
+    ) -> list[Transfer] | PackedTransfers:
+        if packed:
+            lookup = functools.partial(self.ledger.lookup_transfers, packed=True)
+            return await self._run(lookup, ids)
         return await self._run(self.ledger.lookup_transfers, ids)
 
     async def get_account_transfers(self, account_filter: AccountFilter) -> list[Transfer]:

@@ -126,39 +126,31 @@ pub trait BatchStatus: Copy + Eq + core::fmt::Debug {
     fn code(self) -> u32;
 }
 
-impl BatchStatus for CreateAccountStatus {
-    const CREATED: Self = Self::Created;
-    const EXISTS: Self = Self::Exists;
-    const LINKED_EVENT_FAILED: Self = Self::LinkedEventFailed;
-    const LINKED_EVENT_CHAIN_OPEN: Self = Self::LinkedEventChainOpen;
-    const IMPORTED_EVENT_EXPECTED: Self = Self::ImportedEventExpected;
-    const IMPORTED_EVENT_NOT_EXPECTED: Self = Self::ImportedEventNotExpected;
-    const TIMESTAMP_MUST_BE_ZERO: Self = Self::TimestampMustBeZero;
-    const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: Self = Self::ImportedEventTimestampOutOfRange;
-    const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Self =
-        Self::ImportedEventTimestampMustNotAdvance;
+/// Both status enums answer the batch loop's statuses with their own variants of one name.
+macro_rules! batch_status {
+    ($status:ty) => {
+        impl BatchStatus for $status {
+            const CREATED: Self = Self::Created;
+            const EXISTS: Self = Self::Exists;
+            const LINKED_EVENT_FAILED: Self = Self::LinkedEventFailed;
+            const LINKED_EVENT_CHAIN_OPEN: Self = Self::LinkedEventChainOpen;
+            const IMPORTED_EVENT_EXPECTED: Self = Self::ImportedEventExpected;
+            const IMPORTED_EVENT_NOT_EXPECTED: Self = Self::ImportedEventNotExpected;
+            const TIMESTAMP_MUST_BE_ZERO: Self = Self::TimestampMustBeZero;
+            const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: Self =
+                Self::ImportedEventTimestampOutOfRange;
+            const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Self =
+                Self::ImportedEventTimestampMustNotAdvance;
 
-    fn code(self) -> u32 {
-        self as u32
-    }
+            fn code(self) -> u32 {
+                self as u32
+            }
+        }
+    };
 }
 
-impl BatchStatus for CreateTransferStatus {
-    const CREATED: Self = Self::Created;
-    const EXISTS: Self = Self::Exists;
-    const LINKED_EVENT_FAILED: Self = Self::LinkedEventFailed;
-    const LINKED_EVENT_CHAIN_OPEN: Self = Self::LinkedEventChainOpen;
-    const IMPORTED_EVENT_EXPECTED: Self = Self::ImportedEventExpected;
-    const IMPORTED_EVENT_NOT_EXPECTED: Self = Self::ImportedEventNotExpected;
-    const TIMESTAMP_MUST_BE_ZERO: Self = Self::TimestampMustBeZero;
-    const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: Self = Self::ImportedEventTimestampOutOfRange;
-    const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Self =
-        Self::ImportedEventTimestampMustNotAdvance;
-
-    fn code(self) -> u32 {
-        self as u32
-    }
-}
+batch_status!(CreateAccountStatus);
+batch_status!(CreateTransferStatus);
 
 #[cfg(test)]
 mod tests {

@@ -1,72 +1,172 @@
 //! An index from record ids to their positions in a log: the engine's id maps.
 //!
 //! A map from u128 id to position would keep each id twice (in the map and in the log) and take
-//! 32 bytes a slot; with a million transfers its slots fill 32 MiB that every create writes at
-//! random. This index keeps only the position and 32 bits of the id's hash, 8 bytes a slot, and
-//! compares a candidate's id in the log. The stored hash bits are all that growing the table
-//! needs, so a rehash never reads the log.
+//! 32 bytes a slot. This index keeps only the position and 32 bits of the id's hash (its tag) in
+//! one 8-byte slot, and compares a candidate's id in the log.
+//!
+//! It is one array of slots with linear probing: an id's home slot is given by the top bits of
+//! its tag, and it sits in the first free slot from there. A new id (the common case of a
+//! create) is known to be new after reading one cache line, and `prefetch` lets the batch loop
+//! start that read several events early, so that the misses of a batch overlap rather than
+//! queue: with a million transfers the array fills megabytes that every create reads at random.
+//! Since the home comes from the tag alone, growing the array never reads the log.
 
 use core::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 
-/// The most records a log may hold: positions are stored in 32 bits.
+/// The most records a log may hold: positions are stored in 32 bits, plus one.
 pub const LOG_MAX: usize = u32::MAX as usize;
 
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    position: u32,
-    /// The high half of the id's hash, which the table's hash is made from.
-    tag: u32,
+/// A slot holds `tag << 32 | (position + 1)`; zero is a free slot.
+const FREE: u64 = 0;
+
+/// The fewest slots an index has: a power of two.
+const SLOTS_MIN: usize = 16;
+
+fn tag_of(slot: u64) -> u32 {
+    (slot >> 32) as u32
 }
 
-/// The table's 64-bit hash of a slot: the tag twice, so that the bits the table takes for the
-/// bucket (the low ones) and for its control byte (the top seven) both come from the tag.
-fn table_hash(tag: u32) -> u64 {
-    u64::from(tag) << 32 | u64::from(tag)
+fn position_of(slot: u64) -> usize {
+    (slot as u32 - 1) as usize
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct IdIndex {
-    table: HashTable<Slot>,
+    /// A power of two of slots, at most three quarters of them taken.
+    slots: Vec<u64>,
+    len: usize,
+    /// The home of a tag is `tag >> shift`: its top bits, as many as the slots need.
+    shift: u32,
     hasher: RandomState,
 }
 
+impl Default for IdIndex {
+    fn default() -> Self {
+        Self::with_slots(SLOTS_MIN, RandomState::default())
+    }
+}
+
 impl IdIndex {
+    fn with_slots(count: usize, hasher: RandomState) -> Self {
+        assert!(count.is_power_of_two() && count <= 1 << 32);
+        let shift = 32 - count.trailing_zeros();
+        Self { slots: vec![FREE; count], len: 0, shift, hasher }
+    }
+
+    #[inline]
     fn tag(&self, id: u128) -> u32 {
         (self.hasher.hash_one(id) >> 32) as u32
     }
 
-    /// The position of `id`, where `id_at(position)` is the id of the record at a position.
-    pub(crate) fn get(&self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        // A shift of 32 would overflow a u32; a u64 takes it (one slot: every home is 0).
+        (u64::from(tag) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn next(&self, slot_index: usize) -> usize {
+        (slot_index + 1) & (self.slots.len() - 1)
+    }
+
+    /// Where `id` is, or the free slot where the probe for it stopped.
+    #[inline]
+    fn probe(&self, id: u128, id_at: impl Fn(usize) -> u128) -> Result<usize, usize> {
         let tag = self.tag(id);
-        let found = self
-            .table
-            .find(table_hash(tag), |slot| slot.tag == tag && id_at(slot.position as usize) == id);
-        found.map(|slot| slot.position as usize)
+        let mut i = self.home(tag);
+        loop {
+            let slot = self.slots[i];
+            if slot == FREE {
+                return Err(i);
+            }
+            if tag_of(slot) == tag && id_at(position_of(slot)) == id {
+                return Ok(i);
+            }
+            i = self.next(i);
+        }
+    }
+
+    /// The position of `id`, where `id_at(position)` is the id of the record at a position.
+    #[inline]
+    pub(crate) fn get(&self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
+        self.probe(id, id_at).ok().map(|i| position_of(self.slots[i]))
+    }
+
+    /// Starts reading the home slot of `id`, so that a `get` or `insert` of it soon after
+    /// finds it in the cache. Changes nothing.
+    #[inline]
+    pub(crate) fn prefetch(&self, id: u128) {
+        let slot: *const u64 = &self.slots[self.home(self.tag(id))];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is only a hint to the cache: it reads nothing the program sees and
+        // never faults, and the address is that of a slot of the array in any case.
+        unsafe {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(slot.cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
     }
 
     /// Indexes a new id (the caller has checked that it is not indexed yet) at `position`.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u128, position: usize) {
         assert!(position < LOG_MAX, "a log holds at most {LOG_MAX} records");
+        self.reserve(1);
         let tag = self.tag(id);
-        let slot = Slot { position: position as u32, tag };
-        self.table.insert_unique(table_hash(tag), slot, |slot| table_hash(slot.tag));
+        let mut i = self.home(tag);
+        while self.slots[i] != FREE {
+            i = self.next(i);
+        }
+        self.slots[i] = u64::from(tag) << 32 | (position as u64 + 1);
+        self.len += 1;
     }
 
     /// Forgets `id`; returns its position, if it was indexed.
     pub(crate) fn remove(&mut self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
-        let tag = self.tag(id);
-        let entry = self.table.find_entry(table_hash(tag), |slot| {
-            slot.tag == tag && id_at(slot.position as usize) == id
-        });
-        entry.ok().map(|entry| entry.remove().0.position as usize)
+        let mut hole = self.probe(id, id_at).ok()?;
+        let position = position_of(self.slots[hole]);
+        // Backward shift: each later slot of the run that may sit in the hole (its home is not
+        // between the hole and it) moves back, so that no probe stops early at the hole.
+        let mask = self.slots.len() - 1;
+        let mut i = self.next(hole);
+        while self.slots[i] != FREE {
+            let home = self.home(tag_of(self.slots[i]));
+            if i.wrapping_sub(home) & mask >= i.wrapping_sub(hole) & mask {
+                self.slots[hole] = self.slots[i];
+                hole = i;
+            }
+            i = self.next(i);
+        }
+        self.slots[hole] = FREE;
+        self.len -= 1;
+        Some(position)
     }
 
-    /// Makes room for `additional` more ids, so that a batch grows the table at most once.
+    /// Makes room for `additional` more ids, so that a batch grows the array at most once.
+    #[inline]
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.table.reserve(additional, |slot| table_hash(slot.tag));
+        let needed = self.len + additional;
+        if needed * 4 > self.slots.len() * 3 {
+            self.grow(needed);
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self, needed: usize) {
+        let count = (needed * 4 / 3 + 1).next_power_of_two().max(SLOTS_MIN);
+        let mut grown = Self::with_slots(count, self.hasher.clone());
+        for &slot in self.slots.iter().filter(|&&slot| slot != FREE) {
+            let mut i = grown.home(tag_of(slot));
+            while grown.slots[i] != FREE {
+                i = grown.next(i);
+            }
+            grown.slots[i] = slot;
+        }
+        grown.len = self.len;
+        *self = grown;
     }
 }
 
@@ -90,5 +190,36 @@ mod tests {
         assert_eq!(index.remove(ids[5], |p| ids[p]), None);
         assert_eq!(index.get(ids[5], |p| ids[p]), None);
         assert_eq!(index.get(ids[6], |p| ids[p]), Some(6));
+    }
+
+    #[test]
+    fn removing_keeps_every_other_id_findable_in_a_crowded_index() {
+        // A tiny index whose runs collide and wrap around its end: every removal must leave
+        // each remaining id findable, as the backward shift promises.
+        let ids: Vec<u128> = (1..=12u128).collect();
+        let mut index = IdIndex::default();
+        for (position, &id) in ids.iter().enumerate() {
+            index.insert(id, position);
+        }
+        assert_eq!(index.slots.len(), SLOTS_MIN);
+        for (removed, &id) in ids.iter().enumerate() {
+            assert_eq!(index.remove(id, |p| ids[p]), Some(removed));
+            for (position, &other) in ids.iter().enumerate() {
+                let expected = (position > removed).then_some(position);
+                assert_eq!(index.get(other, |p| ids[p]), expected);
+            }
+        }
+        assert_eq!(index.len, 0);
+        assert!(index.slots.iter().all(|&slot| slot == FREE));
+    }
+
+    #[test]
+    fn reserving_keeps_a_quarter_of_the_slots_free() {
+        let mut index = IdIndex::default();
+        index.reserve(1_000);
+        assert!(index.slots.len() * 3 >= 1_000 * 4);
+        let before = index.slots.len();
+        index.reserve(1_000);
+        assert_eq!(index.slots.len(), before);
     }
 }

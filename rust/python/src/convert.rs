@@ -621,8 +621,9 @@ pub fn transfer_object<'py>(py: Python<'py>, t: &Transfer) -> PyResult<Bound<'py
 /// cost a tuple, a dict lookup and a Python-level constructor more.
 struct ResultClass {
     class: Py<PyType>,
-    /// `tuple.__new__`, the constructor that a named tuple's own `__new__` ends in.
-    tuple_new: ffi::newfunc,
+    /// The class's allocator (the one `tuple.__new__` ends in): a tuple of the class with
+    /// empty items, which `make` fills.
+    alloc: ffi::allocfunc,
     /// The status members whose codes are below `members.len()`, by code; `CREATED` apart.
     members: Vec<Option<Py<PyAny>>>,
     created: Py<PyAny>,
@@ -647,15 +648,15 @@ impl ResultClass {
                 members[code as usize] = Some(member.unbind());
             }
         }
-        let tuple_type = py.get_type::<PyTuple>();
-        // SAFETY: the tuple type is live; its `tp_new` slot is `tuple.__new__`, never NULL.
-        let tuple_new = unsafe {
-            let slot = ffi::PyType_GetSlot(tuple_type.as_type_ptr(), ffi::Py_tp_new);
-            assert!(!slot.is_null(), "tuple has a constructor");
-            std::mem::transmute::<*mut std::os::raw::c_void, ffi::newfunc>(slot)
+        assert!(class.is_subclass_of::<PyTuple>()?, "{result} is a named tuple");
+        // SAFETY: the class is live; every type has a `tp_alloc` slot, inherited if not its own.
+        let alloc = unsafe {
+            let slot = ffi::PyType_GetSlot(class.as_type_ptr(), ffi::Py_tp_alloc);
+            assert!(!slot.is_null(), "{result} has an allocator");
+            std::mem::transmute::<*mut std::os::raw::c_void, ffi::allocfunc>(slot)
         };
         let created = created.expect("the status enum has CREATED");
-        Ok(Self { class: class.unbind(), tuple_new, members, created })
+        Ok(Self { class: class.unbind(), alloc, members, created })
     }
 
     fn member<'a, S: BatchStatus>(&'a self, py: Python<'a>, status: S) -> &'a Bound<'a, PyAny> {
@@ -666,34 +667,35 @@ impl ResultClass {
         member.expect("every status the core returns is a member of the enum").bind(py)
     }
 
-    /// `tuple.__new__(class, (status, timestamp))`, as the named tuple's constructor makes it,
-    /// left untracked by the garbage collector.
+    /// A result `(status, timestamp)` of the class, as the named tuple's constructor makes it
+    /// (a tuple of the class holding the two), left untracked by the garbage collector.
     ///
     /// A result holds an int and a status enum member, which its class keeps alive, so no
     /// reference cycle runs through it (short of storing a result on the enum itself): CPython
-    /// untracks tuples of ints for that reason, and cannot see that a member is as harmless. Tracked, a batch of 8189 results would live
-    /// through young collections into the oldest generation and set off full collections, which
-    /// walk every object of the process (the caller's million transfers, say) and cost more
-    /// than making the results.
+    /// untracks tuples of ints for that reason, and cannot see that a member is as harmless.
+    /// Tracked, a batch of 8189 results would live through young collections into the oldest
+    /// generation and set off full collections, which walk every object of the process (the
+    /// caller's million transfers, say) and cost more than making the results.
     fn make<'py, S: BatchStatus>(
         &self,
         py: Python<'py>,
         status: S,
         timestamp: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let fields =
-            PyTuple::new(py, [self.member(py, status).clone(), int(py, timestamp.into())])?;
-        let args = PyTuple::new(py, [fields])?;
-        // SAFETY: `class` is a subclass of tuple and `args` holds one iterable, as
-        // `tuple.__new__` takes them; it returns a new reference or NULL with an error set.
-        let made = unsafe {
-            let made = (self.tuple_new)(
-                self.class.as_ptr().cast::<ffi::PyTypeObject>(),
-                args.as_ptr(),
-                std::ptr::null_mut(),
-            );
-            Bound::from_owned_ptr_or_err(py, made)?
-        };
+        let class = self.class.as_ptr().cast::<ffi::PyTypeObject>();
+        // SAFETY: the allocator of a tuple class returns a new reference to a tuple of that
+        // class with two empty items, or NULL with an error set.
+        let made = unsafe { Bound::from_owned_ptr_or_err(py, (self.alloc)(class, 2))? };
+        let items = [self.member(py, status).clone(), int(py, timestamp.into())];
+        for (index, item) in items.into_iter().enumerate() {
+            // SAFETY: `made` is a new tuple that nothing else references yet, as setting an
+            // item requires; the call takes over the item's reference.
+            let failed =
+                unsafe { ffi::PyTuple_SetItem(made.as_ptr(), index as isize, item.into_ptr()) };
+            if failed != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
         // SAFETY: `made` is a live object of a collected type; untracking it is always allowed.
         unsafe { ffi::PyObject_GC_UnTrack(made.as_ptr().cast()) };
         Ok(made)

@@ -24,6 +24,10 @@ const FREE: u64 = 0;
 /// The fewest slots an index has: a power of two.
 const SLOTS_MIN: usize = 16;
 
+/// The fewest slots for which `prefetch` does anything: a smaller array (512 KiB) stays in a
+/// core's own cache, where a prefetch gains nothing and its hash still costs.
+const PREFETCH_SLOTS_MIN: usize = 1 << 16;
+
 fn tag_of(slot: u64) -> u32 {
     (slot >> 32) as u32
 }
@@ -98,6 +102,9 @@ impl IdIndex {
     /// finds it in the cache. Changes nothing.
     #[inline]
     pub(crate) fn prefetch(&self, id: u128) {
+        if self.slots.len() < PREFETCH_SLOTS_MIN {
+            return;
+        }
         let slot: *const u64 = &self.slots[self.home(self.tag(id))];
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch is only a hint to the cache: it reads nothing the program sees and

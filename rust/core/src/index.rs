@@ -15,8 +15,9 @@ use core::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 
-/// The most records a log may hold: positions are stored in 32 bits, plus one.
-pub const LOG_MAX: usize = u32::MAX as usize;
+/// The most records a log may hold: three quarters of the most slots a 32-bit tag can address
+/// (2^32), and so also a count whose positions, plus one, fit in 32 bits.
+pub const LOG_MAX: usize = 3 << 30;
 
 /// A slot holds `tag << 32 | (position + 1)`; zero is a free slot.
 const FREE: u64 = 0;

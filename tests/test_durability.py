@@ -606,6 +606,98 @@ def test_a_failed_flush_fails_the_ledger_until_it_is_opened_again(
         assert ledger.create_transfers([transfer(10, 1, 2, 1)])[0].status == T.EXISTS
 
 
+class InterceptedEngine:
+    """The wrapped engine, except that each create of transfers first calls `before`: the
+    ledger has queued the batch for the journal by then."""
+
+    def __init__(self, inner: Any, before: Callable[[], None]) -> None:
+        self._inner = inner
+        self._before = before
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+        if not name.startswith("create_transfers"):
+            return method
+
+        def create(*args: Any) -> Any:
+            self._before()
+            return method(*args)
+
+        return create
+
+
+def raising(error: BaseException) -> Callable[[], None]:
+    def raise_it() -> None:
+        raise error
+
+    return raise_it
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["objects", "packed"])
+def test_an_engine_failing_on_a_journaled_batch_fails_the_ledger_until_it_is_opened_again(
+    engine: str, tmp_path: Path, packed: bool
+) -> None:
+    ledger = Ledger.open(tmp_path, engine=engine)
+    ledger.create_accounts([account(1), account(2)])
+    ledger.create_transfers([transfer(10, 1, 2, 1)])
+    batch = [transfer(11, 1, 2, 5), transfer(12, 2, 1, 2)]
+    ledger._engine = InterceptedEngine(ledger._engine, raising(RuntimeError("engine bug")))
+    with pytest.raises(JournalWriteError, match="open the ledger again") as failed:
+        ledger.create_transfers(pack_transfers(batch) if packed else batch)
+    assert isinstance(failed.value.__cause__, RuntimeError)
+    with pytest.raises(JournalWriteError, match="the engine failed on batch 3"):
+        ledger.lookup_transfers([10])
+    with pytest.raises(JournalWriteError, match="the engine failed on batch 3"):
+        ledger.create_transfers([transfer(13, 1, 2, 1)])
+    ledger.close()
+    with Ledger.open(tmp_path, engine=engine) as ledger:
+        # The journal holds the batch the engine failed on: reopening applies it whole, and
+        # a retry with the same ids finds it.
+        assert [t.id for t in ledger.lookup_transfers([10, 11, 12, 13])] == [10, 11, 12]
+        assert [r.status for r in ledger.create_transfers(batch)] == [T.EXISTS, T.EXISTS]
+        (first,) = ledger.lookup_accounts([1])
+        assert (first.debits_posted, first.credits_posted) == (6, 2)
+        assert ledger.trial_balance(1).balanced
+    report = verify(tmp_path)
+    assert report.ok and report.transfers == 3, report.summary()
+
+
+def test_an_interrupt_during_a_journaled_batch_goes_on_and_fails_the_ledger(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger.open(tmp_path, engine="python")
+    ledger.create_accounts([account(1), account(2)])
+    ledger._engine = InterceptedEngine(ledger._engine, raising(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        ledger.create_transfers([transfer(10, 1, 2, 1)])
+    with pytest.raises(JournalWriteError, match="open the ledger again"):
+        ledger.create_transfers([transfer(11, 1, 2, 1)])
+    ledger.close()
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        assert [t.id for t in ledger.lookup_transfers([10, 11])] == [10]
+
+
+def test_the_journal_writes_a_batch_while_the_engine_applies_it(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed, real = threading.Event(), _journal.sync_file
+
+    def sync(fd: int) -> None:
+        real(fd)
+        flushed.set()
+
+    def wait_for_the_flush() -> None:
+        assert flushed.wait(5), "the journal waited for the engine to write the batch"
+
+    with Ledger.open(tmp_path, engine=engine) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        monkeypatch.setattr(_journal, "sync_file", sync)
+        ledger._engine = InterceptedEngine(ledger._engine, wait_for_the_flush)
+        assert ledger.create_transfers([transfer(10, 1, 2, 1)])[0].status == T.CREATED
+    with Ledger.open(tmp_path, engine=engine) as ledger:
+        assert [t.id for t in ledger.lookup_transfers([10])] == [10]
+
+
 def test_the_package_exports_the_durability_api() -> None:
     for name in (
         "AsyncLedger",

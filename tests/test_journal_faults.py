@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from fastledger import JournalCorruptError, Ledger
-from fastledger._journal import HEADER_SIZE, KIND_TRANSFERS, JournalWriter, Tip, checksum
+from fastledger._journal import (
+    HEADER_SIZE,
+    KIND_ACCOUNTS,
+    KIND_TRANSFERS,
+    Tip,
+    checksum,
+    write_batches,
+)
 from fastledger._records import pack_accounts, pack_transfers
 from fastledger._verify import verify, verify_main
 
@@ -191,19 +198,22 @@ def test_a_journal_of_another_format_version_is_refused(
 
 def write_groups(path: Path, groups: list[int]) -> list[tuple[int, int]]:
     """A journal whose batches went out in writes of `groups` batches each (the first batch
-    makes the accounts); returns the spans of its batches."""
+    makes the accounts); returns the spans of its batches. The writes are made as the
+    journal's writer makes them, without its thread, which groups whatever is queued when it
+    gets to it."""
     path.mkdir()
     fd = os.open(path / "journal", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    writer = JournalWriter(str(path / "journal"), fd, Tip(), sync=False)
-    writer.wait(writer.append(1, 1000, pack_accounts([account(1), account(2)])))
+    accounts = (1, KIND_ACCOUNTS, 1000, pack_accounts([account(1), account(2)]))
+    tip = write_batches(fd, [accounts], Tip(), sync=False)[-1]
     next_id = 10
     for size in groups:
+        group = []
         for _ in range(size):
             body = pack_transfers([transfer(next_id, 1, 2, 1)])
-            writer.append(KIND_TRANSFERS, 1000 + next_id, body)
+            group.append((tip.sequence + len(group) + 1, KIND_TRANSFERS, 1000 + next_id, body))
             next_id += 1
-        writer.wait(writer.appended)
-    writer.close()
+        tip = write_batches(fd, group, tip, sync=False)[-1]
+    os.close(fd)
     return batch_spans((path / "journal").read_bytes())
 
 

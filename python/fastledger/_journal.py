@@ -51,10 +51,12 @@ __all__ = [
     "Batch",
     "JournalScan",
     "JournalWriter",
+    "Queued",
     "Tip",
     "checksum",
     "encode_header",
     "sync_directory",
+    "write_batches",
 ]
 
 MAGIC = b"FLBATCH\0"
@@ -68,6 +70,9 @@ NO_CHECKSUM = bytes(CHECKSUM_SIZE)
 _HEADER = struct.Struct("<8sHHIQQQ16s16s40s16s")
 assert _HEADER.size == HEADER_SIZE == RECORD_SIZE
 _CHECKED = HEADER_SIZE - CHECKSUM_SIZE
+# The header without its checksum, the bytes that the checksum covers.
+_HEADER_CHECKED = struct.Struct("<8sHHIQQQ16s16s40s")
+assert _HEADER_CHECKED.size == _CHECKED
 _RESERVED = bytes(40)
 
 # One write of a group commit carries at most this many bytes (and at least one batch), so
@@ -120,7 +125,7 @@ def encode_header(
     sequence: int, kind: int, timestamp: int, body: bytes, write_sequence: int, previous: bytes
 ) -> bytes:
     """The header of a batch; its last 16 bytes are its checksum."""
-    header = _HEADER.pack(
+    checked = _HEADER_CHECKED.pack(
         MAGIC,
         VERSION,
         kind,
@@ -131,9 +136,8 @@ def encode_header(
         checksum(body),
         previous,
         _RESERVED,
-        NO_CHECKSUM,
     )
-    return header[:_CHECKED] + checksum(header[:_CHECKED])
+    return checked + checksum(checked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,21 +294,57 @@ def sync_directory(path: str) -> None:
 
 # A queued batch: its sequence, kind, timestamp and records. A tuple, not a dataclass: one is
 # made per call under the ledger's lock.
-_Queued = tuple[int, int, int, bytes]
+Queued = tuple[int, int, int, bytes]
+
+# The most buffers one os.writev takes: IOV_MAX on Linux and macOS.
+_IOV_MAX = 1024
+
+
+def write_batches(fd: int, group: list[Queued], tip: Tip, *, sync: bool) -> list[Tip]:
+    """Writes a group of batches after `tip` as one write (a group commit) and flushes it if
+    `sync`; returns the tip after each of its batches."""
+    parts: list[bytes | memoryview] = []
+    tips: list[Tip] = []
+    first = group[0][0]
+    for sequence, kind, timestamp, body in group:
+        header = encode_header(sequence, kind, timestamp, body, first, tip.checksum)
+        parts += (header, body)
+        tip = Tip(sequence, tip.end, tip.end + HEADER_SIZE + len(body), header[_CHECKED:])
+        tips.append(tip)
+    _write_all(fd, parts)
+    if sync:
+        sync_file(fd)
+    return tips
+
+
+def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
+    """Writes `parts` in order, handing the buffers to the kernel as they are rather than
+    joining them into one more copy of every body. Like os.write, os.writev may write less
+    than asked, so it resumes after what was written."""
+    start = 0
+    while start < len(parts):
+        written = os.writev(fd, parts[start : start + _IOV_MAX])
+        while start < len(parts) and written >= len(parts[start]):
+            written -= len(parts[start])
+            start += 1
+        if written:
+            parts[start] = memoryview(parts[start])[written:]
 
 
 class JournalWriter:
-    """Appends batches with group commit.
+    """Appends batches with group commit, from a writer thread of its own.
 
-    `append` runs under the ledger's lock, so sequences follow the order in which the engine
-    applied the batches. `wait` runs outside it: the first waiter whose batch is not yet on
-    disk becomes the leader, writes every queued batch in one write and flushes once; callers
-    that arrive during a flush share the next one.
+    `append` runs under the ledger's lock before the engine applies the batch, so sequences
+    follow the order in which the engine applies batches, and the writer checksums, writes and
+    flushes a batch while the engine works on it (both release the GIL for large batches).
+    The journal can run ahead of the engine because it holds only what the engine is given,
+    never what it answered. `wait` runs outside the lock.
 
-    Each waiter sleeps on a lock of its own, and a write wakes only the waiters whose batches
-    it made durable, plus one waiter of the next group, the successor, to lead it. Waking
-    every waiter for each write made each of them contend for the GIL, which cost more than
-    the fsync itself with dozens of threads.
+    The writer takes every queued batch (up to WRITE_BYTES_MAX) as one write and one flush, so
+    batches queued during a flush share the next one. Each waiter sleeps on a lock of its own,
+    released by the write that made its batch durable: waking every waiter for each write made
+    each of them contend for the GIL, which cost more than the fsync itself with dozens of
+    threads.
     """
 
     def __init__(self, path: str, fd: int, tip: Tip, *, sync: bool) -> None:
@@ -313,22 +353,26 @@ class JournalWriter:
         self._sync = sync
         # Guards everything below; held only briefly, never across a write.
         self._lock = threading.Lock()
-        self._queue: list[_Queued] = []
+        # Notified when a batch is queued while the writer sleeps, and at close.
+        self._work = threading.Condition(self._lock)
+        self._queue: list[Queued] = []
         self._tip = tip
         self._appended = tip.sequence
         self._durable = tip.sequence
-        self._writing = False
-        # The last sequence of the write in flight, and the locks of the waiters it releases.
-        self._writing_through = tip.sequence
-        self._in_flight: list[LockType] = []
-        # The locks of the waiters whose batches are queued behind the write in flight, and
-        # of the one among them that leads the next write.
-        self._next: list[LockType] = []
-        self._successor: LockType | None = None
+        self._idle = False
+        self._closing = False
+        # The callers waiting for their batch to be durable, and the lock each sleeps on.
+        self._waiters: list[tuple[int, LockType]] = []
         # The batch a snapshot covers, and its tip once it is on disk.
         self._marked = 0
         self._marked_tip: Tip | None = None
+        # Why the ledger refuses further batches; `_stopped` once the writer itself failed,
+        # after which no batch becomes durable.
         self._failure: BaseException | None = None
+        self._failure_message = ""
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="fastledger-journal", daemon=True)
+        self._thread.start()
 
     @property
     def appended(self) -> int:
@@ -336,11 +380,14 @@ class JournalWriter:
         return self._appended
 
     def append(self, kind: int, timestamp: int, body: bytes) -> int:
-        """Queues a batch that the engine applied; returns its sequence."""
+        """Queues a batch that the engine is about to apply; returns its sequence."""
         with self._lock:
             self.raise_if_failed()
             self._appended = sequence = self._appended + 1
             self._queue.append((sequence, kind, timestamp, body))
+            if self._idle:
+                self._idle = False
+                self._work.notify()
             return sequence
 
     def wait(self, sequence: int) -> None:
@@ -348,29 +395,18 @@ class JournalWriter:
         # `_durable` only grows, so a batch seen durable without the lock is durable.
         if self._durable >= sequence:
             return
-        lock = self._lock
-        lock.acquire()
-        try:
-            while self._durable < sequence:
-                self.raise_if_failed()
-                if not self._writing:
-                    self._lead()
-                    continue
-                waiter = allocate_lock()
-                waiter.acquire()
-                if sequence <= self._writing_through:
-                    self._in_flight.append(waiter)
-                elif self._successor is None:
-                    self._successor = waiter
-                else:
-                    self._next.append(waiter)
-                lock.release()
-                try:
-                    waiter.acquire()
-                finally:
-                    lock.acquire()
-        finally:
-            lock.release()
+        with self._lock:
+            if self._durable >= sequence:
+                return
+            if self._stopped:
+                raise self._failed() from self._failure
+            waiter = allocate_lock()
+            waiter.acquire()
+            self._waiters.append((sequence, waiter))
+        waiter.acquire()
+        # Only a writer that failed releases a waiter before its batch is durable.
+        if self._durable < sequence:
+            raise self._failed() from self._failure
 
     def mark(self) -> int:
         """Remembers the tip of the last appended batch once it is written, for a snapshot of
@@ -393,68 +429,62 @@ class JournalWriter:
         with self._lock:
             return self._tip
 
+    def fail_applying(self, sequence: int, error: BaseException) -> JournalWriteError:
+        """Refuses every further batch because the engine failed on batch `sequence`, which
+        was queued already and is still written: memory may lack a batch that the journal
+        holds. Returns the error that says so. Called under the ledger's lock."""
+        with self._lock:
+            self._fail(
+                error,
+                f"the engine failed on batch {sequence} after the journal {self.path} took it "
+                f"({error!r}); the ledger in memory may lack that batch, so it refuses every "
+                "further call: open the ledger again, which replays the batch from the journal, "
+                "and retry it with the same ids",
+            )
+            return self._failed()
+
     def raise_if_failed(self) -> None:
-        """Refuses to go on after a failed write: memory is ahead of the journal."""
+        """Refuses to go on once memory and the journal may differ."""
         if self._failure is not None:
             raise self._failed() from self._failure
 
     def close(self) -> None:
+        """Writes what is still queued, stops the writer and closes the file."""
+        with self._lock:
+            self._closing = True
+            self._work.notify()
+        self._thread.join()
         os.close(self._fd)
 
+    def _fail(self, error: BaseException, message: str) -> None:
+        # The first failure is the one that tells the user what happened.
+        if self._failure is None:
+            self._failure, self._failure_message = error, message
+
     def _failed(self) -> JournalWriteError:
-        return JournalWriteError(
-            f"writing the journal {self.path} failed ({self._failure!r}); the outcome of the "
-            "batches in flight is unknown: open the ledger again and retry them with the same "
-            "ids"
-        )
+        return JournalWriteError(self._failure_message)
 
-    def _lead(self) -> None:
-        """Writes the queue as one write and one flush, with the lock released so that other
-        callers can queue behind it. Called, and returns, with the lock held."""
-        group = self._take_group()
-        assert group, "a batch not yet durable is queued or in flight"
-        through = group[-1][0]
-        self._writing = True
-        self._writing_through = through
-        # The waiters of the queued batches now wait for this write.
-        self._in_flight, self._next = self._next, []
-        if self._successor is not None:
-            self._in_flight.append(self._successor)
-            self._successor = None
-        self._lock.release()
-        try:
-            tips = self._write(group, self._tip)
-        except BaseException as error:
-            # Part of the group may be on disk: the file can take no further write.
-            self._lock.acquire()
-            self._failure = error
-            self._writing = False
-            self._release(self._in_flight + self._next)
-            if self._successor is not None:
-                self._release([self._successor])
-            self._in_flight, self._next, self._successor = [], [], None
-            raise self._failed() from error
-        self._lock.acquire()
-        self._tip = tips[-1]
-        first = group[0][0]
-        if first <= self._marked <= through:
-            self._marked_tip = tips[self._marked - first]
-        self._durable = through
-        self._writing = False
-        self._release(self._in_flight)
-        self._in_flight = []
-        # The successor's batch is queued: it leads the next write, unless a caller that
-        # arrives first takes the lead, in which case it finds its batch in flight.
-        if self._successor is not None:
-            self._successor.release()
-            self._successor = None
+    def _run(self) -> None:
+        """The writer thread: writes the queue, a group at a time, until closed or failed."""
+        while True:
+            with self._lock:
+                group = self._next_group()
+            if not group:
+                return
+            try:
+                tips = write_batches(self._fd, group, self._tip, sync=self._sync)
+            except BaseException as error:
+                self._stop(error)
+                return
+            self._written(group, tips)
 
-    @staticmethod
-    def _release(waiters: list[LockType]) -> None:
-        for waiter in waiters:
-            waiter.release()
-
-    def _take_group(self) -> list[_Queued]:
+    def _next_group(self) -> list[Queued]:
+        """Sleeps until a batch is queued; takes the next group. Empty once closed and
+        written. Called with the lock held."""
+        while not self._queue and not self._closing:
+            self._idle = True
+            self._work.wait()
+        self._idle = False
         size = 0
         for count, queued in enumerate(self._queue):
             size += HEADER_SIZE + len(queued[3])
@@ -465,19 +495,34 @@ class JournalWriter:
         group, self._queue = self._queue[:count], self._queue[count:]
         return group
 
-    def _write(self, group: list[_Queued], tip: Tip) -> list[Tip]:
-        """Writes and flushes a group; returns the tip after each of its batches."""
-        parts: list[bytes] = []
-        tips: list[Tip] = []
-        first = group[0][0]
-        for sequence, kind, timestamp, body in group:
-            header = encode_header(sequence, kind, timestamp, body, first, tip.checksum)
-            parts += (header, body)
-            tip = Tip(sequence, tip.end, tip.end + HEADER_SIZE + len(body), header[_CHECKED:])
-            tips.append(tip)
-        data = memoryview(b"".join(parts))
-        while data:
-            data = data[os.write(self._fd, data) :]
-        if self._sync:
-            sync_file(self._fd)
-        return tips
+    def _written(self, group: list[Queued], tips: list[Tip]) -> None:
+        """Makes a written group durable and wakes the waiters of its batches."""
+        first, through = group[0][0], group[-1][0]
+        with self._lock:
+            self._tip = tips[-1]
+            if first <= self._marked <= through:
+                self._marked_tip = tips[self._marked - first]
+            self._durable = through
+            waiters = self._waiters
+            ready = [waiter for sequence, waiter in waiters if sequence <= through]
+            if len(ready) < len(waiters):
+                self._waiters = [(s, waiter) for s, waiter in waiters if s > through]
+            else:
+                self._waiters = []
+        for waiter in ready:
+            waiter.release()
+
+    def _stop(self, error: BaseException) -> None:
+        """A write or flush failed; part of the group may be on disk, so the file can take no
+        further write. Every waiter learns it."""
+        with self._lock:
+            self._fail(
+                error,
+                f"writing the journal {self.path} failed ({error!r}); the outcome of the "
+                "batches in flight is unknown: open the ledger again and retry them with the "
+                "same ids",
+            )
+            self._stopped = True
+            waiters, self._waiters = self._waiters, []
+        for _, waiter in waiters:
+            waiter.release()

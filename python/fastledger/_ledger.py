@@ -5,11 +5,15 @@ clock once per call, turns it into strictly increasing timestamps (never going b
 when the clock does), checks the input at the edge, and serialises calls with a lock so that a
 ledger can be shared between threads.
 
-A ledger opened on a directory (`Ledger.open`) also journals every batch the engine applied:
+A ledger opened on a directory (`Ledger.open`) also journals every batch the engine applies:
 the records exactly as submitted and the batch timestamp, which with the facade's expiry rule
-are all that a deterministic engine needs to rebuild its state on the next open. The engine
-work holds the lock; the write and fsync do not, so callers that arrive together share one
-(group commit), and no call returns, nor shows another's batch, before that batch is durable.
+are all that a deterministic engine needs to rebuild its state on the next open. Nothing in the
+journal depends on the engine's answer, so a batch is queued for the journal just before the
+engine applies it, under the lock (journal order is apply order), and the journal's writer
+thread writes it while the engine works. The write and fsync never hold the lock, so callers
+that arrive together share one (group commit), and no call returns, nor shows another's batch,
+before that batch is durable. An engine that fails on a batch already queued leaves the journal
+ahead of memory: the ledger then refuses every call until it is opened again.
 """
 
 from __future__ import annotations
@@ -176,6 +180,16 @@ def _snapshot_engine(engine: Engine) -> SnapshotEngine | None:
     if hasattr(engine, "export_state") and hasattr(engine, "import_state"):
         return cast(SnapshotEngine, engine)
     return None
+
+
+def _immutable(records: memoryview) -> bytes:
+    """The records as bytes for the journal and the engine to read, so that a caller changing
+    its buffer meanwhile cannot make them differ: a whole bytes object as it is, anything
+    else copied."""
+    owner = records.obj
+    if type(owner) is bytes and len(owner) == records.nbytes:
+        return owner
+    return records.tobytes()
 
 
 def rust_engine_available() -> bool:
@@ -385,12 +399,11 @@ class Ledger:
         with self._lock:
             timestamp = self._begin_batch(kind, len(events))
             raw: list[Any]
-            if rust and body is not None:
-                # The Rust engine reads the records packed for the journal: converted once.
-                raw = getattr(self._engine, kind.create_from_packed)(memoryview(body), timestamp)
-            else:
+            if body is None:
                 raw = getattr(self._engine, kind.create)(events, timestamp)
-            sequence = 0 if body is None else self._log_batch(kind, timestamp, body)
+                sequence = 0
+            else:
+                sequence, raw = self._apply_journaled(kind, events, body, timestamp)
         if sequence:
             self._settle(sequence)
         if rust:
@@ -400,21 +413,40 @@ class Ledger:
         results: list[Any] = [new(result, (status[s], ts)) for s, ts in raw]
         return results
 
+    def _apply_journaled(
+        self, kind: _Kind, events: Sequence[Any], body: bytes, timestamp: int
+    ) -> tuple[int, list[Any]]:
+        """Queues a batch for the journal, then applies it; returns its sequence and the
+        engine's answer. Called under the lock."""
+        sequence = self._log_batch(kind, timestamp, body)
+        try:
+            if self._engine.name == "rust":
+                # The Rust engine reads the records packed for the journal: converted once.
+                create = getattr(self._engine, kind.create_from_packed)
+                return sequence, create(memoryview(body), timestamp)
+            return sequence, getattr(self._engine, kind.create)(events, timestamp)
+        except BaseException as error:
+            self._fail_applying(sequence, error)
+            raise
+
     def _create_packed(self, kind: _Kind, events: object) -> PackedResults[Any]:
         records = packed.as_records(events, kind.name)
         count = len(records) // RECORD_SIZE
         _check.check_count(count, kind.name, self._batch_max)
         if count == 0:
             return PackedResults(b"", b"", kind.result, kind.status_enum)
-        # The journal keeps a copy, and the engine reads that same copy, so that a caller
-        # changing its buffer meanwhile cannot make them differ.
-        body = None if self._journal is None else records.tobytes()
+        body = None if self._journal is None else _immutable(records)
         if body is not None:
             records = memoryview(body)
         with self._lock:
             timestamp = self._begin_batch(kind, count)
-            statuses, timestamps = getattr(self._engine, kind.create_packed)(records, timestamp)
             sequence = self._log_batch(kind, timestamp, body)
+            try:
+                statuses, timestamps = getattr(self._engine, kind.create_packed)(records, timestamp)
+            except BaseException as error:
+                if sequence:
+                    self._fail_applying(sequence, error)
+                raise
         self._settle(sequence)
         return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
 
@@ -606,12 +638,23 @@ class Ledger:
         return kind.pack(events)
 
     def _log_batch(self, kind: _Kind, timestamp: int, body: bytes | None) -> int:
-        """Queues an applied batch for the journal; returns its sequence (0 in memory)."""
+        """Queues a batch for the journal, just before the engine applies it; returns its
+        sequence (0 in memory)."""
         if self._journal is None or body is None:
             return 0
         assert self._directory is not None
         self._directory.note_batch(len(body))
         return self._journal.append(kind.journal_kind, timestamp, body)
+
+    def _fail_applying(self, sequence: int, error: BaseException) -> None:
+        """The engine raised on batch `sequence`, which the journal holds: memory may lack it,
+        so the ledger refuses every further call until it is opened again and the journal
+        replayed. An Exception becomes the error that says so; anything else, such as
+        KeyboardInterrupt, goes on as it is. Called under the lock."""
+        assert self._journal is not None
+        failure = self._journal.fail_applying(sequence, error)
+        if isinstance(error, Exception):
+            raise failure from error
 
     def _settle(self, sequence: int) -> None:
         """Waits, outside the lock, until batch `sequence` is on disk; then takes a snapshot

@@ -353,8 +353,11 @@ class JournalWriter:
         self._sync = sync
         # Guards everything below; held only briefly, never across a write.
         self._lock = threading.Lock()
-        # Notified when a batch is queued while the writer sleeps, and at close.
-        self._work = threading.Condition(self._lock)
+        # The writer sleeps on this lock while `_idle`; whoever clears `_idle` releases it
+        # once, to wake the writer. A bare lock: a Condition's notify, made on most appends
+        # of a lone caller, cost more than the rest of the append.
+        self._wake = allocate_lock()
+        self._wake.acquire()
         self._queue: list[Queued] = []
         self._tip = tip
         self._appended = tip.sequence
@@ -385,9 +388,7 @@ class JournalWriter:
             self.raise_if_failed()
             self._appended = sequence = self._appended + 1
             self._queue.append((sequence, kind, timestamp, body))
-            if self._idle:
-                self._idle = False
-                self._work.notify()
+            self._wake_writer()
             return sequence
 
     def wait(self, sequence: int) -> None:
@@ -452,9 +453,15 @@ class JournalWriter:
         """Writes what is still queued, stops the writer and closes the file."""
         with self._lock:
             self._closing = True
-            self._work.notify()
+            self._wake_writer()
         self._thread.join()
         os.close(self._fd)
+
+    def _wake_writer(self) -> None:
+        # Called with the lock held.
+        if self._idle:
+            self._idle = False
+            self._wake.release()
 
     def _fail(self, error: BaseException, message: str) -> None:
         # The first failure is the one that tells the user what happened.
@@ -483,8 +490,9 @@ class JournalWriter:
         written. Called with the lock held."""
         while not self._queue and not self._closing:
             self._idle = True
-            self._work.wait()
-        self._idle = False
+            self._lock.release()
+            self._wake.acquire()
+            self._lock.acquire()
         size = 0
         for count, queued in enumerate(self._queue):
             size += HEADER_SIZE + len(queued[3])

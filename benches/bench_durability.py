@@ -70,11 +70,22 @@ def fresh(directory: Path) -> Path:
     return path / "ledger"
 
 
-def test_durable_batches_of_8189(benchmark: BenchmarkFixture, engine: str, directory: Path) -> None:
-    """An fsync per create_transfers call of 8189 Transfer objects."""
+@pytest.mark.parametrize("packed", [False, True], ids=["objects", "packed"])
+def test_durable_batches_of_8189(
+    benchmark: BenchmarkFixture, engine: str, directory: Path, packed: bool
+) -> None:
+    """An fsync per create_transfers call of 8189 Transfer objects, or of their packed
+    records."""
     count = DURABLE_BATCHES * BATCH_MAX
-    batches = [transfers(1 + i * BATCH_MAX, BATCH_MAX, seed=i) for i in range(DURABLE_BATCHES)]
-    benchmark.group = f"durable create_transfers: {count:,} transfers in batches of {BATCH_MAX}"
+    batches: list[Any] = [
+        transfers(1 + i * BATCH_MAX, BATCH_MAX, seed=i) for i in range(DURABLE_BATCHES)
+    ]
+    if packed:
+        batches = [pack_transfers(batch) for batch in batches]
+    what = "packed" if packed else "objects"
+    benchmark.group = (
+        f"durable create_transfers: {count:,} transfers in batches of {BATCH_MAX} ({what})"
+    )
 
     def setup() -> tuple[tuple[Ledger], dict[str, Any]]:
         return (open_with_accounts(fresh(directory), engine, snapshot_every=None),), {}

@@ -402,8 +402,12 @@ class Ledger:
             if body is None:
                 raw = getattr(self._engine, kind.create)(events, timestamp)
                 sequence = 0
+            elif rust:
+                # The Rust engine reads the records packed for the journal: converted once.
+                create, records = kind.create_from_packed, memoryview(body)
+                sequence, raw = self._apply_journaled(kind, timestamp, body, create, records)
             else:
-                sequence, raw = self._apply_journaled(kind, events, body, timestamp)
+                sequence, raw = self._apply_journaled(kind, timestamp, body, kind.create, events)
         if sequence:
             self._settle(sequence)
         if rust:
@@ -414,19 +418,22 @@ class Ledger:
         return results
 
     def _apply_journaled(
-        self, kind: _Kind, events: Sequence[Any], body: bytes, timestamp: int
-    ) -> tuple[int, list[Any]]:
-        """Queues a batch for the journal, then applies it; returns its sequence and the
-        engine's answer. Called under the lock."""
-        sequence = self._log_batch(kind, timestamp, body)
+        self, kind: _Kind, timestamp: int, body: bytes, create: str, records: object
+    ) -> tuple[int, Any]:
+        """Queues a batch for the journal, then has the engine apply it with its method
+        `create` on `records`, the events of `body`; returns the batch's sequence and the
+        engine's answer. Called under the lock.
+
+        From the moment the batch is queued, an exception leaves the journal holding a batch
+        that memory may lack, and fails the ledger (see `_fail_applying`)."""
+        assert self._journal is not None
+        queued = self._journal.appended + 1
         try:
-            if self._engine.name == "rust":
-                # The Rust engine reads the records packed for the journal: converted once.
-                create = getattr(self._engine, kind.create_from_packed)
-                return sequence, create(memoryview(body), timestamp)
-            return sequence, getattr(self._engine, kind.create)(events, timestamp)
+            sequence = self._log_batch(kind, timestamp, body)
+            return sequence, getattr(self._engine, create)(records, timestamp)
         except BaseException as error:
-            self._fail_applying(sequence, error)
+            if self._journal.appended == queued:
+                self._fail_applying(queued, error)
             raise
 
     def _create_packed(self, kind: _Kind, events: object) -> PackedResults[Any]:
@@ -440,13 +447,13 @@ class Ledger:
             records = memoryview(body)
         with self._lock:
             timestamp = self._begin_batch(kind, count)
-            sequence = self._log_batch(kind, timestamp, body)
-            try:
+            if body is None:
                 statuses, timestamps = getattr(self._engine, kind.create_packed)(records, timestamp)
-            except BaseException as error:
-                if sequence:
-                    self._fail_applying(sequence, error)
-                raise
+                sequence = 0
+            else:
+                create = kind.create_packed
+                sequence, answer = self._apply_journaled(kind, timestamp, body, create, records)
+                statuses, timestamps = answer
         self._settle(sequence)
         return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
 
@@ -637,20 +644,18 @@ class Ledger:
             return None
         return kind.pack(events)
 
-    def _log_batch(self, kind: _Kind, timestamp: int, body: bytes | None) -> int:
+    def _log_batch(self, kind: _Kind, timestamp: int, body: bytes) -> int:
         """Queues a batch for the journal, just before the engine applies it; returns its
-        sequence (0 in memory)."""
-        if self._journal is None or body is None:
-            return 0
-        assert self._directory is not None
+        sequence."""
+        assert self._journal is not None and self._directory is not None
         self._directory.note_batch(len(body))
         return self._journal.append(kind.journal_kind, timestamp, body)
 
     def _fail_applying(self, sequence: int, error: BaseException) -> None:
-        """The engine raised on batch `sequence`, which the journal holds: memory may lack it,
-        so the ledger refuses every further call until it is opened again and the journal
-        replayed. An Exception becomes the error that says so; anything else, such as
-        KeyboardInterrupt, goes on as it is. Called under the lock."""
+        """The engine (or an interrupt) raised on batch `sequence`, which the journal holds:
+        memory may lack it, so the ledger refuses every further call until it is opened again
+        and the journal replayed. An Exception becomes the error that says so; anything else,
+        such as KeyboardInterrupt, goes on as it is. Called under the lock."""
         assert self._journal is not None
         failure = self._journal.fail_applying(sequence, error)
         if isinstance(error, Exception):

@@ -238,6 +238,23 @@ def test_damage_in_a_write_followed_by_another_write_is_refused(tmp_path: Path) 
     assert caught.value.offset == spans[3][0]
 
 
+def test_a_write_that_the_kernel_takes_in_pieces_still_writes_every_byte(
+    tmp_path: Path, template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.writev may write less than asked, as os.write may; the writer goes on from there."""
+    real, writes = os.writev, []
+
+    def short_writev(fd: int, buffers: list[Any]) -> int:
+        writes.append(fd)
+        return real(fd, [b"".join(bytes(b) for b in buffers)[:100]])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    build(tmp_path, BATCHES)
+    journal = (tmp_path / "journal").read_bytes()
+    assert journal == template["journal"]
+    assert len(writes) >= len(journal) / 100, "the writes were not cut short"
+
+
 def test_a_journal_shorter_than_its_snapshot_is_refused(tmp_path: Path) -> None:
     build(tmp_path, BATCHES)
     with Ledger.open(tmp_path, engine="python") as ledger:

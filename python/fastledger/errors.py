@@ -84,11 +84,13 @@ class JournalCorruptError(FastledgerError):
 
 
 class JournalWriteError(FastledgerError, OSError):
-    """The journal could not be written or flushed to disk.
+    """Memory and the journal may differ: the journal could not be written or flushed to disk
+    (memory is then ahead of it), or the engine failed on a batch that the journal had already
+    taken (the journal is then ahead).
 
-    The batches waiting for that write may or may not be on disk, and the ledger refuses every
-    further call because its memory is ahead of its journal: close it, open the directory
-    again, and retry the batches with the same ids (a batch that was kept answers `EXISTS`).
+    The batches involved may or may not be on disk, and the ledger refuses every further call:
+    close it, open the directory again, which replays the journal, and retry the batches with
+    the same ids (a batch that was kept answers `EXISTS`).
     """
 
 

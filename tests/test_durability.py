@@ -38,7 +38,7 @@ from fastledger._records import pack_transfers
 from fastledger._verify import verify
 
 from .conftest import FakeClock, require_engine
-from .helpers import account, pending, transfer
+from .helpers import account, pending, post, transfer
 from .journal_scenario import STEPS, probe
 
 T = CreateTransferStatus
@@ -452,6 +452,43 @@ def test_a_snapshot_holds_the_expiry_it_records_even_right_after_an_accounts_bat
     assert report.ok and report.snapshots_checked == 1, report.summary()
     with Ledger.open(tmp_path, engine="python", clock=clock) as ledger:
         assert probe(ledger) == expected
+
+
+def test_a_pending_transfer_a_read_saw_expire_stays_expired_when_reopened_with_a_clock_behind(
+    engine: str, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    with Ledger.open(tmp_path, engine=engine, clock=clock) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        ledger.create_transfers([pending(10, 1, 2, 5, timeout=1)])
+        clock.advance(seconds=2)
+        seen = ledger.lookup_accounts([1])[0]  # this read releases the reservation
+        assert seen.debits_pending == 0
+    clock.advance(seconds=-2)  # set back, or another machine's clock
+    with Ledger.open(tmp_path, engine=engine, clock=clock) as ledger:
+        assert ledger.lookup_accounts([1]) == [seen]
+        posted = ledger.create_transfers([post(11, 10)])
+    assert [r.status for r in posted] == [T.PENDING_TRANSFER_EXPIRED]
+    assert verify(tmp_path).ok
+
+
+def test_only_a_read_that_releases_a_reservation_adds_to_the_journal(
+    engine: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    with Ledger.open(tmp_path, engine=engine, clock=clock) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        ledger.create_transfers([pending(10, 1, 2, 5, timeout=1)])
+        before = journal_bytes(tmp_path)
+        ledger.lookup_accounts([1])
+        assert journal_bytes(tmp_path) == before  # nothing due yet
+        clock.advance(seconds=2)
+        ledger.lookup_accounts([1])
+        grown = journal_bytes(tmp_path)
+        assert len(grown) == len(before) + _journal.HEADER_SIZE
+        header = grown[len(before) :]
+        assert int.from_bytes(header[10:12], "little") == _journal.KIND_EXPIRY
+        ledger.lookup_accounts([1])
+        assert journal_bytes(tmp_path) == grown  # released once, journaled once
 
 
 def test_export_state_then_import_state_gives_the_same_state(engine: str) -> None:

@@ -196,6 +196,24 @@ def test_a_journal_of_another_format_version_is_refused(
     assert caught.value.offset == 0
 
 
+@pytest.mark.parametrize(
+    ("kind", "count", "reason"),
+    [(9, 1, "unknown batch kind 9"), (3, 1, "an expiry of 1 records"), (2, 0, "a batch of 0")],
+)
+def test_a_header_whose_kind_and_count_disagree_is_refused(
+    tmp_path: Path, template: dict[str, Any], kind: int, count: int, reason: str
+) -> None:
+    journal, (start, _) = bytearray(template["journal"]), template["spans"][1]
+    header = journal[start : start + HEADER_SIZE]
+    header[10:16] = struct.pack("<HI", kind, count)
+    rechecksum(header)
+    journal[start : start + HEADER_SIZE] = header
+    write_journal(tmp_path, bytes(journal))
+    with pytest.raises(JournalCorruptError, match=reason) as caught:
+        Ledger.open(tmp_path, engine="python")
+    assert caught.value.offset == start
+
+
 def write_groups(path: Path, groups: list[int]) -> list[tuple[int, int]]:
     """A journal whose batches went out in writes of `groups` batches each (the first batch
     makes the accounts); returns the spans of its batches. The writes are made as the

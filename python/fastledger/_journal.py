@@ -7,8 +7,9 @@ multiple of 128. Header layout, all integers little-endian:
     offset  size  field
     0       8     magic b"FLBATCH\\0"
     8       2     u16 format version (1)
-    10      2     u16 kind: 1 accounts, 2 transfers
-    12      4     u32 count: records in the body, 1..8189
+    10      2     u16 kind: 1 accounts, 2 transfers, 3 expiry (pending transfers that a read
+                  released: no body, the timestamp is the time they expired through)
+    12      4     u32 count: records in the body, 1..8189 (0 for an expiry)
     16      8     u64 sequence: 1 for the first batch, then one more per batch
     24      8     u64 timestamp: the batch timestamp the ledger gave (its last event's)
     32      8     u64 write sequence: the sequence of the first batch of the write (the group
@@ -47,6 +48,7 @@ from .errors import JournalCorruptError, JournalWriteError
 __all__ = [
     "HEADER_SIZE",
     "KIND_ACCOUNTS",
+    "KIND_EXPIRY",
     "KIND_TRANSFERS",
     "Batch",
     "JournalScan",
@@ -63,6 +65,7 @@ MAGIC = b"FLBATCH\0"
 VERSION = 1
 KIND_ACCOUNTS = 1
 KIND_TRANSFERS = 2
+KIND_EXPIRY = 3
 HEADER_SIZE = 128
 CHECKSUM_SIZE = 16
 NO_CHECKSUM = bytes(CHECKSUM_SIZE)
@@ -167,9 +170,11 @@ def _invalid_field(header: _Header) -> str | None:
         return "a checksummed header without the batch magic"
     if header.version != VERSION:
         return f"journal format version {header.version}; this fastledger reads {VERSION}"
-    if header.kind not in (KIND_ACCOUNTS, KIND_TRANSFERS):
+    if header.kind not in (KIND_ACCOUNTS, KIND_TRANSFERS, KIND_EXPIRY):
         return f"unknown batch kind {header.kind}"
-    if not 1 <= header.count <= BATCH_MAX:
+    if header.kind == KIND_EXPIRY and header.count != 0:
+        return f"an expiry of {header.count} records"
+    if header.kind != KIND_EXPIRY and not 1 <= header.count <= BATCH_MAX:
         return f"a batch of {header.count} records"
     if not 1 <= header.write_sequence <= header.sequence:
         return f"write sequence {header.write_sequence} of batch {header.sequence}"

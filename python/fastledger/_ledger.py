@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol, TypeVar, cast, overload
 from . import _check, packed
 from ._balances import Balances, TrialBalance
 from ._engine import PythonEngine
-from ._journal import KIND_ACCOUNTS, KIND_TRANSFERS, Batch, JournalWriter
+from ._journal import KIND_ACCOUNTS, KIND_EXPIRY, KIND_TRANSFERS, Batch, JournalWriter
 from ._records import RECORD_SIZE, pack_accounts, pack_transfers
 from ._store import Directory, Snapshot
 from ._types import (
@@ -613,9 +613,16 @@ class Ledger:
     def _expire_now(self) -> None:
         """Before a read, releases what expired by now: by the clock, or by the last event's
         timestamp when the clock is behind it, since that event has already happened. The
-        current balances a read shows are then `balances_at` of that time."""
+        current balances a read shows are then `balances_at` of that time.
+
+        On a durable ledger, a read that released a reservation journals the time it expired
+        through: replaying the batches alone would release it only at the next batch, so a
+        ledger reopened while its clock is behind that time (set back, or another machine's)
+        would show the reservation again, and let it be posted, after a reader saw it gone."""
         now = max(self._read_clock(), self._expired_through, self._timestamp)
-        self._engine.expire_pending_transfers(now)
+        expired = self._engine.expire_pending_transfers(now)
+        if expired and self._journal is not None:
+            self._journal.append(KIND_EXPIRY, now, b"")
         self._expired_through = now
 
     # -- durability ------------------------------------------------------------------------
@@ -730,7 +737,12 @@ class Ledger:
 
     def _replay(self, batch: Batch) -> None:
         """Applies a journaled batch exactly as it was applied the first time: the same
-        stamp, the same expiry before transfers, the same records."""
+        stamp, the same expiry before transfers, the same records; or, for an expiry that a
+        read journaled, the same release of what expired through its time."""
+        if batch.kind == KIND_EXPIRY:
+            self._engine.expire_pending_transfers(batch.timestamp)
+            self._expired_through = batch.timestamp
+            return
         kind = _KINDS[batch.kind]
         timestamp = self._begin_batch(kind, batch.count, batch.timestamp)
         getattr(self._engine, kind.create_packed)(memoryview(batch.body), timestamp)

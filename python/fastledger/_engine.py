@@ -16,6 +16,7 @@ import bisect
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from ._balances import pack_u128
@@ -121,7 +122,7 @@ class _AccountState:
         self.flags = int(a.flags)
         self.timestamp = timestamp
         # Every transfer that debits or credits this account, in timestamp order.
-        self.transfers: list[Transfer] = []
+        self.transfers: list[StoredTransfer] = []
         # With `HISTORY`: the balances after each of those transfers, beside it.
         self.history: list[AccountBalance] | None = [] if a.flags & _HISTORY else None
 
@@ -190,65 +191,50 @@ class _Undo:
     pending_saved: list[tuple[int, int]]
 
 
-def _expires_at(p: Transfer) -> int:
-    return p.timestamp + p.timeout * NS_PER_S
+def _expires_at(p: StoredTransfer) -> int:
+    return p[TIMESTAMP] + p[TIMEOUT] * NS_PER_S
 
+
+# The engine stores each transfer as a plain tuple of its fields in record order, not as a
+# `Transfer`: the cyclic garbage collector stops tracking a tuple that holds only ints, where
+# a million stored `Transfer` objects made its collections a third of the posting time.
+# Lookups and queries make `Transfer` records of the tuples they return.
+StoredTransfer = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int]
+(
+    ID,
+    DEBIT_ACCOUNT_ID,
+    CREDIT_ACCOUNT_ID,
+    AMOUNT,
+    PENDING_ID,
+    USER_DATA_128,
+    USER_DATA_64,
+    USER_DATA_32,
+    TIMEOUT,
+    LEDGER,
+    CODE,
+    FLAGS,
+    TIMESTAMP,
+) = range(13)
+
+# The fields of a `Transfer` in record order: the stored tuple of a transfer read as a whole.
+_stored: Callable[[Transfer], StoredTransfer] = attrgetter(*(f.name for f in fields(Transfer)))
 
 # The setters of a Transfer's slots, in field order. A frozen dataclass's `__init__` sets each
-# field through `object.__setattr__`, which cost more than all the guards of a create; the
-# engine builds the transfers it stores through these instead.
-(
-    _set_id,
-    _set_debit_account_id,
-    _set_credit_account_id,
-    _set_amount,
-    _set_pending_id,
-    _set_user_data_128,
-    _set_user_data_64,
-    _set_user_data_32,
-    _set_timeout,
-    _set_ledger,
-    _set_code,
-    _set_flags,
-    _set_timestamp,
-) = (Transfer.__dict__[f.name].__set__ for f in fields(Transfer))
+# field through `object.__setattr__`, which costs more than a lookup itself; the engine makes
+# the records it returns through these instead.
+_SETTERS = tuple(Transfer.__dict__[f.name].__set__ for f in fields(Transfer))
 
 
-def _stored_transfer(
-    id_: int,
-    debit_account_id: int,
-    credit_account_id: int,
-    amount: int,
-    pending_id: int,
-    user_data_128: int,
-    user_data_64: int,
-    user_data_32: int,
-    timeout: int,
-    ledger: int,
-    code: int,
-    flags: int,
-    timestamp: int,
-) -> Transfer:
-    """`Transfer(...)` with every field given in record order, built without the frozen
-    dataclass's `__init__`."""
+def _transfer_record(stored: StoredTransfer) -> Transfer:
+    """`Transfer(*stored)`, built without the frozen dataclass's `__init__`."""
     t: Transfer = object.__new__(Transfer)
-    _set_id(t, id_)
-    _set_debit_account_id(t, debit_account_id)
-    _set_credit_account_id(t, credit_account_id)
-    _set_amount(t, amount)
-    _set_pending_id(t, pending_id)
-    _set_user_data_128(t, user_data_128)
-    _set_user_data_64(t, user_data_64)
-    _set_user_data_32(t, user_data_32)
-    _set_timeout(t, timeout)
-    _set_ledger(t, ledger)
-    _set_code(t, code)
-    _set_flags(t, flags)
-    _set_timestamp(t, timestamp)
+    for set_field, value in zip(_SETTERS, stored, strict=True):
+        set_field(t, value)
     return t
 
 
-assert _stored_transfer(*range(1, 14)) == Transfer(*range(1, 14))
+assert _transfer_record(tuple(range(1, 14))) == Transfer(*range(1, 14))  # type: ignore[arg-type]
+assert _stored(Transfer(*range(1, 14))) == tuple(range(1, 14))
 
 
 class PythonEngine:
@@ -258,11 +244,11 @@ class PythonEngine:
 
     def __init__(self) -> None:
         self._accounts: dict[int, _AccountState] = {}
-        self._transfers: dict[int, Transfer] = {}
+        self._transfers: dict[int, StoredTransfer] = {}
         # Creation order is timestamp order (imported events must not regress), so these
         # lists are sorted by timestamp, and a binary search finds the record of a timestamp.
         self._account_log: list[_AccountState] = []
-        self._transfer_log: list[Transfer] = []
+        self._transfer_log: list[StoredTransfer] = []
         self._pending_status: dict[int, int] = {}
         self._expiry: list[tuple[int, int, int]] = []  # (expires_at, timestamp, pending id)
         self._failed_ids: set[int] = set()
@@ -305,7 +291,7 @@ class PythonEngine:
         if a.flags & _ACCOUNT_IMPORTED:
             if self._account_log and timestamp <= self._account_log[-1].timestamp:
                 return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
-            if _logged_at(self._transfer_log, timestamp):
+            if _logged_at(self._transfer_log, timestamp, _stored_timestamp):
                 return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
 
         account = _AccountState(a, timestamp)
@@ -413,7 +399,7 @@ class PythonEngine:
         if cr.credits_exceed_debits(amount):
             return T.EXCEEDS_DEBITS
 
-        stored = _stored_transfer(
+        stored = (
             t.id,
             t.debit_account_id,
             t.credit_account_id,
@@ -463,25 +449,25 @@ class PythonEngine:
         p = self._transfers.get(t.pending_id)
         if p is None:
             return T.PENDING_TRANSFER_NOT_FOUND
-        if not p.flags & _PENDING:
+        if not p[FLAGS] & _PENDING:
             return T.PENDING_TRANSFER_NOT_PENDING
-        dr = self._accounts[p.debit_account_id]
-        cr = self._accounts[p.credit_account_id]
-        if t.debit_account_id != 0 and t.debit_account_id != p.debit_account_id:
+        dr = self._accounts[p[DEBIT_ACCOUNT_ID]]
+        cr = self._accounts[p[CREDIT_ACCOUNT_ID]]
+        if t.debit_account_id != 0 and t.debit_account_id != p[DEBIT_ACCOUNT_ID]:
             return T.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
-        if t.credit_account_id != 0 and t.credit_account_id != p.credit_account_id:
+        if t.credit_account_id != 0 and t.credit_account_id != p[CREDIT_ACCOUNT_ID]:
             return T.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
-        if t.ledger != 0 and t.ledger != p.ledger:
+        if t.ledger != 0 and t.ledger != p[LEDGER]:
             return T.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
-        if t.code != 0 and t.code != p.code:
+        if t.code != 0 and t.code != p[CODE]:
             return T.PENDING_TRANSFER_HAS_DIFFERENT_CODE
 
         amount = _post_or_void_amount(t, p)
-        if amount > p.amount:
+        if amount > p[AMOUNT]:
             return T.EXCEEDS_PENDING_TRANSFER_AMOUNT
-        if (flags & _VOID) and amount < p.amount:
+        if (flags & _VOID) and amount < p[AMOUNT]:
             return T.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
-        status = self._pending_status[p.id]
+        status = self._pending_status[p[ID]]
         if status == POSTED:
             return T.PENDING_TRANSFER_ALREADY_POSTED
         if status == VOIDED:
@@ -489,7 +475,7 @@ class PythonEngine:
         if status == EXPIRED:
             return T.PENDING_TRANSFER_EXPIRED
         assert status == PENDING
-        if p.timeout and _expires_at(p) <= timestamp:
+        if p[TIMEOUT] and _expires_at(p) <= timestamp:
             return T.PENDING_TRANSFER_EXPIRED
         if flags & _IMPORTED:
             regressed = self._imported_transfer_regresses(timestamp)
@@ -502,27 +488,27 @@ class PythonEngine:
         if (cr.flags & _CLOSED) and not flags & _VOID:
             return T.CREDIT_ACCOUNT_ALREADY_CLOSED
 
-        stored = _stored_transfer(
+        stored = (
             t.id,
-            p.debit_account_id,
-            p.credit_account_id,
+            p[DEBIT_ACCOUNT_ID],
+            p[CREDIT_ACCOUNT_ID],
             amount,
             t.pending_id,
-            t.user_data_128 or p.user_data_128,
-            t.user_data_64 or p.user_data_64,
-            t.user_data_32 or p.user_data_32,
+            t.user_data_128 or p[USER_DATA_128],
+            t.user_data_64 or p[USER_DATA_64],
+            t.user_data_32 or p[USER_DATA_32],
             0,  # timeout
-            p.ledger,
-            p.code,
+            p[LEDGER],
+            p[CODE],
             int(flags),
             timestamp,
         )
         self._save_accounts(dr, cr)
-        self._set_pending_status(p.id, POSTED if flags & _POST else VOIDED)
-        dr.debits_pending -= p.amount
-        cr.credits_pending -= p.amount
+        self._set_pending_status(p[ID], POSTED if flags & _POST else VOIDED)
+        dr.debits_pending -= p[AMOUNT]
+        cr.credits_pending -= p[AMOUNT]
         if flags & _POST:
-            assert not p.flags & _CLOSING
+            assert not p[FLAGS] & _CLOSING
             dr.debits_posted += amount
             cr.credits_posted += amount
         else:
@@ -530,42 +516,42 @@ class PythonEngine:
         self._insert_transfer(stored, dr, cr)
         return T.CREATED
 
-    def _create_transfer_exists(self, t: Transfer, e: Transfer) -> int:
-        if t.flags != e.flags:
+    def _create_transfer_exists(self, t: Transfer, e: StoredTransfer) -> int:
+        if t.flags != e[FLAGS]:
             return T.EXISTS_WITH_DIFFERENT_FLAGS
-        if t.pending_id != e.pending_id:
+        if t.pending_id != e[PENDING_ID]:
             return T.EXISTS_WITH_DIFFERENT_PENDING_ID
-        if t.timeout != e.timeout:
+        if t.timeout != e[TIMEOUT]:
             return T.EXISTS_WITH_DIFFERENT_TIMEOUT
         if t.flags & (_POST | _VOID):
             return _post_or_void_pending_transfer_exists(t, e, self._transfers[t.pending_id])
-        if t.debit_account_id != e.debit_account_id:
+        if t.debit_account_id != e[DEBIT_ACCOUNT_ID]:
             return T.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-        if t.credit_account_id != e.credit_account_id:
+        if t.credit_account_id != e[CREDIT_ACCOUNT_ID]:
             return T.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
         # A balancing transfer's amount is an upper limit: a retry whose limit still covers
         # the amount that was actually moved is the same transfer.
         if t.flags & (_BALANCING_DEBIT | _BALANCING_CREDIT):
-            if t.amount < e.amount:
+            if t.amount < e[AMOUNT]:
                 return T.EXISTS_WITH_DIFFERENT_AMOUNT
-        elif t.amount != e.amount:
+        elif t.amount != e[AMOUNT]:
             return T.EXISTS_WITH_DIFFERENT_AMOUNT
-        if t.user_data_128 != e.user_data_128:
+        if t.user_data_128 != e[USER_DATA_128]:
             return T.EXISTS_WITH_DIFFERENT_USER_DATA_128
-        if t.user_data_64 != e.user_data_64:
+        if t.user_data_64 != e[USER_DATA_64]:
             return T.EXISTS_WITH_DIFFERENT_USER_DATA_64
-        if t.user_data_32 != e.user_data_32:
+        if t.user_data_32 != e[USER_DATA_32]:
             return T.EXISTS_WITH_DIFFERENT_USER_DATA_32
-        if t.ledger != e.ledger:
+        if t.ledger != e[LEDGER]:
             return T.EXISTS_WITH_DIFFERENT_LEDGER
-        if t.code != e.code:
+        if t.code != e[CODE]:
             return T.EXISTS_WITH_DIFFERENT_CODE
         return T.EXISTS
 
     def _imported_transfer_regresses(self, timestamp: int) -> int | None:
-        if self._transfer_log and timestamp <= self._transfer_log[-1].timestamp:
+        if self._transfer_log and timestamp <= self._transfer_log[-1][TIMESTAMP]:
             return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
-        if _logged_at(self._account_log, timestamp):
+        if _logged_at(self._account_log, timestamp, _account_timestamp):
             return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
         return None
 
@@ -591,15 +577,15 @@ class PythonEngine:
         while self._expiry and self._expiry[0][0] <= timestamp:
             expires_at, pending_timestamp, pending_id = heapq.heappop(self._expiry)
             p = self._transfers.get(pending_id)
-            if p is None or p.timestamp != pending_timestamp or not p.timeout:
+            if p is None or p[TIMESTAMP] != pending_timestamp or not p[TIMEOUT]:
                 continue  # Its chain was rolled back, and the id perhaps used again.
             assert _expires_at(p) == expires_at
             if self._pending_status[pending_id] != PENDING:
                 continue  # Posted or voided before it expired.
-            dr = self._accounts[p.debit_account_id]
-            cr = self._accounts[p.credit_account_id]
-            dr.debits_pending -= p.amount
-            cr.credits_pending -= p.amount
+            dr = self._accounts[p[DEBIT_ACCOUNT_ID]]
+            cr = self._accounts[p[CREDIT_ACCOUNT_ID]]
+            dr.debits_pending -= p[AMOUNT]
+            cr.credits_pending -= p[AMOUNT]
             _reopen_closed_by(p, dr, cr)
             self._pending_status[pending_id] = EXPIRED
             expired += 1
@@ -613,7 +599,7 @@ class PythonEngine:
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
         transfers = self._transfers
-        return [transfers[i] for i in ids if i in transfers]
+        return [_transfer_record(transfers[i]) for i in ids if i in transfers]
 
     def lookup_accounts_packed(self, ids: Sequence[int]) -> bytes:
         return pack_accounts(self.lookup_accounts(ids))
@@ -630,7 +616,7 @@ class PythonEngine:
         if account is None or not _account_filter_valid(f):
             return []
         picks = _select(account.transfers, f, _transfer_matches_account_filter(f))
-        return [account.transfers[i] for i in picks]
+        return [_transfer_record(account.transfers[i]) for i in picks]
 
     def get_account_balances(self, f: AccountFilter) -> list[AccountBalance]:
         """The balances after each matching transfer of an account flagged `HISTORY`."""
@@ -644,14 +630,14 @@ class PythonEngine:
     def query_accounts(self, f: QueryFilter) -> list[Account]:
         if not _query_filter_valid(f):
             return []
-        picks = _select(self._account_log, f, _matches_query_filter(f))
+        picks = _select(self._account_log, f, _account_matches_query_filter(f), _account_timestamp)
         return [self._account_log[i].record() for i in picks]
 
     def query_transfers(self, f: QueryFilter) -> list[Transfer]:
         if not _query_filter_valid(f):
             return []
-        picks = _select(self._transfer_log, f, _matches_query_filter(f))
-        return [self._transfer_log[i] for i in picks]
+        picks = _select(self._transfer_log, f, _transfer_matches_query_filter(f))
+        return [_transfer_record(self._transfer_log[i]) for i in picks]
 
     def balances_at(
         self, timestamp: int, account_ids: Sequence[int] | None, ledger: int
@@ -664,7 +650,7 @@ class PythonEngine:
         pending, debits posted, credits pending, credits posted) and the four column sums.
         `ledger` > 0 keeps only the accounts of that ledger.
         """
-        existing = bisect.bisect_right(self._account_log, timestamp, key=_timestamp_of)
+        existing = bisect.bisect_right(self._account_log, timestamp, key=_account_timestamp)
         if account_ids is None:
             chosen = self._account_log[:existing]
         else:
@@ -684,26 +670,26 @@ class PythonEngine:
             [0] * len(chosen),
         )
         debits_pending, debits_posted, credits_pending, credits_posted = columns
-        end = bisect.bisect_right(self._transfer_log, timestamp, key=_timestamp_of)
+        end = bisect.bisect_right(self._transfer_log, timestamp, key=_stored_timestamp)
         log = self._transfer_log
-        resolved = {t.pending_id for t in log[:end] if t.flags & (_POST | _VOID)}
+        resolved = {t[PENDING_ID] for t in log[:end] if t[FLAGS] & (_POST | _VOID)}
         for t in log[:end]:
-            if t.flags & _VOID:
+            if t[FLAGS] & _VOID:
                 continue
-            dr = position.get(t.debit_account_id)
-            cr = position.get(t.credit_account_id)
-            if t.flags & _PENDING:
-                if t.id in resolved or (t.timeout and _expires_at(t) <= timestamp):
+            dr = position.get(t[DEBIT_ACCOUNT_ID])
+            cr = position.get(t[CREDIT_ACCOUNT_ID])
+            if t[FLAGS] & _PENDING:
+                if t[ID] in resolved or (t[TIMEOUT] and _expires_at(t) <= timestamp):
                     continue
                 if dr is not None:
-                    debits_pending[dr] += t.amount
+                    debits_pending[dr] += t[AMOUNT]
                 if cr is not None:
-                    credits_pending[cr] += t.amount
+                    credits_pending[cr] += t[AMOUNT]
             else:
                 if dr is not None:
-                    debits_posted[dr] += t.amount
+                    debits_posted[dr] += t[AMOUNT]
                 if cr is not None:
-                    credits_posted[cr] += t.amount
+                    credits_posted[cr] += t[AMOUNT]
         packed = (
             pack_u128([a.id for a in chosen]),
             pack_u128(debits_pending),
@@ -729,8 +715,8 @@ class PythonEngine:
         return encode_state(
             EngineState(
                 accounts=[a.record() for a in self._account_log],
-                transfers=log,
-                pending=bytes(self._pending_status[t.id] for t in log if t.flags & _PENDING),
+                transfers=[_transfer_record(t) for t in log],
+                pending=bytes(self._pending_status[t[ID]] for t in log if t[FLAGS] & _PENDING),
                 failed_ids=sorted(self._failed_ids),
                 history=[b for a in self._account_log if a.history is not None for b in a.history],
             )
@@ -757,14 +743,15 @@ class PythonEngine:
                 or t.credit_account_id not in self._accounts
             ):
                 raise ValueError(f"transfer {t.id} of the engine state names a missing account")
-            self._transfers[t.id] = t
-            self._transfer_log.append(t)
-            self._accounts[t.debit_account_id].transfers.append(t)
-            self._accounts[t.credit_account_id].transfers.append(t)
+            stored = _stored(t)
+            self._transfers[t.id] = stored
+            self._transfer_log.append(stored)
+            self._accounts[t.debit_account_id].transfers.append(stored)
+            self._accounts[t.credit_account_id].transfers.append(stored)
         for t, status in zip(pending, decoded.pending, strict=True):
             self._pending_status[t.id] = status
             if status == PENDING and t.timeout:
-                heapq.heappush(self._expiry, (_expires_at(t), t.timestamp, t.id))
+                heapq.heappush(self._expiry, (_expires_at(_stored(t)), t.timestamp, t.id))
         self._failed_ids.update(decoded.failed_ids)
         with_history = [a for a in self._account_log if a.history is not None]
         if sum(len(a.transfers) for a in with_history) != len(decoded.history):
@@ -772,7 +759,7 @@ class PythonEngine:
         entries = iter(decoded.history)
         for account in with_history:
             account.history = [
-                replace(next(entries), timestamp=t.timestamp) for t in account.transfers
+                replace(next(entries), timestamp=t[TIMESTAMP]) for t in account.transfers
             ]
 
     # -- the batch loop: linked chains and imported batches ----------------------------------
@@ -855,21 +842,21 @@ class PythonEngine:
     ) -> int:
         if statuses is A:
             return self._accounts[id_].timestamp
-        return self._transfers[id_].timestamp
+        return self._transfers[id_][TIMESTAMP]
 
     # -- effects and their undo ------------------------------------------------------------
 
-    def _insert_transfer(self, t: Transfer, dr: _AccountState, cr: _AccountState) -> None:
-        self._transfers[t.id] = t
+    def _insert_transfer(self, t: StoredTransfer, dr: _AccountState, cr: _AccountState) -> None:
+        self._transfers[t[ID]] = t
         self._transfer_log.append(t)
         dr.transfers.append(t)
         cr.transfers.append(t)
         if dr.history is not None:
-            dr.history.append(dr.balance(t.timestamp))
+            dr.history.append(dr.balance(t[TIMESTAMP]))
         if cr.history is not None:
-            cr.history.append(cr.balance(t.timestamp))
+            cr.history.append(cr.balance(t[TIMESTAMP]))
         if self._undo is not None:
-            self._undo.transfers_created.append(t.id)
+            self._undo.transfers_created.append(t[ID])
 
     def _save_accounts(self, dr: _AccountState, cr: _AccountState) -> None:
         if self._undo is not None:
@@ -897,7 +884,7 @@ class PythonEngine:
             t = self._transfers.pop(transfer_id)
             popped = self._transfer_log.pop()
             assert popped is t
-            for account_id in (t.debit_account_id, t.credit_account_id):
+            for account_id in (t[DEBIT_ACCOUNT_ID], t[CREDIT_ACCOUNT_ID]):
                 account = self._accounts[account_id]
                 assert account.transfers[-1] is t
                 account.transfers.pop()
@@ -948,51 +935,54 @@ def _create_account_exists(a: Account, e: _AccountState) -> int:
     return A.EXISTS
 
 
-def _post_or_void_amount(t: Transfer, p: Transfer) -> int:
+def _post_or_void_amount(t: Transfer, p: StoredTransfer) -> int:
     """The amount a post or void moves: a void of 0, or a post of AMOUNT_MAX, means all."""
     if t.flags & _VOID:
-        return t.amount if t.amount > 0 else p.amount
-    return p.amount if t.amount == AMOUNT_MAX else t.amount
+        return t.amount if t.amount > 0 else p[AMOUNT]
+    return p[AMOUNT] if t.amount == AMOUNT_MAX else t.amount
 
 
-def _post_or_void_pending_transfer_exists(t: Transfer, e: Transfer, p: Transfer) -> int:
+def _post_or_void_pending_transfer_exists(t: Transfer, e: StoredTransfer, p: StoredTransfer) -> int:
     """Compares a retried post or void with the one that exists; zero fields were inherited
     from the pending transfer, so they compare through it."""
-    if t.debit_account_id != 0 and t.debit_account_id != e.debit_account_id:
+    if t.debit_account_id != 0 and t.debit_account_id != e[DEBIT_ACCOUNT_ID]:
         return T.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-    if t.credit_account_id != 0 and t.credit_account_id != e.credit_account_id:
+    if t.credit_account_id != 0 and t.credit_account_id != e[CREDIT_ACCOUNT_ID]:
         return T.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
-    if _post_or_void_amount(t, p) != e.amount:
+    if _post_or_void_amount(t, p) != e[AMOUNT]:
         return T.EXISTS_WITH_DIFFERENT_AMOUNT
-    if (t.user_data_128 or p.user_data_128) != e.user_data_128:
+    if (t.user_data_128 or p[USER_DATA_128]) != e[USER_DATA_128]:
         return T.EXISTS_WITH_DIFFERENT_USER_DATA_128
-    if (t.user_data_64 or p.user_data_64) != e.user_data_64:
+    if (t.user_data_64 or p[USER_DATA_64]) != e[USER_DATA_64]:
         return T.EXISTS_WITH_DIFFERENT_USER_DATA_64
-    if (t.user_data_32 or p.user_data_32) != e.user_data_32:
+    if (t.user_data_32 or p[USER_DATA_32]) != e[USER_DATA_32]:
         return T.EXISTS_WITH_DIFFERENT_USER_DATA_32
-    if t.ledger != 0 and t.ledger != e.ledger:
+    if t.ledger != 0 and t.ledger != e[LEDGER]:
         return T.EXISTS_WITH_DIFFERENT_LEDGER
-    if t.code != 0 and t.code != e.code:
+    if t.code != 0 and t.code != e[CODE]:
         return T.EXISTS_WITH_DIFFERENT_CODE
     return T.EXISTS
 
 
-def _reopen_closed_by(p: Transfer, dr: _AccountState, cr: _AccountState) -> None:
+def _reopen_closed_by(p: StoredTransfer, dr: _AccountState, cr: _AccountState) -> None:
     """A closing transfer that is voided or expires reopens the accounts it closed."""
-    if p.flags & _CLOSING_DEBIT:
+    if p[FLAGS] & _CLOSING_DEBIT:
         dr.flags &= ~_CLOSED
-    if p.flags & _CLOSING_CREDIT:
+    if p[FLAGS] & _CLOSING_CREDIT:
         cr.flags &= ~_CLOSED
 
 
-def _timestamp_of(record: Transfer | _AccountState) -> int:
-    return record.timestamp
+def _account_timestamp(account: _AccountState) -> int:
+    return account.timestamp
 
 
-def _logged_at(log: Sequence[Transfer] | Sequence[_AccountState], timestamp: int) -> bool:
+_stored_timestamp: Callable[[StoredTransfer], int] = itemgetter(TIMESTAMP)
+
+
+def _logged_at(log: Sequence[Any], timestamp: int, timestamp_of: Callable[[Any], int]) -> bool:
     """Whether a record of `log`, which is sorted by timestamp, has `timestamp`."""
-    i = bisect.bisect_left(log, timestamp, key=_timestamp_of)
-    return i < len(log) and log[i].timestamp == timestamp
+    i = bisect.bisect_left(log, timestamp, key=timestamp_of)
+    return i < len(log) and timestamp_of(log[i]) == timestamp
 
 
 def _timestamps_valid(timestamp_min: int, timestamp_max: int) -> bool:
@@ -1025,46 +1015,62 @@ _ACCOUNT_FILTER_FLAGS_KNOWN = sum(AccountFilterFlags)
 _QUERY_FILTER_FLAGS_KNOWN = sum(QueryFilterFlags)
 
 
-def _transfer_matches_account_filter(f: AccountFilter) -> Callable[[Transfer], bool]:
+def _transfer_matches_account_filter(f: AccountFilter) -> Callable[[StoredTransfer], bool]:
     debits = bool(f.flags & AccountFilterFlags.DEBITS)
     credits = bool(f.flags & AccountFilterFlags.CREDITS)
 
-    def matches(t: Transfer) -> bool:
+    def matches(t: StoredTransfer) -> bool:
         return (
             (
-                (debits and t.debit_account_id == f.account_id)
-                or (credits and t.credit_account_id == f.account_id)
+                (debits and t[DEBIT_ACCOUNT_ID] == f.account_id)
+                or (credits and t[CREDIT_ACCOUNT_ID] == f.account_id)
             )
-            and (f.user_data_128 == 0 or t.user_data_128 == f.user_data_128)
-            and (f.user_data_64 == 0 or t.user_data_64 == f.user_data_64)
-            and (f.user_data_32 == 0 or t.user_data_32 == f.user_data_32)
-            and (f.code == 0 or t.code == f.code)
+            and (f.user_data_128 == 0 or t[USER_DATA_128] == f.user_data_128)
+            and (f.user_data_64 == 0 or t[USER_DATA_64] == f.user_data_64)
+            and (f.user_data_32 == 0 or t[USER_DATA_32] == f.user_data_32)
+            and (f.code == 0 or t[CODE] == f.code)
         )
 
     return matches
 
 
-def _matches_query_filter(f: QueryFilter) -> Callable[[Any], bool]:
-    def matches(record: Transfer | _AccountState) -> bool:
+def _transfer_matches_query_filter(f: QueryFilter) -> Callable[[StoredTransfer], bool]:
+    def matches(t: StoredTransfer) -> bool:
         return (
-            (f.user_data_128 == 0 or record.user_data_128 == f.user_data_128)
-            and (f.user_data_64 == 0 or record.user_data_64 == f.user_data_64)
-            and (f.user_data_32 == 0 or record.user_data_32 == f.user_data_32)
-            and (f.ledger == 0 or record.ledger == f.ledger)
-            and (f.code == 0 or record.code == f.code)
+            (f.user_data_128 == 0 or t[USER_DATA_128] == f.user_data_128)
+            and (f.user_data_64 == 0 or t[USER_DATA_64] == f.user_data_64)
+            and (f.user_data_32 == 0 or t[USER_DATA_32] == f.user_data_32)
+            and (f.ledger == 0 or t[LEDGER] == f.ledger)
+            and (f.code == 0 or t[CODE] == f.code)
+        )
+
+    return matches
+
+
+def _account_matches_query_filter(f: QueryFilter) -> Callable[[_AccountState], bool]:
+    def matches(a: _AccountState) -> bool:
+        return (
+            (f.user_data_128 == 0 or a.user_data_128 == f.user_data_128)
+            and (f.user_data_64 == 0 or a.user_data_64 == f.user_data_64)
+            and (f.user_data_32 == 0 or a.user_data_32 == f.user_data_32)
+            and (f.ledger == 0 or a.ledger == f.ledger)
+            and (f.code == 0 or a.code == f.code)
         )
 
     return matches
 
 
 def _select(
-    records: Sequence[Any], f: AccountFilter | QueryFilter, matches: Callable[[Any], bool]
+    records: Sequence[Any],
+    f: AccountFilter | QueryFilter,
+    matches: Callable[[Any], bool],
+    timestamp_of: Callable[[Any], int] = _stored_timestamp,
 ) -> list[int]:
     """The positions of the records (sorted by timestamp) within the filter's timestamp
     bounds that match, in the filter's order, at most `limit` of them."""
-    low = bisect.bisect_left(records, f.timestamp_min, key=_timestamp_of)
+    low = bisect.bisect_left(records, f.timestamp_min, key=timestamp_of)
     high = (
-        bisect.bisect_right(records, f.timestamp_max, key=_timestamp_of)
+        bisect.bisect_right(records, f.timestamp_max, key=timestamp_of)
         if f.timestamp_max
         else len(records)
     )

@@ -34,7 +34,9 @@ from ._types import (
     AccountFilter,
     AccountFilterFlags,
     AccountFlags,
+    CreateAccountResult,
     CreateAccountStatus,
+    CreateTransferResult,
     CreateTransferStatus,
     QueryFilter,
     QueryFilterFlags,
@@ -121,8 +123,10 @@ class _AccountState:
         self.code = a.code
         self.flags = int(a.flags)
         self.timestamp = timestamp
-        # Every transfer that debits or credits this account, in timestamp order.
-        self.transfers: list[StoredTransfer] = []
+        # The position in the transfer log of every transfer that debits or credits this
+        # account, in timestamp order: an array of ints, which the garbage collector never
+        # scans, where a list of the transfers made it visit each one at every collection.
+        self.transfers = array.array("Q")
         # With `HISTORY`: the balances after each of those transfers, beside it.
         self.history: list[AccountBalance] | None = [] if a.flags & _HISTORY else None
 
@@ -244,11 +248,13 @@ class PythonEngine:
 
     def __init__(self) -> None:
         self._accounts: dict[int, _AccountState] = {}
-        self._transfers: dict[int, StoredTransfer] = {}
         # Creation order is timestamp order (imported events must not regress), so these
         # lists are sorted by timestamp, and a binary search finds the record of a timestamp.
         self._account_log: list[_AccountState] = []
         self._transfer_log: list[StoredTransfer] = []
+        # The position of each transfer in the log, by id: a dict of ints alone, which the
+        # garbage collector does not track.
+        self._transfer_index: dict[int, int] = {}
         self._pending_status: dict[int, int] = {}
         self._expiry: list[tuple[int, int, int]] = []  # (expires_at, timestamp, pending id)
         self._failed_ids: set[int] = set()
@@ -257,8 +263,9 @@ class PythonEngine:
     # -- create_accounts -------------------------------------------------------------------
 
     def create_accounts(self, accounts: Sequence[Account], timestamp: int) -> list[tuple[int, int]]:
-        """Applies a batch whose last event takes `timestamp`; returns (status, timestamp)."""
-        return self._execute(accounts, timestamp, self._create_account, A)
+        """Applies a batch whose last event takes `timestamp`; returns a `CreateAccountResult`
+        per event."""
+        return self._execute(accounts, timestamp, self._create_account, A, CreateAccountResult)
 
     def _create_account(self, a: Account, timestamp: int) -> int:
         if a.reserved != 0:
@@ -306,8 +313,9 @@ class PythonEngine:
     def create_transfers(
         self, transfers: Sequence[Transfer], timestamp: int
     ) -> list[tuple[int, int]]:
-        """Applies a batch whose last event takes `timestamp`; returns (status, timestamp)."""
-        return self._execute(transfers, timestamp, self._create_transfer, T)
+        """Applies a batch whose last event takes `timestamp`; returns a `CreateTransferResult`
+        per event."""
+        return self._execute(transfers, timestamp, self._create_transfer, T, CreateTransferResult)
 
     def _create_transfer(self, t: Transfer, timestamp: int) -> int:
         flags = t.flags
@@ -317,9 +325,9 @@ class PythonEngine:
             return T.ID_MUST_NOT_BE_ZERO
         if t.id == U128_MAX:
             return T.ID_MUST_NOT_BE_INT_MAX
-        e = self._transfers.get(t.id)
-        if e is not None:
-            return self._create_transfer_exists(t, e)
+        position = self._transfer_index.get(t.id)
+        if position is not None:
+            return self._create_transfer_exists(t, self._transfer_log[position])
         if t.id in self._failed_ids:
             return T.ID_ALREADY_FAILED
         if flags & (_POST | _VOID):
@@ -446,7 +454,7 @@ class PythonEngine:
         if t.timeout != 0:
             return T.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
 
-        p = self._transfers.get(t.pending_id)
+        p = self._transfer(t.pending_id)
         if p is None:
             return T.PENDING_TRANSFER_NOT_FOUND
         if not p[FLAGS] & _PENDING:
@@ -524,7 +532,9 @@ class PythonEngine:
         if t.timeout != e[TIMEOUT]:
             return T.EXISTS_WITH_DIFFERENT_TIMEOUT
         if t.flags & (_POST | _VOID):
-            return _post_or_void_pending_transfer_exists(t, e, self._transfers[t.pending_id])
+            return _post_or_void_pending_transfer_exists(
+                t, e, self._transfer_log[self._transfer_index[t.pending_id]]
+            )
         if t.debit_account_id != e[DEBIT_ACCOUNT_ID]:
             return T.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
         if t.credit_account_id != e[CREDIT_ACCOUNT_ID]:
@@ -547,6 +557,10 @@ class PythonEngine:
         if t.code != e[CODE]:
             return T.EXISTS_WITH_DIFFERENT_CODE
         return T.EXISTS
+
+    def _transfer(self, id_: int) -> StoredTransfer | None:
+        position = self._transfer_index.get(id_)
+        return None if position is None else self._transfer_log[position]
 
     def _imported_transfer_regresses(self, timestamp: int) -> int | None:
         if self._transfer_log and timestamp <= self._transfer_log[-1][TIMESTAMP]:
@@ -576,7 +590,7 @@ class PythonEngine:
         expired = 0
         while self._expiry and self._expiry[0][0] <= timestamp:
             expires_at, pending_timestamp, pending_id = heapq.heappop(self._expiry)
-            p = self._transfers.get(pending_id)
+            p = self._transfer(pending_id)
             if p is None or p[TIMESTAMP] != pending_timestamp or not p[TIMEOUT]:
                 continue  # Its chain was rolled back, and the id perhaps used again.
             assert _expires_at(p) == expires_at
@@ -598,8 +612,8 @@ class PythonEngine:
         return [accounts[i].record() for i in ids if i in accounts]
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
-        transfers = self._transfers
-        return [_transfer_record(transfers[i]) for i in ids if i in transfers]
+        found = (self._transfer(i) for i in ids)
+        return [_transfer_record(t) for t in found if t is not None]
 
     def lookup_accounts_packed(self, ids: Sequence[int]) -> bytes:
         return pack_accounts(self.lookup_accounts(ids))
@@ -615,17 +629,29 @@ class PythonEngine:
         account = self._accounts.get(f.account_id)
         if account is None or not _account_filter_valid(f):
             return []
-        picks = _select(account.transfers, f, _transfer_matches_account_filter(f))
-        return [_transfer_record(account.transfers[i]) for i in picks]
+        picks = self._select_account_transfers(account, f)
+        log = self._transfer_log
+        return [_transfer_record(log[account.transfers[i]]) for i in picks]
 
     def get_account_balances(self, f: AccountFilter) -> list[AccountBalance]:
         """The balances after each matching transfer of an account flagged `HISTORY`."""
         account = self._accounts.get(f.account_id)
         if account is None or account.history is None or not _account_filter_valid(f):
             return []
-        picks = _select(account.transfers, f, _transfer_matches_account_filter(f))
+        picks = self._select_account_transfers(account, f)
         history = account.history
         return [history[i] for i in picks]
+
+    def _select_account_transfers(self, account: _AccountState, f: AccountFilter) -> list[int]:
+        """The indexes in `account.transfers` of the transfers that `_select` picks."""
+        log = self._transfer_log
+        matches = _transfer_matches_account_filter(f)
+        return _select(
+            account.transfers,
+            f,
+            lambda position: matches(log[position]),
+            lambda position: log[position][TIMESTAMP],
+        )
 
     def query_accounts(self, f: QueryFilter) -> list[Account]:
         if not _query_filter_valid(f):
@@ -743,11 +769,11 @@ class PythonEngine:
                 or t.credit_account_id not in self._accounts
             ):
                 raise ValueError(f"transfer {t.id} of the engine state names a missing account")
-            stored = _stored(t)
-            self._transfers[t.id] = stored
-            self._transfer_log.append(stored)
-            self._accounts[t.debit_account_id].transfers.append(stored)
-            self._accounts[t.credit_account_id].transfers.append(stored)
+            position = len(self._transfer_log)
+            self._transfer_index[t.id] = position
+            self._transfer_log.append(_stored(t))
+            self._accounts[t.debit_account_id].transfers.append(position)
+            self._accounts[t.credit_account_id].transfers.append(position)
         for t, status in zip(pending, decoded.pending, strict=True):
             self._pending_status[t.id] = status
             if status == PENDING and t.timeout:
@@ -759,7 +785,8 @@ class PythonEngine:
         entries = iter(decoded.history)
         for account in with_history:
             account.history = [
-                replace(next(entries), timestamp=t[TIMESTAMP]) for t in account.transfers
+                replace(next(entries), timestamp=self._transfer_log[position][TIMESTAMP])
+                for position in account.transfers
             ]
 
     # -- the batch loop: linked chains and imported batches ----------------------------------
@@ -770,8 +797,10 @@ class PythonEngine:
         timestamp: int,
         create: Callable[[Any, int], int],
         statuses: type[CreateAccountStatus] | type[CreateTransferStatus],
+        result: type[CreateAccountResult] | type[CreateTransferResult],
     ) -> list[tuple[int, int]]:
-        """Runs `create` over a batch whose last event takes `timestamp`.
+        """Runs `create` over a batch whose last event takes `timestamp`; returns a `result`
+        record per event, made here once, as the Rust engine makes them.
 
         Linked events form a chain that succeeds or fails as a whole; the first event decides
         whether the batch imports user timestamps. The statuses decided here precede every
@@ -783,7 +812,8 @@ class PythonEngine:
         linked_or_imported = _LINKED | imported_bit
         batch_imported = events[0].flags & imported_bit
         created = statuses.CREATED
-        created_value = int(created)
+        # The (status, timestamp) pair is the result record: no need for its `__new__`.
+        new = tuple.__new__
         first_timestamp = timestamp - count + 1
         results: list[tuple[int, int]] = []
         append = results.append
@@ -798,7 +828,7 @@ class PythonEngine:
                 # stamped, earns no status of the batch loop, so its create alone decides.
                 status = create(event, event_timestamp)
                 if status is created:
-                    append((created_value, event_timestamp))
+                    append(new(result, (created, event_timestamp)))
                     continue
                 linked = 0
             else:
@@ -826,10 +856,11 @@ class PythonEngine:
                     chain_broken = True
                     self._rollback()
                     for chained in range(chain, index):
-                        results[chained] = (statuses.LINKED_EVENT_FAILED, results[chained][1])
+                        failed = (statuses.LINKED_EVENT_FAILED, results[chained][1])
+                        results[chained] = new(result, failed)
                 if statuses is T and status in TRANSIENT_STATUSES:
                     self._failed_ids.add(event.id)
-            append((int(status), event_timestamp))
+            append(new(result, (status, event_timestamp)))
             if chain is not None and (not linked or status == statuses.LINKED_EVENT_CHAIN_OPEN):
                 chain = None
                 chain_broken = False
@@ -842,15 +873,16 @@ class PythonEngine:
     ) -> int:
         if statuses is A:
             return self._accounts[id_].timestamp
-        return self._transfers[id_][TIMESTAMP]
+        return self._transfer_log[self._transfer_index[id_]][TIMESTAMP]
 
     # -- effects and their undo ------------------------------------------------------------
 
     def _insert_transfer(self, t: StoredTransfer, dr: _AccountState, cr: _AccountState) -> None:
-        self._transfers[t[ID]] = t
+        position = len(self._transfer_log)
+        self._transfer_index[t[ID]] = position
         self._transfer_log.append(t)
-        dr.transfers.append(t)
-        cr.transfers.append(t)
+        dr.transfers.append(position)
+        cr.transfers.append(position)
         if dr.history is not None:
             dr.history.append(dr.balance(t[TIMESTAMP]))
         if cr.history is not None:
@@ -881,12 +913,12 @@ class PythonEngine:
             else:
                 self._pending_status[pending_id] = status
         for transfer_id in reversed(undo.transfers_created):
-            t = self._transfers.pop(transfer_id)
-            popped = self._transfer_log.pop()
-            assert popped is t
+            position = self._transfer_index.pop(transfer_id)
+            t = self._transfer_log.pop()
+            assert position == len(self._transfer_log) and t[ID] == transfer_id
             for account_id in (t[DEBIT_ACCOUNT_ID], t[CREDIT_ACCOUNT_ID]):
                 account = self._accounts[account_id]
-                assert account.transfers[-1] is t
+                assert account.transfers[-1] == position
                 account.transfers.pop()
                 if account.history is not None:
                     account.history.pop()

@@ -410,12 +410,8 @@ class Ledger:
                 sequence, raw = self._apply_journaled(kind, timestamp, body, kind.create, events)
         if sequence:
             self._settle(sequence)
-        if rust:
-            # The Rust engine makes the result records itself, the cheapest place to make them.
-            return raw
-        new, result, status = tuple.__new__, kind.result, kind.status
-        results: list[Any] = [new(result, (status[s], ts)) for s, ts in raw]
-        return results
+        # Each engine makes the result records itself, the cheapest place to make them.
+        return raw
 
     def _apply_journaled(
         self, kind: _Kind, timestamp: int, body: bytes, create: str, records: object

@@ -14,13 +14,23 @@ from __future__ import annotations
 import array
 import bisect
 import heapq
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 from ._balances import pack_u128
-from ._records import pack_accounts, pack_transfers, unpack_accounts, unpack_transfers
+from ._records import (
+    RECORD_SIZE,
+    TransferFields,
+    iter_transfer_fields,
+    pack_accounts,
+    pack_transfer_fields,
+    transfer_fields_at,
+    unpack_accounts,
+    unpack_transfers,
+)
 from ._state import EngineState, decode_state, encode_state
 from ._types import (
     ACCOUNT_FLAGS_KNOWN,
@@ -175,12 +185,12 @@ class _AccountState:
         ) = saved
 
     def debits_exceed_credits(self, amount: int) -> bool:
-        return bool(self.flags & _DEBITS_MUST_NOT_EXCEED_CREDITS) and (
+        return self.flags & _DEBITS_MUST_NOT_EXCEED_CREDITS != 0 and (
             self.debits_pending + self.debits_posted + amount > self.credits_posted
         )
 
     def credits_exceed_debits(self, amount: int) -> bool:
-        return bool(self.flags & _CREDITS_MUST_NOT_EXCEED_DEBITS) and (
+        return self.flags & _CREDITS_MUST_NOT_EXCEED_DEBITS != 0 and (
             self.credits_pending + self.credits_posted + amount > self.debits_posted
         )
 
@@ -199,11 +209,13 @@ def _expires_at(p: StoredTransfer) -> int:
     return p[TIMESTAMP] + p[TIMEOUT] * NS_PER_S
 
 
-# The engine stores each transfer as a plain tuple of its fields in record order, not as a
-# `Transfer`: the cyclic garbage collector stops tracking a tuple that holds only ints, where
-# a million stored `Transfer` objects made its collections a third of the posting time.
-# Lookups and queries make `Transfer` records of the tuples they return.
-StoredTransfer = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int]
+# The engine keeps its transfers as their 128-byte records (SPEC section 2), one after the
+# other in a bytearray, as the Rust engine keeps a vector of them. The garbage collector never
+# scans bytes: a million stored `Transfer` objects made its collections a third of the posting
+# time, and even a list of tuples of ints costs a visit to each at every full collection.
+# A stored transfer is read back as the tuple of its fields, in record order, indexed by these
+# names; lookups and queries make `Transfer` records of them.
+StoredTransfer = TransferFields
 (
     ID,
     DEBIT_ACCOUNT_ID,
@@ -220,7 +232,11 @@ StoredTransfer = tuple[int, int, int, int, int, int, int, int, int, int, int, in
     TIMESTAMP,
 ) = range(13)
 
-# The fields of a `Transfer` in record order: the stored tuple of a transfer read as a whole.
+# The timestamp is the last field of a record: binary searches of the log read it alone.
+_TIMESTAMP_FIELD = struct.Struct("<Q")
+_TIMESTAMP_OFFSET = RECORD_SIZE - _TIMESTAMP_FIELD.size
+
+# The fields of a `Transfer` in record order, as a stored transfer holds them.
 _stored: Callable[[Transfer], StoredTransfer] = attrgetter(*(f.name for f in fields(Transfer)))
 
 # The setters of a Transfer's slots, in field order. A frozen dataclass's `__init__` sets each
@@ -251,7 +267,7 @@ class PythonEngine:
         # Creation order is timestamp order (imported events must not regress), so these
         # lists are sorted by timestamp, and a binary search finds the record of a timestamp.
         self._account_log: list[_AccountState] = []
-        self._transfer_log: list[StoredTransfer] = []
+        self._transfer_log = bytearray()
         # The position of each transfer in the log, by id: a dict of ints alone, which the
         # garbage collector does not track.
         self._transfer_index: dict[int, int] = {}
@@ -298,7 +314,7 @@ class PythonEngine:
         if a.flags & _ACCOUNT_IMPORTED:
             if self._account_log and timestamp <= self._account_log[-1].timestamp:
                 return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
-            if _logged_at(self._transfer_log, timestamp, _stored_timestamp):
+            if _logged_at(range(self._transfer_count()), timestamp, self._transfer_timestamp):
                 return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
 
         account = _AccountState(a, timestamp)
@@ -327,7 +343,7 @@ class PythonEngine:
             return T.ID_MUST_NOT_BE_INT_MAX
         position = self._transfer_index.get(t.id)
         if position is not None:
-            return self._create_transfer_exists(t, self._transfer_log[position])
+            return self._create_transfer_exists(t, self._transfer_at(position))
         if t.id in self._failed_ids:
             return T.ID_ALREADY_FAILED
         if flags & (_POST | _VOID):
@@ -419,16 +435,22 @@ class PythonEngine:
             t.timeout,
             t.ledger,
             t.code,
-            int(flags),
+            flags,
             timestamp,
         )
+        self._create_transfer_effects(stored, dr, cr)
+        return T.CREATED
+
+    def _create_transfer_effects(
+        self, stored: StoredTransfer, dr: _AccountState, cr: _AccountState
+    ) -> None:
+        """The effects of a created transfer that is not a post or a void; every guard has
+        passed."""
+        flags, amount = stored[FLAGS], stored[AMOUNT]
         self._save_accounts(dr, cr)
         if flags & _PENDING:
             dr.debits_pending += amount
             cr.credits_pending += amount
-            self._set_pending_status(t.id, PENDING)
-            if t.timeout:
-                heapq.heappush(self._expiry, (_expires_at(stored), timestamp, t.id))
         else:
             dr.debits_posted += amount
             cr.credits_posted += amount
@@ -436,8 +458,11 @@ class PythonEngine:
             dr.flags |= _CLOSED
         if flags & _CLOSING_CREDIT:
             cr.flags |= _CLOSED
+        if flags & _PENDING:
+            self._set_pending_status(stored[ID], PENDING)
+            if stored[TIMEOUT]:
+                heapq.heappush(self._expiry, (_expires_at(stored), stored[TIMESTAMP], stored[ID]))
         self._insert_transfer(stored, dr, cr)
-        return T.CREATED
 
     def _post_or_void_pending_transfer(self, t: Transfer, timestamp: int) -> int:
         flags = t.flags
@@ -508,21 +533,28 @@ class PythonEngine:
             0,  # timeout
             p[LEDGER],
             p[CODE],
-            int(flags),
+            flags,
             timestamp,
         )
+        self._post_or_void_effects(stored, p, dr, cr)
+        return T.CREATED
+
+    def _post_or_void_effects(
+        self, stored: StoredTransfer, p: StoredTransfer, dr: _AccountState, cr: _AccountState
+    ) -> None:
+        """The effects of a created post or void of the pending transfer `p`."""
+        flags = stored[FLAGS]
         self._save_accounts(dr, cr)
         self._set_pending_status(p[ID], POSTED if flags & _POST else VOIDED)
         dr.debits_pending -= p[AMOUNT]
         cr.credits_pending -= p[AMOUNT]
         if flags & _POST:
-            assert not p[FLAGS] & _CLOSING
-            dr.debits_posted += amount
-            cr.credits_posted += amount
+            assert not p[FLAGS] & _CLOSING, "a closing transfer can only be voided"
+            dr.debits_posted += stored[AMOUNT]
+            cr.credits_posted += stored[AMOUNT]
         else:
             _reopen_closed_by(p, dr, cr)
         self._insert_transfer(stored, dr, cr)
-        return T.CREATED
 
     def _create_transfer_exists(self, t: Transfer, e: StoredTransfer) -> int:
         if t.flags != e[FLAGS]:
@@ -533,7 +565,7 @@ class PythonEngine:
             return T.EXISTS_WITH_DIFFERENT_TIMEOUT
         if t.flags & (_POST | _VOID):
             return _post_or_void_pending_transfer_exists(
-                t, e, self._transfer_log[self._transfer_index[t.pending_id]]
+                t, e, self._transfer_at(self._transfer_index[t.pending_id])
             )
         if t.debit_account_id != e[DEBIT_ACCOUNT_ID]:
             return T.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
@@ -560,10 +592,22 @@ class PythonEngine:
 
     def _transfer(self, id_: int) -> StoredTransfer | None:
         position = self._transfer_index.get(id_)
-        return None if position is None else self._transfer_log[position]
+        return None if position is None else self._transfer_at(position)
+
+    def _transfer_at(self, position: int) -> StoredTransfer:
+        return transfer_fields_at(self._transfer_log, position * RECORD_SIZE)
+
+    def _transfer_timestamp(self, position: int) -> int:
+        offset = position * RECORD_SIZE + _TIMESTAMP_OFFSET
+        timestamp: int = _TIMESTAMP_FIELD.unpack_from(self._transfer_log, offset)[0]
+        return timestamp
+
+    def _transfer_count(self) -> int:
+        return len(self._transfer_log) // RECORD_SIZE
 
     def _imported_transfer_regresses(self, timestamp: int) -> int | None:
-        if self._transfer_log and timestamp <= self._transfer_log[-1][TIMESTAMP]:
+        last = self._transfer_count() - 1
+        if last >= 0 and timestamp <= self._transfer_timestamp(last):
             return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
         if _logged_at(self._account_log, timestamp, _account_timestamp):
             return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
@@ -619,7 +663,9 @@ class PythonEngine:
         return pack_accounts(self.lookup_accounts(ids))
 
     def lookup_transfers_packed(self, ids: Sequence[int]) -> bytes:
-        return pack_transfers(self.lookup_transfers(ids))
+        log, index = self._transfer_log, self._transfer_index
+        found = (index[i] * RECORD_SIZE for i in ids if i in index)
+        return b"".join(log[offset : offset + RECORD_SIZE] for offset in found)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -630,8 +676,7 @@ class PythonEngine:
         if account is None or not _account_filter_valid(f):
             return []
         picks = self._select_account_transfers(account, f)
-        log = self._transfer_log
-        return [_transfer_record(log[account.transfers[i]]) for i in picks]
+        return [_transfer_record(self._transfer_at(account.transfers[i])) for i in picks]
 
     def get_account_balances(self, f: AccountFilter) -> list[AccountBalance]:
         """The balances after each matching transfer of an account flagged `HISTORY`."""
@@ -644,13 +689,12 @@ class PythonEngine:
 
     def _select_account_transfers(self, account: _AccountState, f: AccountFilter) -> list[int]:
         """The indexes in `account.transfers` of the transfers that `_select` picks."""
-        log = self._transfer_log
         matches = _transfer_matches_account_filter(f)
         return _select(
             account.transfers,
             f,
-            lambda position: matches(log[position]),
-            lambda position: log[position][TIMESTAMP],
+            lambda position: matches(self._transfer_at(position)),
+            self._transfer_timestamp,
         )
 
     def query_accounts(self, f: QueryFilter) -> list[Account]:
@@ -662,8 +706,14 @@ class PythonEngine:
     def query_transfers(self, f: QueryFilter) -> list[Transfer]:
         if not _query_filter_valid(f):
             return []
-        picks = _select(self._transfer_log, f, _transfer_matches_query_filter(f))
-        return [_transfer_record(self._transfer_log[i]) for i in picks]
+        matches = _transfer_matches_query_filter(f)
+        picks = _select(
+            range(self._transfer_count()),
+            f,
+            lambda position: matches(self._transfer_at(position)),
+            self._transfer_timestamp,
+        )
+        return [_transfer_record(self._transfer_at(position)) for position in picks]
 
     def balances_at(
         self, timestamp: int, account_ids: Sequence[int] | None, ledger: int
@@ -696,10 +746,12 @@ class PythonEngine:
             [0] * len(chosen),
         )
         debits_pending, debits_posted, credits_pending, credits_posted = columns
-        end = bisect.bisect_right(self._transfer_log, timestamp, key=_stored_timestamp)
-        log = self._transfer_log
-        resolved = {t[PENDING_ID] for t in log[:end] if t[FLAGS] & (_POST | _VOID)}
-        for t in log[:end]:
+        end = bisect.bisect_right(
+            range(self._transfer_count()), timestamp, key=self._transfer_timestamp
+        )
+        log = list(iter_transfer_fields(self._transfer_log[: end * RECORD_SIZE]))
+        resolved = {t[PENDING_ID] for t in log if t[FLAGS] & (_POST | _VOID)}
+        for t in log:
             if t[FLAGS] & _VOID:
                 continue
             dr = position.get(t[DEBIT_ACCOUNT_ID])
@@ -737,7 +789,7 @@ class PythonEngine:
         """The whole state in the engine state format of `_state.py`: the same state gives the
         same bytes in both engines, so a snapshot opens in either."""
         assert self._undo is None
-        log = self._transfer_log
+        log = list(iter_transfer_fields(self._transfer_log))
         return encode_state(
             EngineState(
                 accounts=[a.record() for a in self._account_log],
@@ -769,9 +821,9 @@ class PythonEngine:
                 or t.credit_account_id not in self._accounts
             ):
                 raise ValueError(f"transfer {t.id} of the engine state names a missing account")
-            position = len(self._transfer_log)
+            position = self._transfer_count()
             self._transfer_index[t.id] = position
-            self._transfer_log.append(_stored(t))
+            self._transfer_log += pack_transfer_fields(_stored(t))
             self._accounts[t.debit_account_id].transfers.append(position)
             self._accounts[t.credit_account_id].transfers.append(position)
         for t, status in zip(pending, decoded.pending, strict=True):
@@ -785,7 +837,7 @@ class PythonEngine:
         entries = iter(decoded.history)
         for account in with_history:
             account.history = [
-                replace(next(entries), timestamp=self._transfer_log[position][TIMESTAMP])
+                replace(next(entries), timestamp=self._transfer_timestamp(position))
                 for position in account.transfers
             ]
 
@@ -873,14 +925,14 @@ class PythonEngine:
     ) -> int:
         if statuses is A:
             return self._accounts[id_].timestamp
-        return self._transfer_log[self._transfer_index[id_]][TIMESTAMP]
+        return self._transfer_timestamp(self._transfer_index[id_])
 
     # -- effects and their undo ------------------------------------------------------------
 
     def _insert_transfer(self, t: StoredTransfer, dr: _AccountState, cr: _AccountState) -> None:
-        position = len(self._transfer_log)
+        position = len(self._transfer_log) // RECORD_SIZE
         self._transfer_index[t[ID]] = position
-        self._transfer_log.append(t)
+        self._transfer_log += pack_transfer_fields(t)
         dr.transfers.append(position)
         cr.transfers.append(position)
         if dr.history is not None:
@@ -914,8 +966,9 @@ class PythonEngine:
                 self._pending_status[pending_id] = status
         for transfer_id in reversed(undo.transfers_created):
             position = self._transfer_index.pop(transfer_id)
-            t = self._transfer_log.pop()
-            assert position == len(self._transfer_log) and t[ID] == transfer_id
+            t = self._transfer_at(position)
+            assert position == self._transfer_count() - 1 and t[ID] == transfer_id
+            del self._transfer_log[-RECORD_SIZE:]
             for account_id in (t[DEBIT_ACCOUNT_ID], t[CREDIT_ACCOUNT_ID]):
                 account = self._accounts[account_id]
                 assert account.transfers[-1] == position
@@ -1008,9 +1061,6 @@ def _account_timestamp(account: _AccountState) -> int:
     return account.timestamp
 
 
-_stored_timestamp: Callable[[StoredTransfer], int] = itemgetter(TIMESTAMP)
-
-
 def _logged_at(log: Sequence[Any], timestamp: int, timestamp_of: Callable[[Any], int]) -> bool:
     """Whether a record of `log`, which is sorted by timestamp, has `timestamp`."""
     i = bisect.bisect_left(log, timestamp, key=timestamp_of)
@@ -1096,7 +1146,7 @@ def _select(
     records: Sequence[Any],
     f: AccountFilter | QueryFilter,
     matches: Callable[[Any], bool],
-    timestamp_of: Callable[[Any], int] = _stored_timestamp,
+    timestamp_of: Callable[[Any], int],
 ) -> list[int]:
     """The positions of the records (sorted by timestamp) within the filter's timestamp
     bounds that match, in the filter's order, at most `limit` of them."""

@@ -120,21 +120,79 @@ def unpack_accounts(buffer: bytes | bytearray | memoryview) -> Iterator[Account]
 
 def unpack_transfers(buffer: bytes | bytearray | memoryview) -> Iterator[Transfer]:
     for f in _RECORD.iter_unpack(buffer):
-        yield Transfer(
-            id=f[0] | f[1] << 64,
-            debit_account_id=f[2] | f[3] << 64,
-            credit_account_id=f[4] | f[5] << 64,
-            amount=f[6] | f[7] << 64,
-            pending_id=f[8] | f[9] << 64,
-            user_data_128=f[10] | f[11] << 64,
-            user_data_64=f[12],
-            user_data_32=f[13],
-            timeout=f[14],
-            ledger=f[15],
-            code=f[16],
-            flags=f[17],
-            timestamp=f[18],
-        )
+        yield Transfer(*_transfer_fields(f))
+
+
+# The fields of a transfer in record order, as plain ints: how the Python engine reads the
+# transfers it keeps packed.
+TransferFields = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int]
+
+
+def pack_transfer_fields(f: TransferFields) -> bytes:
+    """The record of a transfer given as its fields; they must fit, as checked transfers do."""
+    # Unpacked into names whole: slicing or a starred target costs more than the packing.
+    (
+        id_,
+        debit_account_id,
+        credit_account_id,
+        amount,
+        pending_id,
+        user_data_128,
+        user_data_64,
+        user_data_32,
+        timeout,
+        ledger,
+        code,
+        flags,
+        timestamp,
+    ) = f
+    return _RECORD.pack(
+        id_ & _U64,
+        id_ >> 64,
+        debit_account_id & _U64,
+        debit_account_id >> 64,
+        credit_account_id & _U64,
+        credit_account_id >> 64,
+        amount & _U64,
+        amount >> 64,
+        pending_id & _U64,
+        pending_id >> 64,
+        user_data_128 & _U64,
+        user_data_128 >> 64,
+        user_data_64,
+        user_data_32,
+        timeout,
+        ledger,
+        code,
+        flags,
+        timestamp,
+    )
+
+
+def transfer_fields_at(buffer: bytes | bytearray | memoryview, offset: int) -> TransferFields:
+    return _transfer_fields(_RECORD.unpack_from(buffer, offset))
+
+
+def iter_transfer_fields(buffer: bytes | bytearray | memoryview) -> Iterator[TransferFields]:
+    return map(_transfer_fields, _RECORD.iter_unpack(buffer))
+
+
+def _transfer_fields(f: tuple[int, ...]) -> TransferFields:
+    return (
+        f[0] | f[1] << 64,
+        f[2] | f[3] << 64,
+        f[4] | f[5] << 64,
+        f[6] | f[7] << 64,
+        f[8] | f[9] << 64,
+        f[10] | f[11] << 64,
+        f[12],
+        f[13],
+        f[14],
+        f[15],
+        f[16],
+        f[17],
+        f[18],
+    )
 
 
 def _split(value: int) -> tuple[int, int]:

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from ._balances import pack_u128
 from ._records import (
@@ -56,6 +56,8 @@ from ._types import (
 
 A = CreateAccountStatus
 T = CreateTransferStatus
+K = TypeVar("K")
+R = TypeVar("R")
 
 NS_PER_S = 1_000_000_000
 
@@ -242,14 +244,54 @@ _stored: Callable[[Transfer], StoredTransfer] = attrgetter(*(f.name for f in fie
 # The setters of a Transfer's slots, in field order. A frozen dataclass's `__init__` sets each
 # field through `object.__setattr__`, which costs more than a lookup itself; the engine makes
 # the records it returns through these instead.
-_SETTERS = tuple(Transfer.__dict__[f.name].__set__ for f in fields(Transfer))
+(
+    _set_id,
+    _set_debit_account_id,
+    _set_credit_account_id,
+    _set_amount,
+    _set_pending_id,
+    _set_user_data_128,
+    _set_user_data_64,
+    _set_user_data_32,
+    _set_timeout,
+    _set_ledger,
+    _set_code,
+    _set_flags,
+    _set_timestamp,
+) = (Transfer.__dict__[f.name].__set__ for f in fields(Transfer))
 
 
 def _transfer_record(stored: StoredTransfer) -> Transfer:
     """`Transfer(*stored)`, built without the frozen dataclass's `__init__`."""
+    (
+        id_,
+        debit_account_id,
+        credit_account_id,
+        amount,
+        pending_id,
+        user_data_128,
+        user_data_64,
+        user_data_32,
+        timeout,
+        ledger,
+        code,
+        flags,
+        timestamp,
+    ) = stored
     t: Transfer = object.__new__(Transfer)
-    for set_field, value in zip(_SETTERS, stored, strict=True):
-        set_field(t, value)
+    _set_id(t, id_)
+    _set_debit_account_id(t, debit_account_id)
+    _set_credit_account_id(t, credit_account_id)
+    _set_amount(t, amount)
+    _set_pending_id(t, pending_id)
+    _set_user_data_128(t, user_data_128)
+    _set_user_data_64(t, user_data_64)
+    _set_user_data_32(t, user_data_32)
+    _set_timeout(t, timeout)
+    _set_ledger(t, ledger)
+    _set_code(t, code)
+    _set_flags(t, flags)
+    _set_timestamp(t, timestamp)
     return t
 
 
@@ -676,7 +718,7 @@ class PythonEngine:
         if account is None or not _account_filter_valid(f):
             return []
         picks = self._select_account_transfers(account, f)
-        return [_transfer_record(self._transfer_at(account.transfers[i])) for i in picks]
+        return [_transfer_record(t) for _, t in picks]
 
     def get_account_balances(self, f: AccountFilter) -> list[AccountBalance]:
         """The balances after each matching transfer of an account flagged `HISTORY`."""
@@ -685,35 +727,42 @@ class PythonEngine:
             return []
         picks = self._select_account_transfers(account, f)
         history = account.history
-        return [history[i] for i in picks]
+        return [history[i] for i, _ in picks]
 
-    def _select_account_transfers(self, account: _AccountState, f: AccountFilter) -> list[int]:
-        """The indexes in `account.transfers` of the transfers that `_select` picks."""
-        matches = _transfer_matches_account_filter(f)
+    def _select_account_transfers(
+        self, account: _AccountState, f: AccountFilter
+    ) -> list[tuple[int, StoredTransfer]]:
         return _select(
             account.transfers,
             f,
-            lambda position: matches(self._transfer_at(position)),
             self._transfer_timestamp,
+            self._transfer_at,
+            _transfer_matches_account_filter(f),
         )
 
     def query_accounts(self, f: QueryFilter) -> list[Account]:
         if not _query_filter_valid(f):
             return []
-        picks = _select(self._account_log, f, _account_matches_query_filter(f), _account_timestamp)
-        return [self._account_log[i].record() for i in picks]
+        picks = _select(
+            self._account_log,
+            f,
+            _account_timestamp,
+            _same_account,
+            _account_matches_query_filter(f),
+        )
+        return [a.record() for _, a in picks]
 
     def query_transfers(self, f: QueryFilter) -> list[Transfer]:
         if not _query_filter_valid(f):
             return []
-        matches = _transfer_matches_query_filter(f)
         picks = _select(
             range(self._transfer_count()),
             f,
-            lambda position: matches(self._transfer_at(position)),
             self._transfer_timestamp,
+            self._transfer_at,
+            _transfer_matches_query_filter(f),
         )
-        return [_transfer_record(self._transfer_at(position)) for position in picks]
+        return [_transfer_record(t) for _, t in picks]
 
     def balances_at(
         self, timestamp: int, account_ids: Sequence[int] | None, ledger: int
@@ -1142,14 +1191,20 @@ def _account_matches_query_filter(f: QueryFilter) -> Callable[[_AccountState], b
     return matches
 
 
+def _same_account(account: _AccountState) -> _AccountState:
+    return account
+
+
 def _select(
-    records: Sequence[Any],
+    records: Sequence[K],
     f: AccountFilter | QueryFilter,
-    matches: Callable[[Any], bool],
-    timestamp_of: Callable[[Any], int],
-) -> list[int]:
-    """The positions of the records (sorted by timestamp) within the filter's timestamp
-    bounds that match, in the filter's order, at most `limit` of them."""
+    timestamp_of: Callable[[K], int],
+    read: Callable[[K], R],
+    matches: Callable[[R], bool],
+) -> list[tuple[int, R]]:
+    """The records (sorted by timestamp) within the filter's timestamp bounds that match, in
+    the filter's order, at most `limit` of them: each as its index in `records` and what
+    `read` made of it, which is what `matches` judges. Each record is read once."""
     low = bisect.bisect_left(records, f.timestamp_min, key=timestamp_of)
     high = (
         bisect.bisect_right(records, f.timestamp_max, key=timestamp_of)
@@ -1160,10 +1215,11 @@ def _select(
         AccountFilterFlags.REVERSED if isinstance(f, AccountFilter) else QueryFilterFlags.REVERSED
     )
     positions = range(high - 1, low - 1, -1) if reversed_ else range(low, high)
-    picks: list[int] = []
+    picks: list[tuple[int, R]] = []
     for i in positions:
-        if matches(records[i]):
-            picks.append(i)
+        record = read(records[i])
+        if matches(record):
+            picks.append((i, record))
             if len(picks) == f.limit:
                 break
     return picks

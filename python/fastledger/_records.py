@@ -119,8 +119,8 @@ def unpack_accounts(buffer: bytes | bytearray | memoryview) -> Iterator[Account]
 
 
 def unpack_transfers(buffer: bytes | bytearray | memoryview) -> Iterator[Transfer]:
-    for f in _RECORD.iter_unpack(buffer):
-        yield Transfer(*_transfer_fields(f))
+    for fields in iter_transfer_fields(buffer):
+        yield Transfer(*fields)
 
 
 # The fields of a transfer in record order, as plain ints: how the Python engine reads the
@@ -170,14 +170,7 @@ def pack_transfer_fields(f: TransferFields) -> bytes:
 
 
 def transfer_fields_at(buffer: bytes | bytearray | memoryview, offset: int) -> TransferFields:
-    return _transfer_fields(_RECORD.unpack_from(buffer, offset))
-
-
-def iter_transfer_fields(buffer: bytes | bytearray | memoryview) -> Iterator[TransferFields]:
-    return map(_transfer_fields, _RECORD.iter_unpack(buffer))
-
-
-def _transfer_fields(f: tuple[int, ...]) -> TransferFields:
+    f = _RECORD.unpack_from(buffer, offset)
     return (
         f[0] | f[1] << 64,
         f[2] | f[3] << 64,
@@ -193,6 +186,11 @@ def _transfer_fields(f: tuple[int, ...]) -> TransferFields:
         f[17],
         f[18],
     )
+
+
+def iter_transfer_fields(buffer: bytes | bytearray | memoryview) -> Iterator[TransferFields]:
+    for offset in range(0, len(buffer), RECORD_SIZE):
+        yield transfer_fields_at(buffer, offset)
 
 
 def _split(value: int) -> tuple[int, int]:

@@ -29,7 +29,6 @@ from ._records import (
     pack_transfer_fields,
     transfer_fields_at,
     unpack_accounts,
-    unpack_transfers,
 )
 from ._state import EngineState, decode_state, encode_state
 from ._types import (
@@ -56,6 +55,10 @@ from ._types import (
 
 A = CreateAccountStatus
 T = CreateTransferStatus
+# The status of most events. Each read of an enum member goes through `EnumType.__getattr__`,
+# which costs as much as a few guards, so a create that succeeds returns these instead.
+ACCOUNT_CREATED = A.CREATED
+TRANSFER_CREATED = T.CREATED
 K = TypeVar("K")
 R = TypeVar("R")
 
@@ -364,7 +367,7 @@ class PythonEngine:
         self._account_log.append(account)
         if self._undo is not None:
             self._undo.accounts_created.append(a.id)
-        return A.CREATED
+        return ACCOUNT_CREATED
 
     # -- create_transfers ------------------------------------------------------------------
 
@@ -481,7 +484,7 @@ class PythonEngine:
             timestamp,
         )
         self._create_transfer_effects(stored, dr, cr)
-        return T.CREATED
+        return TRANSFER_CREATED
 
     def _create_transfer_effects(
         self, stored: StoredTransfer, dr: _AccountState, cr: _AccountState
@@ -579,7 +582,7 @@ class PythonEngine:
             timestamp,
         )
         self._post_or_void_effects(stored, p, dr, cr)
-        return T.CREATED
+        return TRANSFER_CREATED
 
     def _post_or_void_effects(
         self, stored: StoredTransfer, p: StoredTransfer, dr: _AccountState, cr: _AccountState
@@ -662,7 +665,8 @@ class PythonEngine:
         return _pack_results(self.create_accounts(list(unpack_accounts(records)), timestamp))
 
     def create_transfers_packed(self, records: memoryview, timestamp: int) -> tuple[bytes, bytes]:
-        return _pack_results(self.create_transfers(list(unpack_transfers(records)), timestamp))
+        transfers = list(map(_transfer_record, iter_transfer_fields(records)))
+        return _pack_results(self.create_transfers(transfers, timestamp))
 
     # -- expiry ----------------------------------------------------------------------------
 

@@ -917,7 +917,8 @@ class PythonEngine:
         linked_or_imported = _LINKED | imported_bit
         batch_imported = events[0].flags & imported_bit
         created = statuses.CREATED
-        # The (status, timestamp) pair is the result record: no need for its `__new__`.
+        # A result record is a named tuple of (status, timestamp): `tuple.__new__` makes one
+        # without the named tuple's own `__new__`, a Python function around this same call.
         new = tuple.__new__
         first_timestamp = timestamp - count + 1
         results: list[tuple[int, int]] = []

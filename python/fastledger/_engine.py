@@ -323,7 +323,9 @@ class PythonEngine:
 
     # -- create_accounts -------------------------------------------------------------------
 
-    def create_accounts(self, accounts: Sequence[Account], timestamp: int) -> list[tuple[int, int]]:
+    def create_accounts(
+        self, accounts: Sequence[Account], timestamp: int
+    ) -> list[CreateAccountResult]:
         """Applies a batch whose last event takes `timestamp`; returns a `CreateAccountResult`
         per event."""
         return self._execute(accounts, timestamp, self._create_account, A, CreateAccountResult)
@@ -373,7 +375,7 @@ class PythonEngine:
 
     def create_transfers(
         self, transfers: Sequence[Transfer], timestamp: int
-    ) -> list[tuple[int, int]]:
+    ) -> list[CreateTransferResult]:
         """Applies a batch whose last event takes `timestamp`; returns a `CreateTransferResult`
         per event."""
         return self._execute(transfers, timestamp, self._create_transfer, T, CreateTransferResult)
@@ -903,7 +905,7 @@ class PythonEngine:
         create: Callable[[Any, int], int],
         statuses: type[CreateAccountStatus] | type[CreateTransferStatus],
         result: type[CreateAccountResult] | type[CreateTransferResult],
-    ) -> list[tuple[int, int]]:
+    ) -> list[Any]:
         """Runs `create` over a batch whose last event takes `timestamp`; returns a `result`
         record per event, made here once, as the Rust engine makes them.
 
@@ -921,7 +923,7 @@ class PythonEngine:
         # without the named tuple's own `__new__`, a Python function around this same call.
         new = tuple.__new__
         first_timestamp = timestamp - count + 1
-        results: list[tuple[int, int]] = []
+        results: list[Any] = []
         append = results.append
         chain: int | None = None
         chain_broken = False
@@ -1230,7 +1232,7 @@ def _select(
     return picks
 
 
-def _pack_results(results: list[tuple[int, int]]) -> tuple[bytes, bytes]:
+def _pack_results(results: Sequence[tuple[int, int]]) -> tuple[bytes, bytes]:
     statuses = array.array("I", (status for status, _ in results))
     timestamps = array.array("Q", (timestamp for _, timestamp in results))
     return statuses.tobytes(), timestamps.tobytes()

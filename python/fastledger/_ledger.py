@@ -78,7 +78,6 @@ class _Kind:
     fields: tuple[tuple[str, int], ...]
     result: type
     status_enum: type[CreateAccountStatus] | type[CreateTransferStatus]
-    status: dict[int, Any]
     create: str
     create_packed: str
     # The Rust engine's create of packed records with the results of `create`.
@@ -93,7 +92,6 @@ _ACCOUNTS = _Kind(
     ACCOUNT_FIELD_BITS,
     CreateAccountResult,
     CreateAccountStatus,
-    {s.value: s for s in CreateAccountStatus},
     "create_accounts",
     "create_accounts_packed",
     "create_accounts_from_packed",
@@ -106,7 +104,6 @@ _TRANSFERS = _Kind(
     TRANSFER_FIELD_BITS,
     CreateTransferResult,
     CreateTransferStatus,
-    {s.value: s for s in CreateTransferStatus},
     "create_transfers",
     "create_transfers_packed",
     "create_transfers_from_packed",
@@ -131,11 +128,11 @@ class Engine(Protocol):
 
     def create_accounts(
         self, accounts: Sequence[Account], timestamp: int
-    ) -> list[tuple[int, int]]: ...
+    ) -> list[CreateAccountResult]: ...
 
     def create_transfers(
         self, transfers: Sequence[Transfer], timestamp: int
-    ) -> list[tuple[int, int]]: ...
+    ) -> list[CreateTransferResult]: ...
 
     def create_accounts_packed(
         self, records: memoryview, timestamp: int

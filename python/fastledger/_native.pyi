@@ -4,7 +4,15 @@
 from collections.abc import Sequence
 from typing import Final, final
 
-from ._types import Account, AccountBalance, AccountFilter, QueryFilter, Transfer
+from ._types import (
+    Account,
+    AccountBalance,
+    AccountFilter,
+    CreateAccountResult,
+    CreateTransferResult,
+    QueryFilter,
+    Transfer,
+)
 
 # PyO3 lists every name the module adds in __all__; stubtest checks that the stub lists the same.
 __all__ = ["RECORD_SIZE", "Engine", "__version__", "pack_accounts", "pack_transfers"]
@@ -30,10 +38,10 @@ class Engine:
     # (status, timestamp) tuples of ints; typed as the facade's `Engine` protocol has them.
     def create_accounts(
         self, accounts: Sequence[Account], timestamp: int
-    ) -> list[tuple[int, int]]: ...
+    ) -> list[CreateAccountResult]: ...
     def create_transfers(
         self, transfers: Sequence[Transfer], timestamp: int
-    ) -> list[tuple[int, int]]: ...
+    ) -> list[CreateTransferResult]: ...
     def create_accounts_packed(
         self, records: memoryview, timestamp: int
     ) -> tuple[bytes, bytes]: ...
@@ -43,10 +51,10 @@ class Engine:
     # A packed batch with the results of `create_accounts` and `create_transfers`.
     def create_accounts_from_packed(
         self, records: memoryview, timestamp: int
-    ) -> list[tuple[int, int]]: ...
+    ) -> list[CreateAccountResult]: ...
     def create_transfers_from_packed(
         self, records: memoryview, timestamp: int
-    ) -> list[tuple[int, int]]: ...
+    ) -> list[CreateTransferResult]: ...
     def expire_pending_transfers(self, timestamp: int) -> int: ...
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]: ...
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]: ...

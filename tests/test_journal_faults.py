@@ -3,9 +3,12 @@ the file and the byte offset, and `fastledger verify` reports both."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import struct
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from fastledger._journal import (
     KIND_TRANSFERS,
     Tip,
     checksum,
+    read_ahead,
     write_batches,
 )
 from fastledger._records import pack_accounts, pack_transfers
@@ -212,6 +216,25 @@ def test_a_header_whose_kind_and_count_disagree_is_refused(
     with pytest.raises(JournalCorruptError, match=reason) as caught:
         Ledger.open(tmp_path, engine="python")
     assert caught.value.offset == start
+
+
+def test_reading_ahead_yields_every_batch_in_order_then_raises_where_reading_stopped() -> None:
+    def batches() -> Iterator[int]:
+        yield from range(20)
+        raise JournalCorruptError("damage", path="journal", offset=2560)
+
+    replayed = []
+    with pytest.raises(JournalCorruptError, match="offset 2560"):
+        for batch in read_ahead(batches(), depth=3):
+            replayed.append(batch)
+    assert replayed == list(range(20))
+
+
+def test_reading_ahead_ends_its_thread_when_the_replay_stops_early() -> None:
+    ahead = read_ahead(itertools.count(), depth=2)
+    assert next(ahead) == 0
+    ahead.close()
+    assert not [t for t in threading.enumerate() if t.name == "fastledger-read-ahead"]
 
 
 def write_groups(path: Path, groups: list[int]) -> list[tuple[int, int]]:

@@ -47,6 +47,7 @@ from ._journal import (
     JournalWriter,
     Tip,
     checksum,
+    read_ahead,
     sync_directory,
     sync_file,
 )
@@ -223,7 +224,7 @@ class Directory:
         """
         covered = Tip() if snapshot is None else snapshot.tip
         scan = JournalScan(self.journal)
-        for batch in scan:
+        for batch in read_ahead(scan):
             if batch.sequence > covered.sequence:
                 replay(batch)
             elif batch.sequence == covered.sequence and batch.tip != covered:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO, TypeVar
 
-from ._journal import Batch, JournalScan, Tip
+from ._journal import Batch, JournalScan, Tip, read_ahead
 from ._ledger import ENGINES, Ledger, _snapshot_engine
 from ._store import JOURNAL, LOCK, Snapshot, read_snapshots
 from ._types import BATCH_MAX, Account, QueryFilter, Transfer
@@ -158,7 +158,7 @@ def _replay(
     scan = JournalScan(journal)
     _compare(ledger, snapshots.pop(0, None), Tip(), report)
     try:
-        for batch in scan:
+        for batch in read_ahead(scan):
             ledger._replay(batch)
             report.batches += 1
             report.events += batch.count

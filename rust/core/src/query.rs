@@ -113,13 +113,16 @@ struct Window {
 impl Engine {
     /// The account's transfers that match the filter, by timestamp (`REVERSED`: newest first),
     /// at most `limit`. An invalid filter matches nothing, as in TigerBeetle.
-    pub fn get_account_transfers(&self, f: &AccountFilter) -> Vec<Transfer> {
+    ///
+    /// It takes `&mut self` to gather the account's newest transfers into its trail.
+    pub fn get_account_transfers(&mut self, f: &AccountFilter) -> Vec<Transfer> {
         let Some(index) = self.account_index(f.account_id) else {
             return Vec::new();
         };
         if !account_filter_valid(f) {
             return Vec::new();
         }
+        self.gather_trail(index);
         let trail = &self.account_trails[index].transfers;
         let log = &self.transfer_log;
         let picks = select(
@@ -132,17 +135,16 @@ impl Engine {
     }
 
     /// The balances after each matching transfer of an account flagged `HISTORY`.
-    pub fn get_account_balances(&self, f: &AccountFilter) -> Vec<AccountBalance> {
+    pub fn get_account_balances(&mut self, f: &AccountFilter) -> Vec<AccountBalance> {
         let Some(index) = self.account_index(f.account_id) else {
             return Vec::new();
         };
-        let trail = &self.account_trails[index];
-        let Some(history) = &trail.history else {
-            return Vec::new();
-        };
-        if !account_filter_valid(f) {
+        if self.account_trails[index].history.is_none() || !account_filter_valid(f) {
             return Vec::new();
         }
+        self.gather_trail(index);
+        let trail = &self.account_trails[index];
+        let history = trail.history.as_ref().expect("checked above");
         let log = &self.transfer_log;
         let transfers = &trail.transfers;
         let picks = select(

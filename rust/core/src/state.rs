@@ -4,8 +4,8 @@
 
 use std::cmp::Reverse;
 
-use crate::engine::{expires_at, AccountTrail, Engine, Movement, PendingStatus};
-use crate::types::{account_flags, transfer_flags, Account, AccountBalance, Transfer, RECORD_SIZE};
+use crate::engine::{expires_at, Engine, PendingStatus};
+use crate::types::{transfer_flags, Account, AccountBalance, Transfer, RECORD_SIZE};
 
 pub const STATE_MAGIC: &[u8; 8] = b"FLSTATE\0";
 pub const STATE_VERSION: u32 = 1;
@@ -106,15 +106,13 @@ impl Engine {
         engine.accounts.reserve(sections.accounts);
         engine.account_log.reserve_exact(sections.accounts);
         engine.account_trails.reserve_exact(sections.accounts);
+        engine.newest_transfers.reserve_exact(sections.accounts);
         engine.transfers.reserve(sections.transfers);
         engine.transfer_log.reserve_exact(sections.transfers);
         engine.movements.reserve_exact(sections.transfers);
         for i in 0..sections.accounts {
             let a = Account::from_bytes(record_at(state, sections.accounts_at + i * RECORD_SIZE));
-            engine.accounts.insert(a.id, engine.account_log.len());
-            engine.account_log.push(Account { reserved: 0, ..a });
-            let history = (a.flags & account_flags::HISTORY != 0).then(Vec::new);
-            engine.account_trails.push(AccountTrail { transfers: Vec::new(), history });
+            engine.log_account(Account { reserved: 0, ..a });
         }
         let transfer = |i: usize| {
             Transfer::from_bytes(record_at(state, sections.transfers_at + i * RECORD_SIZE))
@@ -160,12 +158,7 @@ impl Engine {
             || StateError(format!("transfer {} of the engine state names a missing account", t.id));
         let dr = self.account_index(t.debit_account_id).ok_or_else(missing)?;
         let cr = self.account_index(t.credit_account_id).ok_or_else(missing)?;
-        let index = self.transfer_log.len();
-        self.transfers.insert(t.id, index);
-        self.transfer_log.push(*t);
-        self.movements.push(Movement::of(t, dr, cr));
-        self.account_trails[dr].transfers.push(index as u32);
-        self.account_trails[cr].transfers.push(index as u32);
+        self.log_transfer(t, dr, cr);
         if t.flags & transfer_flags::PENDING != 0 {
             let byte = *statuses.next().expect("the statuses were counted");
             let status = PendingStatus::from_byte(byte).expect("the statuses were checked");
@@ -179,6 +172,11 @@ impl Engine {
 
     /// Hands the history entries, in order, to the transfers of each account flagged HISTORY.
     fn import_history(&mut self, entries: &[u8], count: usize) -> Result<(), StateError> {
+        for account_index in 0..self.account_trails.len() {
+            if self.account_trails[account_index].history.is_some() {
+                self.gather_trail(account_index);
+            }
+        }
         let needed: usize = self
             .account_trails
             .iter()

@@ -45,8 +45,8 @@ fn account_filter(account_id: u128, flags: u32) -> AccountFilter {
 
 #[test]
 fn account_transfers_come_by_timestamp_or_reversed_up_to_the_limit() {
-    let engine = engine();
-    let ids = |f: &AccountFilter| -> Vec<u128> {
+    let mut engine = engine();
+    let mut ids = |f: &AccountFilter| -> Vec<u128> {
         engine.get_account_transfers(f).iter().map(|t| t.id).collect()
     };
     assert_eq!(ids(&account_filter(1, DEBITS)), [10, 11, 12]);
@@ -60,9 +60,59 @@ fn account_transfers_come_by_timestamp_or_reversed_up_to_the_limit() {
     assert_eq!(ids(&window), [11]);
 }
 
+/// Posting links each transfer into its accounts' chains; a query gathers the chain into the
+/// account's trail. Rolled-back chains, long ones too, and queries between batches must leave
+/// each account with exactly its transfers, oldest first, and balances beside them.
+#[test]
+fn account_transfers_are_whole_across_batches_and_rolled_back_chains() {
+    let mut engine = engine();
+    engine.create_accounts(&[account(3, account_flags::HISTORY)], START + 10);
+    let ids = |engine: &mut Engine, account_id: u128| -> Vec<u128> {
+        let f = AccountFilter { limit: 100, ..account_filter(account_id, DEBITS | CREDITS) };
+        engine.get_account_transfers(&f).iter().map(|t| t.id).collect()
+    };
+    assert_eq!(ids(&mut engine, 2), [10, 11, 12]);
+    let linked = transfer_flags::LINKED;
+    let mut expected_2 = vec![10, 11, 12];
+    let mut expected_3 = vec![];
+    let mut timestamp = START + 20;
+    for round in 0..20u128 {
+        let id = 100 + round * 10;
+        let batch = [
+            transfer(id, 2, 3, 5, 0),
+            transfer(id + 1, 3, 2, 1, linked),
+            transfer(id + 2, 3, 2, AMOUNT_MAX, 0), // Overflows 3's debits: breaks the chain.
+            transfer(id + 3, 3, 2, 2, 0),
+        ];
+        timestamp += 10;
+        let results = engine.create_transfers(&batch, timestamp);
+        let statuses: Vec<T> = results.iter().map(|r| r.0).collect();
+        let failed = [T::LinkedEventFailed, T::OverflowsDebitsPosted];
+        assert_eq!(statuses, [&[T::Created][..], &failed, &[T::Created]].concat());
+        expected_2.extend([id, id + 3]);
+        expected_3.extend([id, id + 3]);
+        if round % 3 == 0 {
+            assert_eq!(ids(&mut engine, 2), expected_2);
+        }
+    }
+    // A long chain, rolled back whole.
+    let mut chain: Vec<Transfer> = (0..40).map(|i| transfer(1_000 + i, 2, 3, 1, linked)).collect();
+    chain.push(transfer(2_000, 2, 3, AMOUNT_MAX, 0));
+    let results = engine.create_transfers(&chain, timestamp + 100);
+    assert!(results[..40].iter().all(|r| r.0 == T::LinkedEventFailed));
+    assert_eq!(ids(&mut engine, 2), expected_2);
+    assert_eq!(ids(&mut engine, 3), expected_3);
+    assert_eq!(ids(&mut engine, 1), [10, 11, 12]);
+    let f = AccountFilter { limit: 100, ..account_filter(3, DEBITS | CREDITS) };
+    let balances = engine.get_account_balances(&f);
+    let credits: Vec<u128> = balances.iter().map(|b| b.credits_posted).collect();
+    let expected: Vec<u128> = (1..=20).flat_map(|round| [round * 5, round * 5]).collect();
+    assert_eq!(credits, expected);
+}
+
 #[test]
 fn invalid_account_filter_matches_nothing() {
-    let engine = engine();
+    let mut engine = engine();
     for f in [
         account_filter(1, 0),
         account_filter(1, DEBITS | 1 << 3),

@@ -212,7 +212,7 @@ impl Engine {
 
     /// The account's transfers that match the filter, by timestamp (REVERSED: newest first).
     fn get_account_transfers<'py>(
-        &self,
+        &mut self,
         py: Python<'py>,
         f: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
@@ -222,7 +222,7 @@ impl Engine {
 
     /// The balances after each matching transfer of an account flagged `HISTORY`.
     fn get_account_balances<'py>(
-        &self,
+        &mut self,
         py: Python<'py>,
         f: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {

@@ -30,17 +30,23 @@ pub(crate) fn advise_huge_pages<T>(memory: &mut [T]) {
     }
 }
 
-/// Starts reading `value` into the cache, so that a read of it soon after does not wait for
-/// memory. Only a hint: it changes nothing the program sees.
+/// The size of a cache line on the processors the engine runs on.
+const CACHE_LINE: usize = 64;
+
+/// Starts reading every cache line of `value` into the cache, so that a read of it soon after
+/// does not wait for memory. Only a hint: it changes nothing the program sees.
 #[inline]
 pub(crate) fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing the program sees and never faults, and the address is
-    // that of a live value in any case.
-    unsafe {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast());
+    let start = (value as *const T).cast::<u8>();
+    for offset in (0..core::mem::size_of::<T>()).step_by(CACHE_LINE) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch reads nothing the program sees and never faults, and the address
+        // lies inside a live value in any case.
+        unsafe {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(start.add(offset).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (start, offset);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }

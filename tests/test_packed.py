@@ -1,15 +1,27 @@
-"""Packed lookups (SPEC section 5): the same records as the object lookups, with no Python
-object per record, and a NumPy view of them."""
+"""Packed batches and lookups (SPEC section 5): the same results and records as with objects,
+with no Python object per event, NumPy builders and views, and a clear error for a buffer that
+is not whole records."""
 
 from __future__ import annotations
 
 import asyncio
 
 import numpy as np
+import pytest
 
 import fastledger
-from fastledger import Account, AccountFlags, Transfer, TransferFlags
-from fastledger._records import unpack_accounts, unpack_transfers
+from fastledger import (
+    BATCH_MAX,
+    Account,
+    AccountFlags,
+    BatchTooLargeError,
+    CreateTransferStatus,
+    RecordTypeError,
+    Transfer,
+    TransferFlags,
+)
+from fastledger._records import pack_transfers, unpack_accounts, unpack_transfers
+from fastledger.packed import PackedResults, transfer_dtype, transfers_from_columns
 
 
 def test_packed_lookups_hold_the_records_the_object_lookups_return(
@@ -81,3 +93,91 @@ def test_async_lookups_answer_packed_too(engine: str) -> None:
             assert len(transfers) == 0
 
     asyncio.run(scenario())
+
+
+# -- Packed batches ---------------------------------------------------------------------------
+
+
+def test_a_batch_built_from_columns_creates_what_the_same_objects_create(engine: str) -> None:
+    # A clock that stands still: both ledgers give the same timestamps.
+    packed_ledger = fastledger.Ledger(engine=engine, clock=lambda: 10**12)
+    object_ledger = fastledger.Ledger(engine=engine, clock=lambda: 10**12)
+    for ledger in (packed_ledger, object_ledger):
+        ledger.create_accounts([Account(id=i, ledger=1, code=1) for i in (1, 2)])
+    big = 2**64 + 7
+    objects = [
+        Transfer(id=10, debit_account_id=1, credit_account_id=2, amount=big, ledger=1, code=1),
+        Transfer(id=11, debit_account_id=2, credit_account_id=9, amount=1, ledger=1, code=1),
+        Transfer(id=10, debit_account_id=1, credit_account_id=2, amount=big, ledger=1, code=1),
+    ]
+    batch = transfers_from_columns(
+        id=[10, 11, 10],
+        debit_account_id=[1, 2, 1],
+        credit_account_id=[2, 9, 2],
+        amount=np.array([[7, 1], [1, 0], [7, 1]], dtype=np.uint64),
+        ledger=[1, 1, 1],
+        code=[1, 1, 1],
+    )
+    assert bytes(batch) == pack_transfers(objects)
+    packed_results = packed_ledger.create_transfers(batch)
+    object_results = object_ledger.create_transfers(objects)
+    assert isinstance(packed_results, PackedResults)
+    assert packed_results == object_results
+    statuses, _ = packed_results.to_numpy()
+    assert statuses.tolist() == [
+        CreateTransferStatus.CREATED,
+        CreateTransferStatus.CREDIT_ACCOUNT_NOT_FOUND,
+        CreateTransferStatus.EXISTS,
+    ]
+    ids = [1, 2, 10, 11]
+    assert packed_ledger.lookup_accounts(ids) == object_ledger.lookup_accounts(ids)
+    assert packed_ledger.lookup_transfers(ids) == object_ledger.lookup_transfers(ids)
+
+
+def _one_transfer() -> bytes:
+    return pack_transfers(
+        [Transfer(id=10, debit_account_id=1, credit_account_id=2, amount=1, ledger=1, code=1)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        pytest.param(
+            _one_transfer() + b"\0",
+            "whole 128-byte records: 129 bytes is 1 records and 1 bytes",
+            id="a byte too many",
+        ),
+        pytest.param(
+            bytearray(_one_transfer()[:100]),
+            "whole 128-byte records: 100 bytes is 0 records and 100 bytes",
+            id="part of a record",
+        ),
+        pytest.param(
+            np.frombuffer(_one_transfer() * 3, dtype=transfer_dtype())[::2],
+            "must be C-contiguous",
+            id="every other record",
+        ),
+        pytest.param(3.5, "a buffer of 128-byte records, not float", id="not a buffer"),
+    ],
+)
+def test_a_buffer_that_is_not_whole_records_is_refused_and_changes_nothing(
+    ledger: fastledger.Ledger, batch: object, message: str
+) -> None:
+    ledger.create_accounts([Account(id=i, ledger=1, code=1) for i in (1, 2)])
+    with pytest.raises(RecordTypeError, match=message):
+        ledger.create_transfers(batch)  # type: ignore[call-overload]
+    assert ledger.lookup_transfers([10]) == []
+    assert ledger.lookup_accounts([1])[0].debits_posted == 0
+
+
+def test_a_packed_batch_over_the_limit_is_refused(ledger: fastledger.Ledger) -> None:
+    with pytest.raises(BatchTooLargeError):
+        ledger.create_transfers(bytes(128 * (BATCH_MAX + 1)))
+
+
+def test_the_rust_engine_itself_refuses_a_buffer_that_is_not_contiguous() -> None:
+    native = pytest.importorskip("fastledger._native")
+    every_other_byte = memoryview(_one_transfer() * 2)[::2]
+    with pytest.raises(RecordTypeError, match="must be C-contiguous"):
+        native.Engine().create_transfers_packed(every_other_byte, 2)

@@ -432,16 +432,19 @@ pub fn ids(ids: &Bound<'_, PyAny>, kind: &str, limit: usize) -> PyResult<Vec<u12
     Ok(converted)
 }
 
-/// Reads a packed batch, a buffer of whole 128-byte records (at most `BATCH_MAX`), into `into`
-/// (cleared first), copying its bytes through `bytes`, a buffer kept between batches.
+/// Reads a packed batch, a C-contiguous buffer of whole 128-byte records (at most
+/// `BATCH_MAX`), into `into` (cleared first), in place.
 pub fn packed<R>(
     records: &Bound<'_, PyAny>,
     kind: &str,
     from_bytes: fn(&[u8; RECORD_SIZE]) -> R,
-    bytes: &mut Vec<u8>,
     into: &mut Vec<R>,
 ) -> PyResult<()> {
     let buffer = PyBuffer::<u8>::get(records)?;
+    if !buffer.is_c_contiguous() {
+        let message = format!("a packed batch of {kind} must be C-contiguous");
+        return Err(RecordTypeError::new_err(message));
+    }
     let length = buffer.item_count();
     if length % RECORD_SIZE != 0 {
         let (count, rest) = (length / RECORD_SIZE, length % RECORD_SIZE);
@@ -451,11 +454,14 @@ pub fn packed<R>(
         )));
     }
     check_count(length / RECORD_SIZE, kind, BATCH_MAX)?;
-    bytes.resize(length, 0);
-    buffer.copy_to_slice(records.py(), bytes)?;
     into.clear();
-    let whole = bytes.chunks_exact(RECORD_SIZE);
-    into.extend(whole.map(|r| from_bytes(r.try_into().expect("a whole record"))));
+    let start = buffer.buf_ptr().cast::<[u8; RECORD_SIZE]>().cast_const();
+    into.extend((0..length / RECORD_SIZE).map(|i| {
+        // SAFETY: the buffer is contiguous and holds `length` bytes, whole records, and
+        // `buffer` keeps it exported (and so alive and unmoved) until it is dropped below; a
+        // record has no alignment. The GIL is held, so no Python code writes to it meanwhile.
+        from_bytes(unsafe { &*start.add(i) })
+    }));
     Ok(())
 }
 

@@ -31,7 +31,6 @@ struct Engine {
     // Conversion buffers, kept between batches so that a batch allocates no records.
     accounts: Vec<Account>,
     transfers: Vec<Transfer>,
-    bytes: Vec<u8>,
 }
 
 /// The fewest events for which the core runs without the GIL. Releasing it costs little while no
@@ -64,12 +63,7 @@ fn check_batch_timestamp(count: usize, timestamp: u64) -> PyResult<()> {
 impl Engine {
     #[new]
     fn new() -> Self {
-        Self {
-            core: fastledger_core::Engine::new(),
-            accounts: Vec::new(),
-            transfers: Vec::new(),
-            bytes: Vec::new(),
-        }
+        Self { core: fastledger_core::Engine::new(), accounts: Vec::new(), transfers: Vec::new() }
     }
 
     /// The engine's name, as `Ledger.engine` reports it.
@@ -113,7 +107,7 @@ impl Engine {
         timestamp: u64,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
         let into = &mut self.accounts;
-        convert::packed(records, "accounts", Account::from_bytes, &mut self.bytes, into)?;
+        convert::packed(records, "accounts", Account::from_bytes, into)?;
         let results = self.apply_accounts(py, timestamp)?;
         convert::packed_results(py, &results)
     }
@@ -126,7 +120,7 @@ impl Engine {
         timestamp: u64,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
         let into = &mut self.transfers;
-        convert::packed(records, "transfers", Transfer::from_bytes, &mut self.bytes, into)?;
+        convert::packed(records, "transfers", Transfer::from_bytes, into)?;
         let results = self.apply_transfers(py, timestamp)?;
         convert::packed_results(py, &results)
     }
@@ -141,7 +135,7 @@ impl Engine {
         timestamp: u64,
     ) -> PyResult<Bound<'py, PyList>> {
         let into = &mut self.accounts;
-        convert::packed(records, "accounts", Account::from_bytes, &mut self.bytes, into)?;
+        convert::packed(records, "accounts", Account::from_bytes, into)?;
         let results = self.apply_accounts(py, timestamp)?;
         convert::account_results(py, &results)
     }
@@ -154,7 +148,7 @@ impl Engine {
         timestamp: u64,
     ) -> PyResult<Bound<'py, PyList>> {
         let into = &mut self.transfers;
-        convert::packed(records, "transfers", Transfer::from_bytes, &mut self.bytes, into)?;
+        convert::packed(records, "transfers", Transfer::from_bytes, into)?;
         let results = self.apply_transfers(py, timestamp)?;
         convert::transfer_results(py, &results)
     }

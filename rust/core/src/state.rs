@@ -142,6 +142,7 @@ impl Engine {
         for i in 0..sections.transfers {
             engine.import_transfer(&transfer(i), &mut statuses)?;
         }
+        engine.sweep_trails();
         for i in 0..sections.failed {
             engine.failed_ids.insert(u128_at(state, sections.failed_at + i * U128_SIZE));
         }
@@ -172,11 +173,6 @@ impl Engine {
 
     /// Hands the history entries, in order, to the transfers of each account flagged HISTORY.
     fn import_history(&mut self, entries: &[u8], count: usize) -> Result<(), StateError> {
-        for account_index in 0..self.account_trails.len() {
-            if self.account_trails[account_index].history.is_some() {
-                self.gather_trail(account_index);
-            }
-        }
         let needed: usize = self
             .account_trails
             .iter()

@@ -1114,14 +1114,13 @@ mod tests {
     use super::*;
 
     fn transfer(id: u128, debit: u128, credit: u128) -> Transfer {
-        let (ledger, code, amount) = (1, 1, 1);
         Transfer {
             id,
             debit_account_id: debit,
             credit_account_id: credit,
-            amount,
-            ledger,
-            code,
+            amount: 1,
+            ledger: 1,
+            code: 1,
             ..Transfer::default()
         }
     }

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._types import AccountFilter, QueryFilter
+from ._types import (
+    ACCOUNT_FIELD_BITS,
+    TRANSFER_FIELD_BITS,
+    Account,
+    AccountFilter,
+    QueryFilter,
+    Transfer,
+)
 from .errors import (
     BatchTooLargeError,
     InvalidArgumentError,
@@ -45,18 +52,72 @@ def check_records(
 ) -> None:
     """Checks that every record has the right type and every field fits its width."""
     for index, record in enumerate(records):
-        if type(record) is not record_type:
+        check_record(index, record, record_type, kind, fields)
+
+
+def check_record(
+    index: int, record: object, record_type: type, kind: str, fields: tuple[tuple[str, int], ...]
+) -> None:
+    """Checks record `index` of a batch field by field; the first fault raises, named."""
+    if type(record) is not record_type:
+        raise RecordTypeError(
+            f"{kind}[{index}] must be a {record_type.__name__}, not {type(record).__name__}"
+        )
+    for name, bits in fields:
+        value = getattr(record, name)
+        if type(value) is not int and not _is_int(value):
             raise RecordTypeError(
-                f"{kind}[{index}] must be a {record_type.__name__}, not {type(record).__name__}"
+                f"{kind}[{index}].{name} must be an int, not {type(value).__name__}"
             )
-        for name, bits in fields:
-            value = getattr(record, name)
-            if type(value) is not int and not _is_int(value):
-                raise RecordTypeError(
-                    f"{kind}[{index}].{name} must be an int, not {type(value).__name__}"
-                )
-            if value < 0 or value >> bits:
-                raise InvalidRecordError(field_message(kind, index, name, value, bits))
+        if value < 0 or value >> bits:
+            raise InvalidRecordError(field_message(kind, index, name, value, bits))
+
+
+def check_accounts(accounts: Sequence[Any], kind: str) -> None:
+    """`check_records` for accounts, which come in small numbers."""
+    check_records(accounts, Account, kind, ACCOUNT_FIELD_BITS)
+
+
+def check_transfers(transfers: Sequence[Any], kind: str) -> None:
+    """`check_records` for transfers, with the common case judged in one expression each.
+
+    That case is a `Transfer` whose fields are all plain ints, where the fields of each width,
+    OR-ed together, fit that width: the OR of non-negative ints is as wide as the widest, and
+    a negative field makes it negative. Field by field, the check took about a sixth of the
+    time the Python engine's path spent on a transfer. Any other transfer (an `IntFlag` in
+    `flags`, or a fault) goes to `check_record`, which accepts it or names the field at fault.
+    """
+    for index, t in enumerate(transfers):
+        if not (
+            type(t) is Transfer
+            and type(t.id) is int
+            and type(t.debit_account_id) is int
+            and type(t.credit_account_id) is int
+            and type(t.amount) is int
+            and type(t.pending_id) is int
+            and type(t.user_data_128) is int
+            and type(t.user_data_64) is int
+            and type(t.user_data_32) is int
+            and type(t.timeout) is int
+            and type(t.ledger) is int
+            and type(t.code) is int
+            and type(t.flags) is int
+            and type(t.timestamp) is int
+            and 0 <= t.id | t.debit_account_id | t.credit_account_id < _END_128
+            and 0 <= t.amount | t.pending_id | t.user_data_128 < _END_128
+            and 0 <= t.user_data_64 | t.timestamp < _END_64
+            and 0 <= t.user_data_32 | t.timeout | t.ledger < _END_32
+            and 0 <= t.code | t.flags < _END_16
+        ):
+            check_record(index, t, Transfer, kind, TRANSFER_FIELD_BITS)
+
+
+_END_128 = 1 << 128
+_END_64 = 1 << 64
+_END_32 = 1 << 32
+_END_16 = 1 << 16
+# The widths `check_transfers` tests, field by field in record order.
+assert [bits for _, bits in TRANSFER_FIELD_BITS] == [128] * 6 + [64, 32, 32, 32, 16, 16, 64]
 
 
 def check_ids(ids: object, kind: str, limit: int) -> Sequence[int]:

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 
 from . import _check
-from ._types import ACCOUNT_FIELD_BITS, TRANSFER_FIELD_BITS, Account, Transfer
+from ._types import Account, Transfer
 
 __all__ = [
     "RECORD_SIZE",
@@ -78,13 +78,13 @@ def pack_transfer(t: Transfer) -> bytes:
 
 def pack_accounts_in_python(accounts: Sequence[Account]) -> bytes:
     accounts = _check.check_batch(accounts, "accounts", _UNLIMITED)
-    _check.check_records(accounts, Account, "accounts", ACCOUNT_FIELD_BITS)
+    _check.check_accounts(accounts, "accounts")
     return b"".join(map(pack_account, accounts))
 
 
 def pack_transfers_in_python(transfers: Sequence[Transfer]) -> bytes:
     transfers = _check.check_batch(transfers, "transfers", _UNLIMITED)
-    _check.check_records(transfers, Transfer, "transfers", TRANSFER_FIELD_BITS)
+    _check.check_transfers(transfers, "transfers")
     return b"".join(map(pack_transfer, transfers))
 
 

@@ -27,6 +27,7 @@ from ._records import (
     iter_transfer_fields,
     pack_accounts,
     pack_transfer_fields,
+    pack_transfer_with,
     transfer_fields_at,
     unpack_accounts,
 )
@@ -470,30 +471,18 @@ class PythonEngine:
         if cr.credits_exceed_debits(amount):
             return T.EXCEEDS_DEBITS
 
-        stored = (
-            t.id,
-            t.debit_account_id,
-            t.credit_account_id,
-            amount,
-            0,  # pending_id
-            t.user_data_128,
-            t.user_data_64,
-            t.user_data_32,
-            t.timeout,
-            t.ledger,
-            t.code,
-            flags,
-            timestamp,
-        )
-        self._create_transfer_effects(stored, dr, cr)
+        self._create_transfer_effects(t, amount, timestamp, dr, cr)
         return TRANSFER_CREATED
 
     def _create_transfer_effects(
-        self, stored: StoredTransfer, dr: _AccountState, cr: _AccountState
+        self, t: Transfer, amount: int, timestamp: int, dr: _AccountState, cr: _AccountState
     ) -> None:
         """The effects of a created transfer that is not a post or a void; every guard has
-        passed."""
-        flags, amount = stored[FLAGS], stored[AMOUNT]
+        passed. It is stored as `t` with the amount it moved, no pending id and its timestamp.
+
+        The stored record is packed from `t` itself: a tuple of its fields, made to be packed,
+        took longer to make and pass along than the packing."""
+        flags = t.flags
         self._save_accounts(dr, cr)
         if flags & _PENDING:
             dr.debits_pending += amount
@@ -506,10 +495,12 @@ class PythonEngine:
         if flags & _CLOSING_CREDIT:
             cr.flags |= _CLOSED
         if flags & _PENDING:
-            self._set_pending_status(stored[ID], PENDING)
-            if stored[TIMEOUT]:
-                heapq.heappush(self._expiry, (_expires_at(stored), stored[TIMESTAMP], stored[ID]))
-        self._insert_transfer(stored, dr, cr)
+            self._set_pending_status(t.id, PENDING)
+            if t.timeout:
+                expires_at = timestamp + t.timeout * NS_PER_S
+                heapq.heappush(self._expiry, (expires_at, timestamp, t.id))
+        record = pack_transfer_with(t, amount, 0, timestamp)
+        self._insert_transfer(t.id, record, timestamp, dr, cr)
 
     def _post_or_void_pending_transfer(self, t: Transfer, timestamp: int) -> int:
         flags = t.flags
@@ -601,7 +592,8 @@ class PythonEngine:
             cr.credits_posted += stored[AMOUNT]
         else:
             _reopen_closed_by(p, dr, cr)
-        self._insert_transfer(stored, dr, cr)
+        record = pack_transfer_fields(stored)
+        self._insert_transfer(stored[ID], record, stored[TIMESTAMP], dr, cr)
 
     def _create_transfer_exists(self, t: Transfer, e: StoredTransfer) -> int:
         if t.flags != e[FLAGS]:
@@ -985,18 +977,22 @@ class PythonEngine:
 
     # -- effects and their undo ------------------------------------------------------------
 
-    def _insert_transfer(self, t: StoredTransfer, dr: _AccountState, cr: _AccountState) -> None:
+    def _insert_transfer(
+        self, id_: int, record: bytes, timestamp: int, dr: _AccountState, cr: _AccountState
+    ) -> None:
+        """Logs the record of a created transfer after its effects, so that the history of its
+        accounts records their balances after it."""
         position = len(self._transfer_log) // RECORD_SIZE
-        self._transfer_index[t[ID]] = position
-        self._transfer_log += pack_transfer_fields(t)
+        self._transfer_index[id_] = position
+        self._transfer_log += record
         dr.transfers.append(position)
         cr.transfers.append(position)
         if dr.history is not None:
-            dr.history.append(dr.balance(t[TIMESTAMP]))
+            dr.history.append(dr.balance(timestamp))
         if cr.history is not None:
-            cr.history.append(cr.balance(t[TIMESTAMP]))
+            cr.history.append(cr.balance(timestamp))
         if self._undo is not None:
-            self._undo.transfers_created.append(t[ID])
+            self._undo.transfers_created.append(id_)
 
     def _save_accounts(self, dr: _AccountState, cr: _AccountState) -> None:
         if self._undo is not None:

@@ -169,6 +169,34 @@ def pack_transfer_fields(f: TransferFields) -> bytes:
     )
 
 
+def pack_transfer_with(t: Transfer, amount: int, pending_id: int, timestamp: int) -> bytes:
+    """The record of `t` with these three fields in place of its own: how the engine stores
+    a transfer it created. `t` must fit, as a checked transfer does."""
+    id_, debit_account_id, credit_account_id = t.id, t.debit_account_id, t.credit_account_id
+    user_data_128 = t.user_data_128
+    return _RECORD.pack(
+        id_ & _U64,
+        id_ >> 64,
+        debit_account_id & _U64,
+        debit_account_id >> 64,
+        credit_account_id & _U64,
+        credit_account_id >> 64,
+        amount & _U64,
+        amount >> 64,
+        pending_id & _U64,
+        pending_id >> 64,
+        user_data_128 & _U64,
+        user_data_128 >> 64,
+        t.user_data_64,
+        t.user_data_32,
+        t.timeout,
+        t.ledger,
+        t.code,
+        t.flags,
+        timestamp,
+    )
+
+
 def transfer_fields_at(buffer: bytes | bytearray | memoryview, offset: int) -> TransferFields:
     f = _RECORD.unpack_from(buffer, offset)
     return (

@@ -191,14 +191,12 @@ class _AccountState:
         ) = saved
 
     def debits_exceed_credits(self, amount: int) -> bool:
-        return self.flags & _DEBITS_MUST_NOT_EXCEED_CREDITS != 0 and (
-            self.debits_pending + self.debits_posted + amount > self.credits_posted
-        )
+        """Whether debiting `amount` more would take the debits past the posted credits."""
+        return self.debits_pending + self.debits_posted + amount > self.credits_posted
 
     def credits_exceed_debits(self, amount: int) -> bool:
-        return self.flags & _CREDITS_MUST_NOT_EXCEED_DEBITS != 0 and (
-            self.credits_pending + self.credits_posted + amount > self.debits_posted
-        )
+        """Whether crediting `amount` more would take the credits past the posted debits."""
+        return self.credits_pending + self.credits_posted + amount > self.debits_posted
 
 
 @dataclass(slots=True)
@@ -464,11 +462,13 @@ class PythonEngine:
             return T.OVERFLOWS_DEBITS
         if amount + cr.credits_pending + cr.credits_posted > U128_MAX:
             return T.OVERFLOWS_CREDITS
-        if timestamp + t.timeout * NS_PER_S > TIMESTAMP_MAX:
+        # No timeout, no overflow: the timestamp itself is at most TIMESTAMP_MAX.
+        if t.timeout and timestamp + t.timeout * NS_PER_S > TIMESTAMP_MAX:
             return T.OVERFLOWS_TIMEOUT
-        if dr.debits_exceed_credits(amount):
+        # An account without the limit's flag cannot exceed it: its sums are not needed.
+        if dr.flags & _DEBITS_MUST_NOT_EXCEED_CREDITS and dr.debits_exceed_credits(amount):
             return T.EXCEEDS_CREDITS
-        if cr.credits_exceed_debits(amount):
+        if cr.flags & _CREDITS_MUST_NOT_EXCEED_DEBITS and cr.credits_exceed_debits(amount):
             return T.EXCEEDS_DEBITS
 
         self._create_transfer_effects(t, amount, timestamp, dr, cr)
@@ -906,7 +906,7 @@ class PythonEngine:
         status of `create`, in the order TigerBeetle checks them.
         """
         count = len(events)
-        assert 0 < count <= timestamp
+        assert 0 < count <= timestamp <= TIMESTAMP_MAX
         imported_bit = _ACCOUNT_IMPORTED if statuses is A else _IMPORTED
         linked_or_imported = _LINKED | imported_bit
         batch_imported = events[0].flags & imported_bit

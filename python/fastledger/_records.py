@@ -59,21 +59,7 @@ def pack_account(a: Account) -> bytes:
 
 
 def pack_transfer(t: Transfer) -> bytes:
-    return _RECORD.pack(
-        *_split(t.id),
-        *_split(t.debit_account_id),
-        *_split(t.credit_account_id),
-        *_split(t.amount),
-        *_split(t.pending_id),
-        *_split(t.user_data_128),
-        t.user_data_64,
-        t.user_data_32,
-        t.timeout,
-        t.ledger,
-        t.code,
-        t.flags,
-        t.timestamp,
-    )
+    return pack_transfer_with(t, t.amount, t.pending_id, t.timestamp)
 
 
 def pack_accounts_in_python(accounts: Sequence[Account]) -> bytes:

@@ -47,3 +47,5 @@ def test_a_transfer_packed_with_the_engine_fields_is_the_record_of_the_transfer_
     packed = _records.pack_transfer_with(t, amount, pending_id, timestamp)
     assert packed == _native.pack_transfers([stored])
     assert packed == _records.pack_transfer(stored)
+    fields = tuple(getattr(stored, field.name) for field in dataclasses.fields(stored))
+    assert packed == _records.pack_transfer_fields(fields)  # type: ignore[arg-type]

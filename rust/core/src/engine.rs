@@ -479,8 +479,11 @@ impl Engine {
             T::OverflowsCredits
         );
         guard!(timeout_overflows(timestamp, t.timeout), T::OverflowsTimeout);
-        guard!(debits_exceed_credits(dr, amount), T::ExceedsCredits);
-        guard!(credits_exceed_debits(cr, amount), T::ExceedsDebits);
+        // An account without the limit's flag cannot exceed it.
+        let dr_limited = dr.flags & DEBITS_MUST_NOT_EXCEED_CREDITS != 0;
+        let cr_limited = cr.flags & CREDITS_MUST_NOT_EXCEED_DEBITS != 0;
+        guard!(dr_limited && debits_exceed_credits(dr, amount), T::ExceedsCredits);
+        guard!(cr_limited && credits_exceed_debits(cr, amount), T::ExceedsDebits);
 
         let stored = Transfer { amount, pending_id: 0, timestamp, ..*t };
         self.create_transfer_effects(&stored, dr_index, cr_index);
@@ -1072,26 +1075,23 @@ fn timeout_overflows(timestamp: u64, timeout_s: u32) -> bool {
     expires_at > u128::from(TIMESTAMP_MAX)
 }
 
-/// `debits_pending + debits_posted + amount > credits_posted` for an account that limits its
-/// debits; a sum past `U128_MAX` exceeds any balance.
+/// Whether debiting `amount` more would take the debits past the posted credits:
+/// `debits_pending + debits_posted + amount > credits_posted`; a sum past `U128_MAX` exceeds any
+/// balance.
 fn debits_exceed_credits(dr: &Account, amount: u128) -> bool {
-    dr.flags & DEBITS_MUST_NOT_EXCEED_CREDITS != 0
-        && dr
-            .debits_pending
-            .checked_add(dr.debits_posted)
-            .and_then(|debits| debits.checked_add(amount))
-            .is_none_or(|debits| debits > dr.credits_posted)
+    dr.debits_pending
+        .checked_add(dr.debits_posted)
+        .and_then(|debits| debits.checked_add(amount))
+        .is_none_or(|debits| debits > dr.credits_posted)
 }
 
-/// `credits_pending + credits_posted + amount > debits_posted` for an account that limits its
-/// credits.
+/// Whether crediting `amount` more would take the credits past the posted debits:
+/// `credits_pending + credits_posted + amount > debits_posted`.
 fn credits_exceed_debits(cr: &Account, amount: u128) -> bool {
-    cr.flags & CREDITS_MUST_NOT_EXCEED_DEBITS != 0
-        && cr
-            .credits_pending
-            .checked_add(cr.credits_posted)
-            .and_then(|credits| credits.checked_add(amount))
-            .is_none_or(|credits| credits > cr.debits_posted)
+    cr.credits_pending
+        .checked_add(cr.credits_posted)
+        .and_then(|credits| credits.checked_add(amount))
+        .is_none_or(|credits| credits > cr.debits_posted)
 }
 
 /// A post or void inherits each user data field it leaves at zero from the pending transfer.

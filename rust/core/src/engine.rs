@@ -15,6 +15,7 @@ use std::mem;
 use foldhash::{HashMap, HashSet};
 
 use crate::index::IdIndex;
+use crate::log::Log;
 use crate::memory;
 use crate::status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
 use crate::types::{
@@ -301,9 +302,9 @@ pub struct Engine {
     trails_swept: usize,
     /// The steps that walks of chains took since the last sweep.
     trail_steps: usize,
-    pub(crate) transfer_log: Vec<Transfer>,
+    pub(crate) transfer_log: Log<Transfer>,
     /// Beside each transfer of the log, what it moved between which accounts.
-    pub(crate) movements: Vec<Movement>,
+    pub(crate) movements: Log<Movement>,
     pub(crate) pending_status: HashMap<u128, PendingStatus>,
     /// (expires_at, timestamp, pending id), earliest expiry on top.
     pub(crate) expiry: BinaryHeap<Reverse<(u64, u64, u128)>>,
@@ -379,7 +380,7 @@ impl Engine {
                 A::ImportedEventTimestampMustNotRegress
             );
             guard!(
-                logged_at(&self.transfer_log, timestamp),
+                self.transfer_log.holds_timestamp(timestamp),
                 A::ImportedEventTimestampMustNotRegress
             );
         }
@@ -412,8 +413,6 @@ impl Engine {
     ///
     /// The batch is not empty and `len <= timestamp <= TIMESTAMP_MAX`.
     pub fn create_transfers(&mut self, transfers: &[Transfer], timestamp: u64) -> Vec<(T, u64)> {
-        self.transfer_log.reserve(transfers.len());
-        self.movements.reserve(transfers.len());
         self.transfers.reserve(transfers.len());
         self.execute(transfers, timestamp, Self::create_transfer)
     }
@@ -773,6 +772,7 @@ impl Engine {
             }
         }
         assert!(chain.is_none() && !self.undo.active);
+        self.transfer_log.fence();
         results
     }
 
@@ -810,7 +810,7 @@ impl Engine {
     pub(crate) fn log_transfer(&mut self, t: &Transfer, dr_index: usize, cr_index: usize) {
         let index = self.transfer_log.len();
         self.transfers.insert(t.id, index);
-        self.transfer_log.push(*t);
+        self.transfer_log.push_streaming(t);
         // Indexes fit in u32 below `NO_TRANSFER`: a log holds at most `LOG_MAX` records.
         let newest = &mut self.newest_transfers;
         let earlier = [dr_index, cr_index].map(|a| mem::replace(&mut newest[a], index as u32));
@@ -853,22 +853,22 @@ impl Engine {
     /// hold it yet, reading ahead the trails that come next.
     pub(crate) fn sweep_trails(&mut self) {
         let start = self.trails_swept;
-        let movements = &self.movements[start..];
+        let movements = &self.movements;
         let trails = &mut self.account_trails;
-        for (offset, movement) in movements.iter().enumerate() {
-            if let Some(ahead) = movements.get(offset + PREFETCH_AHEAD) {
+        for (index, movement) in (start..).zip(movements.iter_from(start)) {
+            if let Some(ahead) = movements.get(index + PREFETCH_AHEAD) {
                 for a in ahead.accounts {
                     memory::prefetch(&trails[a as usize]);
                 }
             }
-            if let Some(ahead) = movements.get(offset + PREFETCH_AHEAD / 2) {
+            if let Some(ahead) = movements.get(index + PREFETCH_AHEAD / 2) {
                 for a in ahead.accounts {
                     if let Some(end) = trails[a as usize].transfers.spare_capacity_mut().first() {
                         memory::prefetch(end);
                     }
                 }
             }
-            let index = (start + offset) as u32;
+            let index = index as u32;
             for account_index in movement.accounts {
                 // A walk may have gathered the account's newest transfers already.
                 let trail = &mut trails[account_index as usize].transfers;

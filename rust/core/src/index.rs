@@ -13,11 +13,11 @@
 //!
 //! Growing a large index moves every slot into an array twice the size, and most of that time
 //! is the kernel zeroing the new array's pages as they are first written. So once a large index
-//! is five eighths full, another thread makes the next array and writes to each of its pages,
-//! and the growth at three quarters takes it ready: a pause of one batch becomes much shorter.
+//! is five eighths full, another thread makes the next array and maps all its pages
+//! (`memory::mapped`), and the growth at three quarters takes it ready: a pause of one batch
+//! becomes much shorter.
 
 use core::hash::BuildHasher;
-use std::hint::black_box;
 use std::thread::{self, JoinHandle};
 
 use foldhash::fast::RandomState;
@@ -37,9 +37,6 @@ const SLOTS_MIN: usize = 16;
 /// The fewest slots for which the next array is made ahead on another thread, in huge pages
 /// (4 MiB): a smaller one is made in well under a millisecond.
 const PREPARE_SLOTS_MIN: usize = 1 << 19;
-
-/// Slots in a page of 4 KiB: writing one faults the whole page in.
-const PAGE_SLOTS: usize = 4096 / core::mem::size_of::<u64>();
 
 /// The fewest slots for which `prefetch` does anything: a smaller array (512 KiB) stays in a
 /// core's own cache, where a prefetch gains nothing and its hash still costs.
@@ -74,21 +71,15 @@ impl Default for IdIndex {
     }
 }
 
-/// An array of `count` free slots whose pages are all faulted in. With `huge`, it asks for huge
-/// pages, which spare a random read of a large array most of its misses in the processor's
-/// table of pages; but the kernel may first have to gather free memory into huge pages, which
-/// took up to 20 ms here: so only a thread that no batch waits for asks for them.
-fn free_slots(count: usize, huge: bool) -> Vec<u64> {
-    let mut slots = vec![FREE; count];
-    if huge {
-        memory::advise_huge_pages(&mut slots);
+/// An array of `count` free slots. With `mapped`, the array is in huge pages where the kernel
+/// grants them and all its pages are mapped (`memory::mapped`): only a thread that no batch
+/// waits for asks for that.
+fn free_slots(count: usize, mapped: bool) -> Vec<u64> {
+    if !mapped {
+        return vec![FREE; count];
     }
-    // Zeroed memory comes as pages that the kernel maps only when first written; a write per
-    // page maps them now. The value is hidden from the compiler, which would otherwise drop a
-    // store of what the memory already holds.
-    for page in slots.chunks_mut(PAGE_SLOTS) {
-        page[0] = black_box(FREE);
-    }
+    let mut slots = memory::mapped(count);
+    slots.resize(count, FREE);
     slots
 }
 

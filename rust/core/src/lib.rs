@@ -8,6 +8,7 @@
 
 pub mod engine;
 mod index;
+mod log;
 mod memory;
 pub mod query;
 pub mod state;

@@ -1,5 +1,6 @@
-//! Hints about memory: to the kernel about the engine's largest arrays, and to the processor
-//! about what the batch loop reads next.
+//! How the engine uses memory: arrays mapped ahead, in huge pages, for its largest structures;
+//! hints to the processor about what the batch loop reads next; and stores that bypass the
+//! cache for what it writes far ahead of any read.
 //!
 //! A large array that is read at random, as the id index is, misses the processor's table of
 //! page addresses on almost every read when it is mapped in pages of 4 KiB: each read then
@@ -7,27 +8,48 @@
 //! times fewer entries, and the kernel maps it with 512 times fewer page faults.
 
 /// The size of a huge page on the platforms where the engine asks for them.
-pub(crate) const HUGE_PAGE: usize = 2 << 20;
+const HUGE_PAGE: usize = 2 << 20;
 
-/// Asks the kernel to back the whole huge pages inside `memory` with huge pages, where it
-/// supports them (on Linux with transparent huge pages enabled for advised memory). Only
-/// advice: the memory keeps its contents, and a kernel that declines changes nothing.
-/// Call it before the memory is first written, so that the first write maps a huge page.
-pub(crate) fn advise_huge_pages<T>(memory: &mut [T]) {
-    let start = memory.as_mut_ptr() as usize;
-    let end = start + core::mem::size_of_val(memory);
-    let first = start.next_multiple_of(HUGE_PAGE);
-    let last = end / HUGE_PAGE * HUGE_PAGE;
+/// Asks the kernel to back the whole huge pages among the `bytes` bytes at `start` with huge
+/// pages, where it supports them (on Linux with transparent huge pages enabled for advised
+/// memory). Only advice: the memory keeps its contents, and a kernel that declines changes
+/// nothing. Call it before the memory is first written, so that the first write maps a huge page.
+fn advise_huge_pages(start: *mut u8, bytes: usize) {
+    let first = (start as usize).next_multiple_of(HUGE_PAGE);
+    let last = (start as usize + bytes) / HUGE_PAGE * HUGE_PAGE;
     if first >= last {
         return;
     }
     #[cfg(target_os = "linux")]
     // SAFETY: madvise with MADV_HUGEPAGE only changes how the kernel maps the range, which lies
-    // inside memory this slice owns; it never changes the memory's contents. Its result is
+    // inside memory the caller owns; it never changes the memory's contents. Its result is
     // ignored on purpose: declining is allowed.
     unsafe {
         libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE);
     }
+}
+
+/// The size of a page the kernel maps at a time (at least).
+const PAGE: usize = 4096;
+
+/// An empty vector with room for `capacity` records, in huge pages where the kernel grants
+/// them, whose pages are all mapped: writing to memory for the first time makes the kernel map
+/// (and zero) it then, page by page, and this does that work now, on the thread that calls it.
+///
+/// The kernel may first have to gather free memory into huge pages, which took up to 20 ms
+/// here: so only threads that no batch waits for call this.
+pub(crate) fn mapped<T>(capacity: usize) -> Vec<T> {
+    let mut records = Vec::with_capacity(capacity);
+    let spare = records.spare_capacity_mut();
+    let (start, bytes) = (spare.as_mut_ptr().cast::<u8>(), core::mem::size_of_val(spare));
+    advise_huge_pages(start, bytes);
+    for offset in (0..bytes).step_by(PAGE) {
+        // SAFETY: the byte lies in the vector's spare capacity, memory it owns and that holds
+        // no record yet; any byte may be written there. Volatile, because the compiler would
+        // otherwise drop a store that nothing reads.
+        unsafe { start.add(offset).write_volatile(0) };
+    }
+    records
 }
 
 /// The size of a cache line on the processors the engine runs on.
@@ -48,5 +70,50 @@ pub(crate) fn prefetch<T>(value: &T) {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (start, offset);
+    }
+}
+
+/// A record type whose every byte is initialized (no padding) and whose size and alignment are
+/// multiples of 16 bytes, so that `stream` may copy it in 16-byte pieces.
+///
+/// # Safety
+///
+/// Implement it only for such a type (`repr(C)`, fields that tile it exactly).
+pub(crate) unsafe trait Plain: Copy {}
+
+/// Appends `record` to `records`, which has room for it, with non-temporal stores: they go to
+/// memory without first reading the lines they fill into the cache, and without pushing other
+/// lines out of it. For a log that the batch loop writes far ahead of any read of it.
+///
+/// The stores are weakly ordered: before the memory they wrote is read again, by this thread
+/// or (after it is handed over) by another, this thread must call `store_fence`.
+pub(crate) fn stream<T: Plain>(records: &mut Vec<T>, record: &T) {
+    const { assert!(size_of::<T>() % 16 == 0 && align_of::<T>() % 16 == 0) };
+    let slot = records.spare_capacity_mut().first_mut().expect("room for the record");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `from` and `to` are 16-byte aligned (`T` is) and span one `T` each, every byte of
+    // which `record` has initialized (`T: Plain`); `slot` is memory `records` owns.
+    unsafe {
+        use core::arch::x86_64::{__m128i, _mm_stream_si128};
+        let from = (record as *const T).cast::<__m128i>();
+        let to = slot.as_mut_ptr().cast::<__m128i>();
+        for piece in 0..size_of::<T>() / 16 {
+            _mm_stream_si128(to.add(piece), from.add(piece).read());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    slot.write(*record);
+    // SAFETY: the slot after the last record now holds a whole record.
+    unsafe { records.set_len(records.len() + 1) };
+}
+
+/// Orders the non-temporal stores of this thread before all its later loads and stores: after
+/// it, the memory they wrote reads as written, here and on any thread this one hands it to.
+#[inline]
+pub(crate) fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a fence has no operands and no effect beyond ordering.
+    unsafe {
+        core::arch::x86_64::_mm_sfence();
     }
 }

@@ -276,7 +276,7 @@ impl Engine {
     /// same, and each partial sum is at most a balance the account once had, so none overflows.
     fn replay(&self, end: usize, timestamp: u64, row: impl Fn(u32) -> u32, at: &mut BalancesAt) {
         let log = &self.transfer_log;
-        for (index, movement) in self.movements[..end].iter().enumerate() {
+        for (index, movement) in self.movements.iter().take(end).enumerate() {
             let flags = movement.flags;
             if flags & RESOLVING != 0 {
                 let pending_id = log[index].pending_id;

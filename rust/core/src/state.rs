@@ -108,8 +108,6 @@ impl Engine {
         engine.account_trails.reserve_exact(sections.accounts);
         engine.newest_transfers.reserve_exact(sections.accounts);
         engine.transfers.reserve(sections.transfers);
-        engine.transfer_log.reserve_exact(sections.transfers);
-        engine.movements.reserve_exact(sections.transfers);
         for i in 0..sections.accounts {
             let a = Account::from_bytes(record_at(state, sections.accounts_at + i * RECORD_SIZE));
             engine.log_account(Account { reserved: 0, ..a });
@@ -147,6 +145,7 @@ impl Engine {
             engine.failed_ids.insert(u128_at(state, sections.failed_at + i * U128_SIZE));
         }
         engine.import_history(&state[sections.history_at..], sections.history)?;
+        engine.transfer_log.fence();
         Ok(engine)
     }
 

@@ -1,0 +1,247 @@
+//! An append-only log of records that never move: the engine's transfer log and the movements
+//! beside it.
+//!
+//! A `Vec` grows by moving its records into memory twice the size, and the records written
+//! after that land in pages the kernel maps one fault at a time while the batch loop waits. A
+//! log keeps its records in segments of `SEGMENT_LEN` instead. Once the newest segment is half
+//! full, another thread makes the next one and writes to each of its pages, so the batch loop
+//! finds it mapped when it gets there; a small log (half a segment) never starts that thread.
+//! Segments are asked for in huge pages, which spares random reads of the log most of their
+//! misses in the processor's table of pages.
+//!
+//! The transfer log is written with non-temporal stores (`push_streaming`): a store to a line
+//! that is not in the cache first reads the line from memory, and the batch loop writes two
+//! lines a transfer that nothing reads soon after. Those stores are weakly ordered, so the log
+//! fences them before any read of it, and the engine before it returns from a batch.
+
+use std::ops::{Index, IndexMut};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread::{self, JoinHandle};
+
+use crate::memory::{self, Plain};
+use crate::types::Timestamped;
+
+/// Records in a segment: a power of two, so that a position splits into a segment and an
+/// offset with a shift and a mask.
+const SEGMENT_SHIFT: u32 = 15;
+const SEGMENT_LEN: usize = 1 << SEGMENT_SHIFT;
+const OFFSET_MASK: usize = SEGMENT_LEN - 1;
+
+#[derive(Debug)]
+pub(crate) struct Log<T> {
+    /// Every segment but the last is full; the last may be empty (after `pop`). Read it
+    /// through `segments` or `segments_mut`, which order streamed stores first.
+    segments_unfenced: Vec<Vec<T>>,
+    len: usize,
+    /// The next segment, being made on another thread.
+    next_segment: Option<JoinHandle<Vec<T>>>,
+    /// Whether records were streamed (`push_streaming`) since the last store fence. Atomic only
+    /// so that a read through `&self` may clear it; one thread at a time uses a log.
+    streamed: AtomicBool,
+}
+
+impl<T> Default for Log<T> {
+    fn default() -> Self {
+        let streamed = AtomicBool::new(false);
+        Self { segments_unfenced: Vec::new(), len: 0, next_segment: None, streamed }
+    }
+}
+
+impl<T> Log<T> {
+    /// Orders the records streamed so far before what this thread does next. The thread that
+    /// streams records calls it before another thread may use the log.
+    pub(crate) fn fence(&self) {
+        if self.streamed.load(Relaxed) {
+            memory::store_fence();
+            self.streamed.store(false, Relaxed);
+        }
+    }
+
+    #[inline]
+    fn segments(&self) -> &Vec<Vec<T>> {
+        self.fence();
+        &self.segments_unfenced
+    }
+
+    #[inline]
+    fn segments_mut(&mut self) -> &mut Vec<Vec<T>> {
+        self.fence();
+        &mut self.segments_unfenced
+    }
+}
+
+impl<T> Drop for Log<T> {
+    fn drop(&mut self) {
+        // Freeing memory is an access to it too.
+        self.fence();
+    }
+}
+
+impl<T: Copy + Send + 'static> Log<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn get(&self, position: usize) -> Option<&T> {
+        self.segments().get(position >> SEGMENT_SHIFT)?.get(position & OFFSET_MASK)
+    }
+
+    pub(crate) fn last(&self) -> Option<&T> {
+        self.get(self.len.checked_sub(1)?)
+    }
+
+    pub(crate) fn push(&mut self, record: T) {
+        self.room().push(record);
+        self.len += 1;
+    }
+
+    /// Appends `record` with non-temporal stores (`memory::stream`): for a log that is
+    /// written far ahead of any read of it. Reads through the log fence them first; the
+    /// thread that streams calls `fence` before it hands the log to another.
+    pub(crate) fn push_streaming(&mut self, record: &T)
+    where
+        T: Plain,
+    {
+        memory::stream(self.room(), record);
+        self.streamed.store(true, Relaxed);
+        self.len += 1;
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        let segments = self.segments_mut();
+        let record = segments.last_mut()?.pop()?;
+        if segments.last().is_some_and(Vec::is_empty) && segments.len() > 1 {
+            // Keep no empty segment behind a partly full one; the emptied one is dropped.
+            segments.pop();
+        }
+        self.len -= 1;
+        Some(record)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.segments().iter().flatten()
+    }
+
+    /// The records from `start` on, in order.
+    pub(crate) fn iter_from(&self, start: usize) -> impl Iterator<Item = &T> + '_ {
+        let skipped = start.min(self.len);
+        let segments = self.segments().get(skipped >> SEGMENT_SHIFT..).unwrap_or_default();
+        segments.iter().flatten().skip(skipped & OFFSET_MASK)
+    }
+
+    /// The number of records for which `is_before` holds, when it holds for a first part of
+    /// the log and not for the rest (as `slice::partition_point`).
+    pub(crate) fn partition_point(&self, is_before: impl Fn(&T) -> bool) -> usize {
+        // The segments before the first whose last record is not before: all their records are.
+        let segments = self.segments();
+        let before = segments.partition_point(|s| s.last().is_some_and(&is_before));
+        match segments.get(before) {
+            Some(segment) => before * SEGMENT_LEN + segment.partition_point(&is_before),
+            None => self.len,
+        }
+    }
+
+    /// The segment the next record goes into, with room for it.
+    fn room(&mut self) -> &mut Vec<T> {
+        // Appending reads no record: no fence needed.
+        let segments = &mut self.segments_unfenced;
+        if segments.last().is_none_or(|s| s.len() == SEGMENT_LEN) {
+            let prepared = self.next_segment.take().map(|next| next.join().expect("it allocates"));
+            segments.push(prepared.unwrap_or_else(|| Vec::with_capacity(SEGMENT_LEN)));
+        }
+        let segment = segments.last_mut().expect("one was added if none had room");
+        if segment.len() == SEGMENT_LEN / 2 && self.next_segment.is_none() {
+            // Without a thread (the system refused one), the next segment is made when needed.
+            self.next_segment = thread::Builder::new()
+                .name("fastledger-log".into())
+                .spawn(|| memory::mapped(SEGMENT_LEN))
+                .ok();
+        }
+        segment
+    }
+}
+
+impl<T: Timestamped + Copy + Send + 'static> Log<T> {
+    /// Whether a record of this log, which is sorted by timestamp, has `timestamp`.
+    pub(crate) fn holds_timestamp(&self, timestamp: u64) -> bool {
+        let at = self.partition_point(|r| r.timestamp() < timestamp);
+        self.get(at).is_some_and(|r| r.timestamp() == timestamp)
+    }
+}
+
+impl<T> Index<usize> for Log<T> {
+    type Output = T;
+
+    #[inline]
+    fn index(&self, position: usize) -> &T {
+        &self.segments()[position >> SEGMENT_SHIFT][position & OFFSET_MASK]
+    }
+}
+
+impl<T> IndexMut<usize> for Log<T> {
+    #[inline]
+    fn index_mut(&mut self, position: usize) -> &mut T {
+        &mut self.segments_mut()[position >> SEGMENT_SHIFT][position & OFFSET_MASK]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record of two numbers, which may be streamed.
+    #[repr(C, align(16))]
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Pair(usize, usize);
+
+    // SAFETY: two 8-byte fields tile the 16 bytes exactly.
+    unsafe impl Plain for Pair {}
+
+    fn pair(n: usize) -> Pair {
+        Pair(n, !n)
+    }
+
+    #[test]
+    fn keeps_records_in_order_across_segments_and_pops_back_over_a_boundary() {
+        let mut log = Log::default();
+        let count = 2 * SEGMENT_LEN + 3;
+        for n in 0..count {
+            // Streamed and cached stores may be mixed: reads fence the streamed ones first.
+            if n % 3 == 0 {
+                log.push(pair(n));
+            } else {
+                log.push_streaming(&pair(n));
+            }
+        }
+        assert_eq!(log.len(), count);
+        assert!((0..count).all(|n| log[n] == pair(n) && log.get(n) == Some(&pair(n))));
+        assert_eq!(log.get(count), None);
+        assert!(log.iter().copied().eq((0..count).map(pair)));
+        assert!(log.iter_from(SEGMENT_LEN - 1).map(|p| p.0).eq(SEGMENT_LEN - 1..count));
+        assert_eq!(log.iter_from(count + 5).count(), 0);
+        assert_eq!(log.partition_point(|p| p.0 < SEGMENT_LEN), SEGMENT_LEN);
+        assert_eq!(log.partition_point(|p| p.0 < 7), 7);
+        assert_eq!(log.partition_point(|_| true), count);
+        for n in (SEGMENT_LEN - 2..count).rev() {
+            assert_eq!(log.pop(), Some(pair(n)));
+        }
+        assert_eq!((log.len(), log.last()), (SEGMENT_LEN - 2, Some(&pair(SEGMENT_LEN - 3))));
+        log.push_streaming(&pair(7));
+        log.push(pair(8));
+        log.push_streaming(&pair(9));
+        log[SEGMENT_LEN].1 = 10;
+        assert_eq!((log[SEGMENT_LEN - 1], log[SEGMENT_LEN]), (pair(8), Pair(9, 10)));
+        assert_eq!(log.len(), SEGMENT_LEN + 1);
+    }
+
+    #[test]
+    fn an_empty_log_has_no_records() {
+        let mut log: Log<Pair> = Log::default();
+        assert!(log.is_empty() && log.last().is_none() && log.pop().is_none());
+        assert_eq!((log.partition_point(|_| true), log.iter().count()), (0, 0));
+    }
+}

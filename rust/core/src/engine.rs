@@ -14,7 +14,7 @@ use std::mem;
 
 use foldhash::{HashMap, HashSet};
 
-use crate::index::IdIndex;
+use crate::index::{IdIndex, RunIndex};
 use crate::log::Log;
 use crate::memory;
 use crate::status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
@@ -249,6 +249,7 @@ const WALK_STEPS_PER_SWEEP: usize = 16;
 /// small array; appending to a list per account instead wrote to as many places in memory as
 /// there are accounts, and was a third of the time of a transfer. Queries gather the chain into
 /// the account's trail when they need it (`Engine::gather_trail`).
+#[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Movement {
     pub(crate) amount: u128,
@@ -257,7 +258,16 @@ pub(crate) struct Movement {
     /// or `NO_TRANSFER`.
     pub(crate) earlier: [u32; 2],
     pub(crate) flags: u16,
+    /// Zero: what a movement needs of its 48 bytes (the alignment of `amount` rounds it up)
+    /// stated, so that it may be streamed.
+    padding: [u16; 7],
 }
+
+const _: () = assert!(size_of::<Movement>() == 48);
+
+// SAFETY: `repr(C)`, and its fields tile its 48 bytes exactly (asserted above); it is aligned to
+// 16 bytes by `amount`.
+unsafe impl memory::Plain for Movement {}
 
 impl Movement {
     /// The transfer before this one of `account_index`, which this one moved.
@@ -290,7 +300,7 @@ pub struct Engine {
     /// Account id to its index in `account_log` (and `account_trails`).
     pub(crate) accounts: IdIndex,
     /// Transfer id to its index in `transfer_log`.
-    pub(crate) transfers: IdIndex,
+    pub(crate) transfers: RunIndex,
     // Creation order is timestamp order (imported events must not regress), so these logs are
     // sorted by timestamp, and a binary search finds the record of a timestamp.
     pub(crate) account_log: Vec<Account>,
@@ -772,7 +782,7 @@ impl Engine {
             }
         }
         assert!(chain.is_none() && !self.undo.active);
-        self.transfer_log.fence();
+        self.fence_logs();
         results
     }
 
@@ -815,7 +825,16 @@ impl Engine {
         let newest = &mut self.newest_transfers;
         let earlier = [dr_index, cr_index].map(|a| mem::replace(&mut newest[a], index as u32));
         let accounts = [dr_index as u32, cr_index as u32];
-        self.movements.push(Movement { amount: t.amount, accounts, earlier, flags: t.flags });
+        let movement =
+            Movement { amount: t.amount, accounts, earlier, flags: t.flags, padding: [0; 7] };
+        self.movements.push_streaming(&movement);
+    }
+
+    /// Orders the streamed stores of the logs before what this thread does next: before the
+    /// engine returns to a caller, which may hand it to another thread.
+    pub(crate) fn fence_logs(&self) {
+        self.transfer_log.fence();
+        self.movements.fence();
     }
 
     /// Brings the trail of the account at `account_index` up to date: appends, oldest first,

@@ -15,7 +15,7 @@
 //! fences them before any read of it, and the engine before it returns from a batch.
 
 use std::ops::{Index, IndexMut};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::thread::{self, JoinHandle};
 
 use crate::memory::{self, Plain};
@@ -30,20 +30,24 @@ const OFFSET_MASK: usize = SEGMENT_LEN - 1;
 #[derive(Debug)]
 pub(crate) struct Log<T> {
     /// Every segment but the last is full; the last may be empty (after `pop`). Read it
-    /// through `segments` or `segments_mut`, which order streamed stores first.
+    /// through `segments`, `segments_mut` or after `fence_for`, which fence streamed stores.
     segments_unfenced: Vec<Vec<T>>,
     len: usize,
     /// The next segment, being made on another thread.
     next_segment: Option<JoinHandle<Vec<T>>>,
-    /// Whether records were streamed (`push_streaming`) since the last store fence. Atomic only
-    /// so that a read through `&self` may clear it; one thread at a time uses a log.
-    streamed: AtomicBool,
+    /// The position of the first record streamed (`push_streaming`) since the last store fence,
+    /// or `FENCED`. Atomic only so that a read through `&self` may fence; one thread at a time
+    /// uses a log.
+    unfenced_from: AtomicUsize,
 }
+
+/// `unfenced_from` when every streamed record is fenced.
+const FENCED: usize = usize::MAX;
 
 impl<T> Default for Log<T> {
     fn default() -> Self {
-        let streamed = AtomicBool::new(false);
-        Self { segments_unfenced: Vec::new(), len: 0, next_segment: None, streamed }
+        let unfenced_from = AtomicUsize::new(FENCED);
+        Self { segments_unfenced: Vec::new(), len: 0, next_segment: None, unfenced_from }
     }
 }
 
@@ -51,10 +55,23 @@ impl<T> Log<T> {
     /// Orders the records streamed so far before what this thread does next. The thread that
     /// streams records calls it before another thread may use the log.
     pub(crate) fn fence(&self) {
-        if self.streamed.load(Relaxed) {
-            memory::store_fence();
-            self.streamed.store(false, Relaxed);
+        if self.unfenced_from.load(Relaxed) != FENCED {
+            self.fence_now();
         }
+    }
+
+    /// Fences the streamed records before a read of the record at `position`, if it is one of
+    /// them: a read of a record streamed before the last fence waits for nothing.
+    #[inline]
+    fn fence_for(&self, position: usize) {
+        if position >= self.unfenced_from.load(Relaxed) {
+            self.fence_now();
+        }
+    }
+
+    fn fence_now(&self) {
+        memory::store_fence();
+        self.unfenced_from.store(FENCED, Relaxed);
     }
 
     #[inline]
@@ -77,7 +94,7 @@ impl<T> Drop for Log<T> {
     }
 }
 
-impl<T: Copy + Send + 'static> Log<T> {
+impl<T: Plain + Send + 'static> Log<T> {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -87,27 +104,22 @@ impl<T: Copy + Send + 'static> Log<T> {
     }
 
     pub(crate) fn get(&self, position: usize) -> Option<&T> {
-        self.segments().get(position >> SEGMENT_SHIFT)?.get(position & OFFSET_MASK)
+        self.fence_for(position);
+        let segment = self.segments_unfenced.get(position >> SEGMENT_SHIFT)?;
+        segment.get(position & OFFSET_MASK)
     }
 
     pub(crate) fn last(&self) -> Option<&T> {
         self.get(self.len.checked_sub(1)?)
     }
 
-    pub(crate) fn push(&mut self, record: T) {
-        self.room().push(record);
-        self.len += 1;
-    }
-
     /// Appends `record` with non-temporal stores (`memory::stream`): for a log that is
     /// written far ahead of any read of it. Reads through the log fence them first; the
     /// thread that streams calls `fence` before it hands the log to another.
-    pub(crate) fn push_streaming(&mut self, record: &T)
-    where
-        T: Plain,
-    {
+    pub(crate) fn push_streaming(&mut self, record: &T) {
         memory::stream(self.room(), record);
-        self.streamed.store(true, Relaxed);
+        let unfenced_from = self.unfenced_from.get_mut();
+        *unfenced_from = (*unfenced_from).min(self.len);
         self.len += 1;
     }
 
@@ -165,7 +177,7 @@ impl<T: Copy + Send + 'static> Log<T> {
     }
 }
 
-impl<T: Timestamped + Copy + Send + 'static> Log<T> {
+impl<T: Timestamped + Plain + Send + 'static> Log<T> {
     /// Whether a record of this log, which is sorted by timestamp, has `timestamp`.
     pub(crate) fn holds_timestamp(&self, timestamp: u64) -> bool {
         let at = self.partition_point(|r| r.timestamp() < timestamp);
@@ -178,7 +190,8 @@ impl<T> Index<usize> for Log<T> {
 
     #[inline]
     fn index(&self, position: usize) -> &T {
-        &self.segments()[position >> SEGMENT_SHIFT][position & OFFSET_MASK]
+        self.fence_for(position);
+        &self.segments_unfenced[position >> SEGMENT_SHIFT][position & OFFSET_MASK]
     }
 }
 
@@ -210,12 +223,9 @@ mod tests {
         let mut log = Log::default();
         let count = 2 * SEGMENT_LEN + 3;
         for n in 0..count {
-            // Streamed and cached stores may be mixed: reads fence the streamed ones first.
-            if n % 3 == 0 {
-                log.push(pair(n));
-            } else {
-                log.push_streaming(&pair(n));
-            }
+            log.push_streaming(&pair(n));
+            // A read of a record streamed since the last fence fences; one of an older does not.
+            assert_eq!((log[n], log[n / 2]), (pair(n), pair(n / 2)));
         }
         assert_eq!(log.len(), count);
         assert!((0..count).all(|n| log[n] == pair(n) && log.get(n) == Some(&pair(n))));
@@ -231,7 +241,7 @@ mod tests {
         }
         assert_eq!((log.len(), log.last()), (SEGMENT_LEN - 2, Some(&pair(SEGMENT_LEN - 3))));
         log.push_streaming(&pair(7));
-        log.push(pair(8));
+        log.push_streaming(&pair(8));
         log.push_streaming(&pair(9));
         log[SEGMENT_LEN].1 = 10;
         assert_eq!((log[SEGMENT_LEN - 1], log[SEGMENT_LEN]), (pair(8), Pair(9, 10)));

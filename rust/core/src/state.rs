@@ -145,7 +145,7 @@ impl Engine {
             engine.failed_ids.insert(u128_at(state, sections.failed_at + i * U128_SIZE));
         }
         engine.import_history(&state[sections.history_at..], sections.history)?;
-        engine.transfer_log.fence();
+        engine.fence_logs();
         Ok(engine)
     }
 

@@ -38,10 +38,6 @@ const SLOTS_MIN: usize = 16;
 /// (4 MiB): a smaller one is made in well under a millisecond.
 const PREPARE_SLOTS_MIN: usize = 1 << 19;
 
-/// The fewest slots for which `prefetch` does anything: a smaller array (512 KiB) stays in a
-/// core's own cache, where a prefetch gains nothing and its hash still costs.
-const PREFETCH_SLOTS_MIN: usize = 1 << 16;
-
 fn tag_of(slot: u64) -> u32 {
     (slot >> 32) as u32
 }
@@ -136,9 +132,6 @@ impl IdIndex {
     /// finds it in the cache. Changes nothing.
     #[inline]
     pub(crate) fn prefetch(&self, id: u128) {
-        if self.slots.len() < PREFETCH_SLOTS_MIN {
-            return;
-        }
         memory::prefetch(&self.slots[self.home(self.tag(id))]);
     }
 

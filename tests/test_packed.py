@@ -5,6 +5,7 @@ is not whole records."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -130,6 +131,51 @@ def test_a_batch_built_from_columns_creates_what_the_same_objects_create(engine:
         CreateTransferStatus.EXISTS,
     ]
     ids = [1, 2, 10, 11]
+    assert packed_ledger.lookup_accounts(ids) == object_ledger.lookup_accounts(ids)
+    assert packed_ledger.lookup_transfers(ids) == object_ledger.lookup_transfers(ids)
+
+
+def _transfers_of_every_outcome() -> list[Transfer]:
+    def move(id_: int, debit: int, credit: int, **fields: int) -> Transfer:
+        return Transfer(
+            id=id_, debit_account_id=debit, credit_account_id=credit, ledger=1, code=1, **fields
+        )
+
+    return [
+        move(10, 1, 2, amount=5),
+        move(11, 1, 2, amount=7, flags=TransferFlags.PENDING),
+        Transfer(id=12, pending_id=11, amount=2, flags=TransferFlags.POST_PENDING_TRANSFER),
+        move(10, 1, 2, amount=5),
+        move(13, 1, 2, amount=1, flags=TransferFlags.LINKED),
+        move(14, 2, 9, amount=1),
+        move(15, 2, 1, amount=3),
+    ]
+
+
+@pytest.mark.parametrize(
+    "as_buffer",
+    [
+        pytest.param(lambda records: records, id="bytes"),
+        pytest.param(memoryview, id="a memoryview of bytes"),
+        pytest.param(lambda records: memoryview(b"\0" * 128 + records)[128:], id="part of bytes"),
+        pytest.param(bytearray, id="bytearray"),
+        pytest.param(lambda records: np.frombuffer(records, dtype=transfer_dtype()), id="numpy"),
+    ],
+)
+def test_every_kind_of_buffer_of_the_same_records_creates_what_the_objects_create(
+    engine: str, as_buffer: Callable[[bytes], object]
+) -> None:
+    # Whole bytes objects are read in place by the Rust engine, other buffers copied first.
+    packed_ledger = fastledger.Ledger(engine=engine, clock=lambda: 10**12)
+    object_ledger = fastledger.Ledger(engine=engine, clock=lambda: 10**12)
+    for ledger in (packed_ledger, object_ledger):
+        ledger.create_accounts([Account(id=i, ledger=1, code=1) for i in (1, 2)])
+    transfers = _transfers_of_every_outcome()
+    batch = as_buffer(pack_transfers(transfers))
+    packed_results = packed_ledger.create_transfers(batch)  # type: ignore[call-overload]
+    assert packed_results == object_ledger.create_transfers(transfers)
+    assert len({result.status for result in packed_results}) == 4
+    ids = [1, 2, *range(10, 16)]
     assert packed_ledger.lookup_accounts(ids) == object_ledger.lookup_accounts(ids)
     assert packed_ledger.lookup_transfers(ids) == object_ledger.lookup_transfers(ids)
 

@@ -19,8 +19,8 @@ use crate::log::Log;
 use crate::memory;
 use crate::status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
 use crate::types::{
-    account_flags, transfer_flags, Account, AccountBalance, Timestamped, Transfer, AMOUNT_MAX,
-    TIMESTAMP_MAX, U128_MAX,
+    account_flags, transfer_flags, Account, AccountBalance, Timestamped, Transfer, TransferRecord,
+    AMOUNT_MAX, TIMESTAMP_MAX, U128_MAX,
 };
 
 type A = CreateAccountStatus;
@@ -162,6 +162,31 @@ impl Event for Transfer {
                 }
             }
         }
+    }
+}
+
+/// A transfer of a packed batch is created as the transfer it decodes to; the batch loop reads
+/// only the fields it looks ahead at from the record.
+impl Event for TransferRecord {
+    type Status = CreateTransferStatus;
+    const IMPORTED: u16 = IMPORTED;
+    fn id(&self) -> u128 {
+        self.transfer().id
+    }
+    fn flags(&self) -> u16 {
+        self.transfer().flags
+    }
+    fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
+        Transfer::existing_timestamp(engine, id)
+    }
+    fn failed_transiently(status: CreateTransferStatus) -> bool {
+        Transfer::failed_transiently(status)
+    }
+    fn prefetch(&self, engine: &Engine) {
+        self.transfer().prefetch(engine);
+    }
+    fn prefetch_records(&self, engine: &Engine) {
+        self.transfer().prefetch_records(engine);
     }
 }
 
@@ -425,6 +450,20 @@ impl Engine {
     pub fn create_transfers(&mut self, transfers: &[Transfer], timestamp: u64) -> Vec<(T, u64)> {
         self.transfers.reserve(transfers.len());
         self.execute(transfers, timestamp, Self::create_transfer)
+    }
+
+    /// As `create_transfers`, for a packed batch read in place: each record is decoded when its
+    /// turn comes, rather than the whole batch copied first.
+    pub fn create_transfers_packed(
+        &mut self,
+        records: &[TransferRecord],
+        timestamp: u64,
+    ) -> Vec<(T, u64)> {
+        self.transfers.reserve(records.len());
+        let create = |engine: &mut Self, record: &TransferRecord, timestamp| {
+            engine.create_transfer(&record.transfer(), timestamp)
+        };
+        self.execute(records, timestamp, create)
     }
 
     fn create_transfer(&mut self, t: &Transfer, timestamp: u64) -> T {

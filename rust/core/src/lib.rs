@@ -20,8 +20,8 @@ pub use query::{AccountFilter, BalancesAt, QueryFilter, WideSum};
 pub use state::StateError;
 pub use status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
 pub use types::{
-    account_flags, transfer_flags, Account, AccountBalance, Transfer, AMOUNT_MAX, BATCH_MAX,
-    RECORD_SIZE, TIMESTAMP_MAX, U128_MAX,
+    account_flags, transfer_flags, Account, AccountBalance, Transfer, TransferRecord, AMOUNT_MAX,
+    BATCH_MAX, RECORD_SIZE, TIMESTAMP_MAX, U128_MAX,
 };
 
 /// Returns how many whole records a buffer of `len_bytes` bytes holds, or `None` when the length

@@ -145,6 +145,34 @@ const _: () = assert!(size_of::<Transfer>() == RECORD_SIZE);
 // is aligned to 64 bytes.
 unsafe impl crate::memory::Plain for Transfer {}
 
+/// A transfer as a packed batch holds it: its 128 little-endian bytes, read in place (a record
+/// of a buffer has no alignment). The engine reads the fields it looks ahead at straight from
+/// the bytes and decodes the whole record when the transfer's turn comes.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug)]
+pub struct TransferRecord(pub [u8; RECORD_SIZE]);
+
+impl TransferRecord {
+    /// The whole records of `bytes`, in place, or `None` if its length is not a multiple of
+    /// `RECORD_SIZE`.
+    pub fn records_of(bytes: &[u8]) -> Option<&[TransferRecord]> {
+        let count = crate::record_count(bytes.len())?;
+        // SAFETY: a record is `repr(transparent)` over 128 bytes, with an alignment of 1, and
+        // `bytes` holds `count` whole records, borrowed for as long as the records are.
+        Some(unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast(), count) })
+    }
+
+    pub fn transfer(&self) -> Transfer {
+        Transfer::from_bytes(&self.0)
+    }
+}
+
+impl Timestamped for TransferRecord {
+    fn timestamp(&self) -> u64 {
+        u64::from_le_bytes(self.0[120..].try_into().expect("the last field of a record"))
+    }
+}
+
 /// Reads little-endian fields one after another from a record.
 struct Reader<'a> {
     bytes: &'a [u8; RECORD_SIZE],

@@ -4,7 +4,7 @@
 
 use fastledger_core::{
     account_flags, transfer_flags, Account, CreateAccountStatus as A, CreateTransferStatus as T,
-    Engine, Transfer, AMOUNT_MAX, U128_MAX,
+    Engine, Transfer, TransferRecord, AMOUNT_MAX, RECORD_SIZE, U128_MAX,
 };
 
 const NS_PER_S: u64 = 1_000_000_000;
@@ -423,4 +423,34 @@ fn a_rolled_back_pending_transfer_never_expires_its_reimported_id() {
     ledger.create_accounts(&[account(4, 0)]);
     ledger.engine.expire_pending_transfers(ledger.last_timestamp);
     assert_eq!(ledger.balances(1), (7, 0, 0, 0));
+}
+
+#[test]
+fn a_packed_batch_read_in_place_gives_the_results_and_state_of_the_same_transfers() {
+    let linked = transfer_flags::LINKED;
+    let batches = [
+        vec![
+            transfer(10, 1, 2, 5, 0),
+            pending(11, 1, 3, 7, 0),
+            post(12, 11, AMOUNT_MAX),
+            transfer(10, 1, 2, 5, 0),
+            transfer(13, 1, 2, 1, linked),
+            transfer(14, 3, 1, 1_000, 0),
+            transfer(15, 9, 2, 1, 0),
+            transfer(0, 1, 2, 1, 0),
+        ],
+        vec![pending(20, 2, 1, 3, 1), void(21, 11), post(22, 20, 2), transfer(15, 1, 2, 1, 0)],
+    ];
+    let (mut objects, mut packed) = (ledger(), ledger());
+    for batch in &batches {
+        let expected = objects.create_transfers_at(batch);
+        let bytes: Vec<u8> = batch.iter().flat_map(|t| t.to_bytes()).collect();
+        let records = TransferRecord::records_of(&bytes).expect("whole records");
+        let timestamp = packed.batch_timestamp(records.len());
+        packed.engine.expire_pending_transfers(timestamp - records.len() as u64 + 1);
+        let got = packed.engine.create_transfers_packed(records, timestamp);
+        assert_eq!(got, expected);
+    }
+    assert_eq!(packed.engine.export_state(), objects.engine.export_state());
+    assert!(TransferRecord::records_of(&[0; RECORD_SIZE + 1]).is_none());
 }

@@ -432,14 +432,9 @@ pub fn ids(ids: &Bound<'_, PyAny>, kind: &str, limit: usize) -> PyResult<Vec<u12
     Ok(converted)
 }
 
-/// Reads a packed batch, a C-contiguous buffer of whole 128-byte records (at most
-/// `BATCH_MAX`), into `into` (cleared first), in place.
-pub fn packed<R>(
-    records: &Bound<'_, PyAny>,
-    kind: &str,
-    from_bytes: fn(&[u8; RECORD_SIZE]) -> R,
-    into: &mut Vec<R>,
-) -> PyResult<()> {
+/// The buffer of a packed batch, checked: C-contiguous, whole 128-byte records, at most
+/// `BATCH_MAX` of them.
+pub fn packed_buffer(records: &Bound<'_, PyAny>, kind: &str) -> PyResult<PyBuffer<u8>> {
     let buffer = PyBuffer::<u8>::get(records)?;
     if !buffer.is_c_contiguous() {
         let message = format!("a packed batch of {kind} must be C-contiguous");
@@ -454,15 +449,53 @@ pub fn packed<R>(
         )));
     }
     check_count(length / RECORD_SIZE, kind, BATCH_MAX)?;
+    Ok(buffer)
+}
+
+/// The `bytes` object whose bytes are exactly those of `buffer`, the buffer of `records`, if
+/// there is one: `records` itself, or the object that the memoryview `records` views whole.
+/// A `bytes` object never changes, so the core may read it in place without the GIL.
+pub fn bytes_behind<'py>(
+    records: &Bound<'py, PyAny>,
+    buffer: &PyBuffer<u8>,
+) -> Option<Bound<'py, PyBytes>> {
+    let owner = match records.cast::<PyMemoryView>() {
+        Ok(view) => view.getattr(pyo3::intern!(records.py(), "obj")).ok()?,
+        Err(_) => records.clone(),
+    };
+    let bytes = owner.cast_into_exact::<PyBytes>().ok()?;
+    let data = bytes.as_bytes();
+    let whole =
+        data.as_ptr() == buffer.buf_ptr().cast_const().cast() && data.len() == buffer.item_count();
+    whole.then_some(bytes)
+}
+
+/// Reads a packed batch, checked by `packed_buffer`, into `into` (cleared first).
+pub fn packed<R>(
+    records: &Bound<'_, PyAny>,
+    kind: &str,
+    from_bytes: fn(&[u8; RECORD_SIZE]) -> R,
+    into: &mut Vec<R>,
+) -> PyResult<()> {
+    copy_records(&packed_buffer(records, kind)?, from_bytes, into);
+    Ok(())
+}
+
+/// Copies the records of a packed batch's `buffer` (see `packed_buffer`), decoded, into `into`
+/// (cleared first).
+pub fn copy_records<R>(
+    buffer: &PyBuffer<u8>,
+    from_bytes: fn(&[u8; RECORD_SIZE]) -> R,
+    into: &mut Vec<R>,
+) {
     into.clear();
     let start = buffer.buf_ptr().cast::<[u8; RECORD_SIZE]>().cast_const();
-    into.extend((0..length / RECORD_SIZE).map(|i| {
-        // SAFETY: the buffer is contiguous and holds `length` bytes, whole records, and
-        // `buffer` keeps it exported (and so alive and unmoved) until it is dropped below; a
-        // record has no alignment. The GIL is held, so no Python code writes to it meanwhile.
+    into.extend((0..buffer.item_count() / RECORD_SIZE).map(|i| {
+        // SAFETY: the buffer is contiguous and holds whole records, and `buffer` keeps it
+        // exported (and so alive and unmoved) while it lives; a record has no alignment. The
+        // GIL is held, so no Python code writes to it meanwhile.
         from_bytes(unsafe { &*start.add(i) })
     }));
-    Ok(())
 }
 
 /// The results of a packed batch as two packed columns: the statuses (u32) and the

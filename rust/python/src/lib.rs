@@ -6,7 +6,8 @@
 mod convert;
 
 use fastledger_core::{
-    Account, CreateAccountStatus, CreateTransferStatus, Transfer, BATCH_MAX, TIMESTAMP_MAX,
+    Account, CreateAccountStatus, CreateTransferStatus, Transfer, TransferRecord, BATCH_MAX,
+    TIMESTAMP_MAX,
 };
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyAssertionError, PyValueError};
@@ -119,9 +120,7 @@ impl Engine {
         records: &Bound<'py, PyAny>,
         timestamp: u64,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-        let into = &mut self.transfers;
-        convert::packed(records, "transfers", Transfer::from_bytes, into)?;
-        let results = self.apply_transfers(py, timestamp)?;
+        let results = self.apply_packed_transfers(py, records, timestamp)?;
         convert::packed_results(py, &results)
     }
 
@@ -147,9 +146,7 @@ impl Engine {
         records: &Bound<'py, PyAny>,
         timestamp: u64,
     ) -> PyResult<Bound<'py, PyList>> {
-        let into = &mut self.transfers;
-        convert::packed(records, "transfers", Transfer::from_bytes, into)?;
-        let results = self.apply_transfers(py, timestamp)?;
+        let results = self.apply_packed_transfers(py, records, timestamp)?;
         convert::transfer_results(py, &results)
     }
 
@@ -304,6 +301,29 @@ impl Engine {
             return Ok(Vec::new());
         }
         Ok(run(py, batch.len(), || core.create_accounts(batch, timestamp)))
+    }
+
+    /// Applies a packed batch of transfers, whose last takes `timestamp`: in place if it is a
+    /// `bytes` object, which never changes; any other buffer is copied first, since Python code
+    /// could change it while the core works without the GIL.
+    fn apply_packed_transfers(
+        &mut self,
+        py: Python<'_>,
+        records: &Bound<'_, PyAny>,
+        timestamp: u64,
+    ) -> PyResult<Vec<(CreateTransferStatus, u64)>> {
+        let buffer = convert::packed_buffer(records, "transfers")?;
+        let Some(bytes) = convert::bytes_behind(records, &buffer) else {
+            convert::copy_records(&buffer, Transfer::from_bytes, &mut self.transfers);
+            return self.apply_transfers(py, timestamp);
+        };
+        let batch = TransferRecord::records_of(bytes.as_bytes()).expect("checked: whole records");
+        check_batch_timestamp(batch.len(), timestamp)?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let core = &mut self.core;
+        Ok(run(py, batch.len(), || core.create_transfers_packed(batch, timestamp)))
     }
 
     /// Applies the transfers converted into `self.transfers`, whose last takes `timestamp`.

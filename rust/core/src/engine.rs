@@ -283,8 +283,8 @@ pub(crate) struct Movement {
     /// or `NO_TRANSFER`.
     pub(crate) earlier: [u32; 2],
     pub(crate) flags: u16,
-    /// Zero: what a movement needs of its 48 bytes (the alignment of `amount` rounds it up)
-    /// stated, so that it may be streamed.
+    /// Always zero: the bytes that the alignment of `amount` adds, named so that every byte of
+    /// a movement is written and it may be streamed (`memory::Plain`).
     padding: [u16; 7],
 }
 

@@ -9,10 +9,11 @@
 //! Segments are asked for in huge pages, which spares random reads of the log most of their
 //! misses in the processor's table of pages.
 //!
-//! The transfer log is written with non-temporal stores (`push_streaming`): a store to a line
-//! that is not in the cache first reads the line from memory, and the batch loop writes two
-//! lines a transfer that nothing reads soon after. Those stores are weakly ordered, so the log
-//! fences them before any read of it, and the engine before it returns from a batch.
+//! Records are written with non-temporal stores (`push_streaming`): a store to a line that is
+//! not in the cache first reads the line from memory, and the batch loop writes nearly three
+//! lines a transfer (its record and its movement) that nothing reads soon after. Those stores
+//! are weakly ordered, so a read of a record streamed since the last fence fences them first,
+//! and the engine fences both logs before it returns from a batch.
 
 use std::ops::{Index, IndexMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

@@ -18,11 +18,10 @@
 //! becomes much shorter.
 
 use core::hash::BuildHasher;
-use std::thread::{self, JoinHandle};
 
 use foldhash::fast::RandomState;
 
-use crate::memory;
+use crate::memory::{self, Making};
 
 /// The most records a log may hold: three quarters of the most slots a 32-bit tag can address
 /// (2^32), and so also a count whose positions, plus one, fit in 32 bits.
@@ -57,7 +56,7 @@ pub(crate) struct IdIndex {
     /// grow into it.
     busy_at: usize,
     /// The next array, twice the size, being made on another thread.
-    next_slots: Option<JoinHandle<Vec<u64>>>,
+    next_slots: Option<Making<Vec<u64>>>,
     hasher: RandomState,
 }
 
@@ -206,10 +205,7 @@ impl IdIndex {
         } else if self.next_slots.is_none() {
             let count = self.slots.len() * 2;
             // Without a thread (the system refused one), `grow` makes the array itself.
-            self.next_slots = thread::Builder::new()
-                .name("fastledger-index".into())
-                .spawn(move || free_slots(count, true))
-                .ok();
+            self.next_slots = Making::start("fastledger-index", move || free_slots(count, true));
             self.busy_at = grow_at;
         }
     }
@@ -217,7 +213,7 @@ impl IdIndex {
     #[cold]
     fn grow(&mut self, needed: usize) {
         let count = (needed * 4 / 3 + 1).next_power_of_two().max(SLOTS_MIN);
-        let prepared = self.next_slots.take().map(|next| next.join().expect("it only allocates"));
+        let prepared = self.next_slots.take().and_then(Making::finish);
         let slots = prepared.filter(|slots| slots.len() == count);
         let slots = slots.unwrap_or_else(|| free_slots(count, false));
         let mut grown = Self::with_slots(slots, self.hasher.clone());

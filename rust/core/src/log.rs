@@ -17,9 +17,8 @@
 
 use std::ops::{Index, IndexMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::thread::{self, JoinHandle};
 
-use crate::memory::{self, Plain};
+use crate::memory::{self, Making, Plain};
 use crate::types::Timestamped;
 
 /// Records in a segment: a power of two, so that a position splits into a segment and an
@@ -35,7 +34,7 @@ pub(crate) struct Log<T> {
     segments_unfenced: Vec<Vec<T>>,
     len: usize,
     /// The next segment, being made on another thread.
-    next_segment: Option<JoinHandle<Vec<T>>>,
+    next_segment: Option<Making<Vec<T>>>,
     /// The position of the first record streamed (`push_streaming`) since the last store fence,
     /// or `FENCED`. Atomic only so that a read through `&self` may fence; one thread at a time
     /// uses a log.
@@ -163,16 +162,13 @@ impl<T: Plain + Send + 'static> Log<T> {
         // Appending reads no record: no fence needed.
         let segments = &mut self.segments_unfenced;
         if segments.last().is_none_or(|s| s.len() == SEGMENT_LEN) {
-            let prepared = self.next_segment.take().map(|next| next.join().expect("it allocates"));
+            let prepared = self.next_segment.take().and_then(Making::finish);
             segments.push(prepared.unwrap_or_else(|| Vec::with_capacity(SEGMENT_LEN)));
         }
         let segment = segments.last_mut().expect("one was added if none had room");
         if segment.len() == SEGMENT_LEN / 2 && self.next_segment.is_none() {
             // Without a thread (the system refused one), the next segment is made when needed.
-            self.next_segment = thread::Builder::new()
-                .name("fastledger-log".into())
-                .spawn(|| memory::mapped(SEGMENT_LEN))
-                .ok();
+            self.next_segment = Making::start("fastledger-log", || memory::mapped(SEGMENT_LEN));
         }
         segment
     }

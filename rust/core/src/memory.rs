@@ -7,6 +7,9 @@
 //! waits for a walk of the page tables too. Mapped in pages of 2 MiB, the same array needs 512
 //! times fewer entries, and the kernel maps it with 512 times fewer page faults.
 
+use std::thread::{self, JoinHandle};
+use std::{mem, process};
+
 /// The size of a huge page on the platforms where the engine asks for them.
 const HUGE_PAGE: usize = 2 << 20;
 
@@ -50,6 +53,35 @@ pub(crate) fn mapped<T>(capacity: usize) -> Vec<T> {
         unsafe { start.add(offset).write_volatile(0) };
     }
     records
+}
+
+/// A value that another thread of this process is making: the next segment of a log, or the
+/// next array of an id index.
+#[derive(Debug)]
+pub(crate) struct Making<T> {
+    thread: JoinHandle<T>,
+    /// The process that started the thread: a process forked from it meanwhile has no such
+    /// thread, and joining it there would wait forever.
+    process: u32,
+}
+
+impl<T: Send + 'static> Making<T> {
+    /// Starts making a value with `make` on a thread named `name`; `None` if the system
+    /// refused a thread, and then the caller makes the value itself when it needs it.
+    pub(crate) fn start(name: &str, make: impl FnOnce() -> T + Send + 'static) -> Option<Self> {
+        let thread = thread::Builder::new().name(name.into()).spawn(make).ok()?;
+        Some(Self { thread, process: process::id() })
+    }
+
+    /// The value, once the thread has made it; `None` in a process forked while it ran.
+    pub(crate) fn finish(self) -> Option<T> {
+        if self.process != process::id() {
+            // Dropping the handle would detach a thread that this process does not have.
+            mem::forget(self.thread);
+            return None;
+        }
+        self.thread.join().ok()
+    }
 }
 
 /// The size of a cache line on the processors the engine runs on.
@@ -115,5 +147,24 @@ pub(crate) fn store_fence() {
     // SAFETY: a fence has no operands and no effect beyond ordering.
     unsafe {
         core::arch::x86_64::_mm_sfence();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    #[test]
+    fn a_value_is_taken_in_its_own_process_and_never_waited_for_in_a_forked_one() {
+        let made = Making::start("fastledger-test", || 7).expect("a thread");
+        assert_eq!(made.finish(), Some(7));
+        // As in a process forked while the thread ran: that thread never finishes there.
+        let (_held, never) = mpsc::channel::<()>();
+        let make = move || never.recv().map_or(0, |()| 7);
+        let mut made = Making::start("fastledger-test", make).expect("a thread");
+        made.process = made.process.wrapping_add(1);
+        assert_eq!(made.finish(), None);
     }
 }

@@ -3,8 +3,15 @@ by the differential test."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
+import pytest
+
 import fastledger
-from fastledger import TransferFlags
+from fastledger import BATCH_MAX, TransferFlags
+from fastledger._records import pack_transfers
 
 from .conftest import FakeClock
 from .helpers import account, pending, transfer
@@ -63,3 +70,37 @@ def test_a_read_shows_the_balances_of_the_last_event_even_when_the_clock_is_behi
     trial = ledger.trial_balance(1)
     assert trial.debits_pending == trial.credits_pending == 0
     assert trial.debits_posted == sum(a.debits_posted for a in accounts) == 6
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_while_the_engine_makes_memory_ahead_keeps_posting(
+    ledger: fastledger.Ledger,
+) -> None:
+    """Past half of its first 32,768 transfers the Rust engine has another thread make the next
+    stretch of its log; a child forked meanwhile has no such thread and must not wait for it."""
+    ledger.create_accounts([account(1), account(2)])
+
+    def post(first: int, count: int) -> bool:
+        for start in range(first, first + count, BATCH_MAX):
+            ids = range(start, min(start + BATCH_MAX, first + count))
+            batch = pack_transfers([transfer(i, 1, 2, 1) for i in ids])
+            if not ledger.create_transfers(batch).all_created():
+                return False
+        return True
+
+    assert post(1, 16_400)
+    child = os.fork()
+    if child == 0:
+        posted = False
+        try:
+            posted = post(16_401, 50_000) and len(ledger.lookup_transfers([66_400])) == 1
+        finally:
+            os._exit(0 if posted else 1)
+    deadline = time.monotonic() + 60
+    while (ended := os.waitpid(child, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(ended[1]) == 0

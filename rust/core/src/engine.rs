@@ -165,8 +165,8 @@ impl Event for Transfer {
     }
 }
 
-/// A transfer of a packed batch is created as the transfer it decodes to; the batch loop reads
-/// only the fields it looks ahead at from the record.
+/// A transfer of a packed batch is created as the transfer it decodes to. Where the batch loop
+/// looks ahead at a few fields, the compiler reads just those from the record.
 impl Event for TransferRecord {
     type Status = CreateTransferStatus;
     const IMPORTED: u16 = IMPORTED;
@@ -764,6 +764,7 @@ impl Engine {
     ) -> Vec<(E::Status, u64)> {
         let count = events.len();
         assert!(0 < count && count as u64 <= timestamp && timestamp <= TIMESTAMP_MAX);
+        let _fence = memory::FenceOnUnwind;
         let batch_imported = events[0].flags() & E::IMPORTED;
         let mut results: Vec<(E::Status, u64)> = Vec::with_capacity(count);
         let mut chain: Option<usize> = None;
@@ -858,7 +859,6 @@ impl Engine {
     /// Appends a transfer to the transfer log, its index and the chains of its two accounts.
     pub(crate) fn log_transfer(&mut self, t: &Transfer, dr_index: usize, cr_index: usize) {
         let index = self.transfer_log.len();
-        self.transfers.insert(t.id, index);
         self.transfer_log.push_streaming(t);
         // Indexes fit in u32 below `NO_TRANSFER`: a log holds at most `LOG_MAX` records.
         let newest = &mut self.newest_transfers;
@@ -867,6 +867,8 @@ impl Engine {
         let movement =
             Movement { amount: t.amount, accounts, earlier, flags: t.flags, padding: [0; 7] };
         self.movements.push_streaming(&movement);
+        // Indexed last, so that an id never points past the end of the log.
+        self.transfers.insert(t.id, index);
     }
 
     /// Orders the streamed stores of the logs before what this thread does next: before the

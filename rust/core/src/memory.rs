@@ -91,8 +91,11 @@ const CACHE_LINE: usize = 64;
 /// does not wait for memory. Only a hint: it changes nothing the program sees.
 #[inline]
 pub(crate) fn prefetch<T>(value: &T) {
-    let start = (value as *const T).cast::<u8>();
-    for offset in (0..core::mem::size_of::<T>()).step_by(CACHE_LINE) {
+    // A value that does not start a line (a record of a Python buffer) spans one line more.
+    let value = (value as *const T).cast::<u8>();
+    let start = value.wrapping_sub(value as usize % CACHE_LINE);
+    let end = value as usize + core::mem::size_of::<T>();
+    for offset in (0..end - start as usize).step_by(CACHE_LINE) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch reads nothing the program sees and never faults, and the address
         // lies inside a live value in any case.
@@ -137,6 +140,18 @@ pub(crate) fn stream<T: Plain>(records: &mut Vec<T>, record: &T) {
     slot.write(*record);
     // SAFETY: the slot after the last record now holds a whole record.
     unsafe { records.set_len(records.len() + 1) };
+}
+
+/// Fences the non-temporal stores of this thread if it unwinds from a panic before it could
+/// fence them as it does on the way out: the thread that streamed them must.
+pub(crate) struct FenceOnUnwind;
+
+impl Drop for FenceOnUnwind {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            store_fence();
+        }
+    }
 }
 
 /// Orders the non-temporal stores of this thread before all its later loads and stores: after

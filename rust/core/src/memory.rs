@@ -73,7 +73,8 @@ impl<T: Send + 'static> Making<T> {
         Some(Self { thread, process: process::id() })
     }
 
-    /// The value, once the thread has made it; `None` in a process forked while it ran.
+    /// The value, once the thread has made it; `None` in a process forked while it ran, or if
+    /// the thread failed.
     pub(crate) fn finish(self) -> Option<T> {
         if self.process != process::id() {
             // Dropping the handle would detach a thread that this process does not have.

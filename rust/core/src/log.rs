@@ -3,9 +3,10 @@
 //!
 //! A `Vec` grows by moving its records into memory twice the size, and the records written
 //! after that land in pages the kernel maps one fault at a time while the batch loop waits. A
-//! log keeps its records in segments of `SEGMENT_LEN` instead. Once the newest segment is half
-//! full, another thread makes the next one and writes to each of its pages, so the batch loop
-//! finds it mapped when it gets there; a small log (half a segment) never starts that thread.
+//! log keeps its records in segments of `SEGMENT_LEN` instead. From the time the newest segment
+//! is half full, other threads make the next `SEGMENTS_AHEAD` and write to each of their pages,
+//! so the batch loop finds them mapped when it gets there; a small log (half a segment) never
+//! starts such a thread.
 //! Segments are asked for in huge pages, which spares random reads of the log most of their
 //! misses in the processor's table of pages.
 //!
@@ -15,6 +16,7 @@
 //! are weakly ordered, so a read of a record streamed since the last fence fences them first,
 //! and the engine fences both logs before it returns from a batch.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::ops::{Index, IndexMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -28,13 +30,21 @@ const SEGMENT_SHIFT: u32 = 15;
 const SEGMENT_LEN: usize = 1 << SEGMENT_SHIFT;
 const OFFSET_MASK: usize = SEGMENT_LEN - 1;
 
+/// How many segments are made ahead of the one being filled. Making one (4 MiB of transfers)
+/// took from 1 to 10 ms here, the kernel zeroing and mapping its pages at speeds that varied
+/// from run to run, while a batch loop posting 10,000,000 transfers a second fills one in 3 ms.
+/// With one made ahead, a program posting ready batches back to back waited for it at most
+/// boundaries, up to half its time; with three, each has more than two segments' time and it
+/// waited for none. The cost is up to three segments mapped before they are needed.
+const SEGMENTS_AHEAD: usize = 3;
+
 pub(crate) struct Log<T> {
     /// Every segment but the last is full; the last may be empty (after `pop`). Read it
     /// through `segments`, `segments_mut` or after `fence_for`, which fence streamed stores.
     segments_unfenced: Vec<Vec<T>>,
     len: usize,
-    /// The next segment, being made on another thread.
-    next_segment: Option<Making<Vec<T>>>,
+    /// The next segments, in order, each being made on another thread.
+    next_segments: VecDeque<Making<Vec<T>>>,
     /// The position of the first record streamed (`push_streaming`) since the last store fence,
     /// or `FENCED`. Atomic only so that a read through `&self` may fence; one thread at a time
     /// uses a log.
@@ -47,7 +57,12 @@ const FENCED: usize = usize::MAX;
 impl<T> Default for Log<T> {
     fn default() -> Self {
         let unfenced_from = AtomicUsize::new(FENCED);
-        Self { segments_unfenced: Vec::new(), len: 0, next_segment: None, unfenced_from }
+        Self {
+            segments_unfenced: Vec::new(),
+            len: 0,
+            next_segments: VecDeque::new(),
+            unfenced_from,
+        }
     }
 }
 
@@ -170,13 +185,21 @@ impl<T: Plain + Send + 'static> Log<T> {
         // Appending reads no record: no fence needed.
         let segments = &mut self.segments_unfenced;
         if segments.last().is_none_or(|s| s.len() == SEGMENT_LEN) {
-            let prepared = self.next_segment.take().and_then(Making::finish);
+            let prepared = self.next_segments.pop_front().and_then(Making::finish);
             segments.push(prepared.unwrap_or_else(|| Vec::with_capacity(SEGMENT_LEN)));
         }
         let segment = segments.last_mut().expect("one was added if none had room");
-        if segment.len() == SEGMENT_LEN / 2 && self.next_segment.is_none() {
-            // Without a thread (the system refused one), the next segment is made when needed.
-            self.next_segment = Making::start("fastledger-log", || memory::mapped(SEGMENT_LEN));
+        // One more segment is asked for at each eighth of the second half, while fewer than
+        // `SEGMENTS_AHEAD` are being made: one at a time, since the threads that make them
+        // share the processor with the batch loop.
+        let filled = segment.len();
+        if filled >= SEGMENT_LEN / 2
+            && filled % (SEGMENT_LEN / 8) == 0
+            && self.next_segments.len() < SEGMENTS_AHEAD
+        {
+            // Without a thread (the system refused one), a segment is made when needed.
+            let making = Making::start("fastledger-log", || memory::mapped(SEGMENT_LEN));
+            self.next_segments.extend(making);
         }
         segment
     }
@@ -251,6 +274,32 @@ mod tests {
         log[SEGMENT_LEN].1 = 10;
         assert_eq!((log[SEGMENT_LEN - 1], log[SEGMENT_LEN]), (pair(8), Pair(9, 10)));
         assert_eq!(log.len(), SEGMENT_LEN + 1);
+    }
+
+    #[test]
+    fn keeps_segments_ahead_from_half_a_segment_on() {
+        let mut log = Log::default();
+        let ahead = |log: &Log<Pair>| log.next_segments.len();
+        for n in 0..SEGMENT_LEN / 2 {
+            log.push_streaming(&pair(n));
+        }
+        assert_eq!(ahead(&log), 0, "a small log starts no thread");
+        // One segment is asked for at each eighth of the second half, until enough are.
+        for asked in 1..=SEGMENTS_AHEAD {
+            log.push_streaming(&pair(0));
+            assert_eq!(ahead(&log), asked);
+            for n in 1..SEGMENT_LEN / 8 {
+                log.push_streaming(&pair(n));
+            }
+        }
+        for n in log.len()..SEGMENT_LEN * 3 / 2 {
+            log.push_streaming(&pair(n));
+        }
+        // The second segment is the first made ahead; the next is asked for at its half.
+        assert_eq!((log.segments().len(), ahead(&log)), (2, SEGMENTS_AHEAD - 1));
+        log.push_streaming(&pair(0));
+        assert_eq!(ahead(&log), SEGMENTS_AHEAD);
+        assert!(log.segments().iter().all(|s| s.capacity() == SEGMENT_LEN));
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub enum PendingStatus {
 /// What the batch loop needs of an event, be it an account or a transfer.
 pub trait Event: Copy + Timestamped {
     type Status: BatchStatus;
+    /// What `prefetch_records` found for the event's create to use; the default when the loop
+    /// did not look ahead at the event (the first events of a batch).
+    type Found: Copy + Default;
     /// The flag bit that marks an imported event.
     const IMPORTED: u16;
     fn id(&self) -> u128;
@@ -99,12 +102,25 @@ pub trait Event: Copy + Timestamped {
     /// Starts reading the index slots that creating this event will look up.
     fn prefetch(&self, engine: &Engine);
     /// Starts reading the records that creating this event will read, once `prefetch` has
-    /// brought in their index slots.
-    fn prefetch_records(&self, engine: &Engine);
+    /// brought in their index slots; returns where it found them.
+    fn prefetch_records(&self, engine: &Engine) -> Self::Found;
+}
+
+/// Where the batch loop's look-ahead found the debit and the credit account of a transfer in
+/// the account log (`IdIndex::likely_position`): a position that holds the account unless its
+/// id differs (another id has the same tag once in four billion), or `None` when no indexed id
+/// has its tag, and then the account does not exist. A batch of transfers creates no account,
+/// so what the look-ahead found still holds at the transfer's turn, and its create looks up
+/// neither account again.
+#[derive(Clone, Copy, Debug)]
+pub struct AccountsFound {
+    debit: Option<usize>,
+    credit: Option<usize>,
 }
 
 impl Event for Account {
     type Status = CreateAccountStatus;
+    type Found = ();
     const IMPORTED: u16 = ACCOUNT_IMPORTED;
     fn id(&self) -> u128 {
         self.id
@@ -128,6 +144,8 @@ impl Event for Account {
 
 impl Event for Transfer {
     type Status = CreateTransferStatus;
+    /// `None` for a post or a void, which finds its accounts through its pending transfer.
+    type Found = Option<AccountsFound>;
     const IMPORTED: u16 = IMPORTED;
     fn id(&self) -> u128 {
         self.id
@@ -150,18 +168,21 @@ impl Event for Transfer {
             engine.accounts.prefetch(self.credit_account_id);
         }
     }
-    fn prefetch_records(&self, engine: &Engine) {
+    fn prefetch_records(&self, engine: &Engine) -> Option<AccountsFound> {
         if self.flags & (POST | VOID) != 0 {
             if let Some(p) = engine.transfers.likely_position(self.pending_id) {
                 memory::prefetch(&engine.transfer_log[p]);
             }
-        } else {
-            for id in [self.debit_account_id, self.credit_account_id] {
-                if let Some(a) = engine.accounts.likely_position(id) {
-                    memory::prefetch(&engine.account_log[a]);
-                }
-            }
+            return None;
         }
+        let [debit, credit] = [self.debit_account_id, self.credit_account_id].map(|id| {
+            let found = engine.accounts.likely_position(id);
+            if let Some(a) = found {
+                memory::prefetch(&engine.account_log[a]);
+            }
+            found
+        });
+        Some(AccountsFound { debit, credit })
     }
 }
 
@@ -169,6 +190,7 @@ impl Event for Transfer {
 /// looks ahead at a few fields, the compiler reads just those from the record.
 impl Event for TransferRecord {
     type Status = CreateTransferStatus;
+    type Found = Option<AccountsFound>;
     const IMPORTED: u16 = IMPORTED;
     fn id(&self) -> u128 {
         self.transfer().id
@@ -185,8 +207,8 @@ impl Event for TransferRecord {
     fn prefetch(&self, engine: &Engine) {
         self.transfer().prefetch(engine);
     }
-    fn prefetch_records(&self, engine: &Engine) {
-        self.transfer().prefetch_records(engine);
+    fn prefetch_records(&self, engine: &Engine) -> Option<AccountsFound> {
+        self.transfer().prefetch_records(engine)
     }
 }
 
@@ -358,6 +380,26 @@ impl Engine {
         self.accounts.get(id, |i| self.account_log[i].id)
     }
 
+    /// As `account_index`, where the batch loop's look-ahead `found` the account (`None` if it
+    /// did not look).
+    #[inline(always)]
+    fn found_account_index(&self, id: u128, found: Option<Option<usize>>) -> Option<usize> {
+        let index = match found {
+            Some(None) => None,
+            Some(Some(a)) if self.account_log[a].id == id => Some(a),
+            _ => self.account_index_unfound(id),
+        };
+        debug_assert_eq!(index, self.account_index(id));
+        index
+    }
+
+    /// `account_index`, for an account the look-ahead did not find: rare, and kept out of line.
+    #[cold]
+    #[inline(never)]
+    fn account_index_unfound(&self, id: u128) -> Option<usize> {
+        self.account_index(id)
+    }
+
     /// The index in `transfer_log` of the transfer `id`.
     #[inline]
     pub(crate) fn transfer_index(&self, id: u128) -> Option<usize> {
@@ -386,7 +428,9 @@ impl Engine {
         self.account_trails.reserve(accounts.len());
         self.newest_transfers.reserve(accounts.len());
         self.accounts.reserve(accounts.len());
-        self.execute(accounts, timestamp, Self::create_account)
+        self.execute(accounts, timestamp, |engine, a, timestamp, ()| {
+            engine.create_account(a, timestamp)
+        })
     }
 
     fn create_account(&mut self, a: &Account, timestamp: u64) -> A {
@@ -460,13 +504,14 @@ impl Engine {
         timestamp: u64,
     ) -> Vec<(T, u64)> {
         self.transfers.reserve(records.len());
-        let create = |engine: &mut Self, record: &TransferRecord, timestamp| {
-            engine.create_transfer(&record.transfer(), timestamp)
+        let create = |engine: &mut Self, record: &TransferRecord, timestamp, found| {
+            engine.create_transfer(&record.transfer(), timestamp, found)
         };
         self.execute(records, timestamp, create)
     }
 
-    fn create_transfer(&mut self, t: &Transfer, timestamp: u64) -> T {
+    /// Creates `t`, whose accounts the batch loop may have `found` already.
+    fn create_transfer(&mut self, t: &Transfer, timestamp: u64, found: Option<AccountsFound>) -> T {
         let flags = t.flags;
         guard!(flags & !transfer_flags::KNOWN != 0, T::ReservedFlag);
         guard!(t.id == 0, T::IdMustNotBeZero);
@@ -492,10 +537,12 @@ impl Engine {
         guard!(t.ledger == 0, T::LedgerMustNotBeZero);
         guard!(t.code == 0, T::CodeMustNotBeZero);
 
-        let Some(dr_index) = self.account_index(t.debit_account_id) else {
+        let Some(dr_index) = self.found_account_index(t.debit_account_id, found.map(|f| f.debit))
+        else {
             return T::DebitAccountNotFound;
         };
-        let Some(cr_index) = self.account_index(t.credit_account_id) else {
+        let Some(cr_index) = self.found_account_index(t.credit_account_id, found.map(|f| f.credit))
+        else {
             return T::CreditAccountNotFound;
         };
         let dr = &self.account_log[dr_index];
@@ -760,7 +807,7 @@ impl Engine {
         &mut self,
         events: &[E],
         timestamp: u64,
-        create: impl Fn(&mut Self, &E, u64) -> E::Status,
+        create: impl Fn(&mut Self, &E, u64, E::Found) -> E::Status,
     ) -> Vec<(E::Status, u64)> {
         let count = events.len();
         assert!(0 < count && count as u64 <= timestamp && timestamp <= TIMESTAMP_MAX);
@@ -769,6 +816,8 @@ impl Engine {
         let mut results: Vec<(E::Status, u64)> = Vec::with_capacity(count);
         let mut chain: Option<usize> = None;
         let mut chain_broken = false;
+        // What the look-ahead found for the next events, by index modulo its length.
+        let mut found = [E::Found::default(); PREFETCH_AHEAD];
         for (index, event) in events.iter().enumerate() {
             if let Some(ahead) = events.get(index + PREFETCH_AHEAD * 3 / 2) {
                 memory::prefetch(ahead);
@@ -777,8 +826,9 @@ impl Engine {
                 ahead.prefetch(self);
             }
             if let Some(ahead) = events.get(index + PREFETCH_AHEAD / 2) {
-                ahead.prefetch_records(self);
+                found[(index + PREFETCH_AHEAD / 2) % PREFETCH_AHEAD] = ahead.prefetch_records(self);
             }
+            let event_found = mem::take(&mut found[index % PREFETCH_AHEAD]);
             let imported = event.flags() & E::IMPORTED;
             let linked = event.flags() & LINKED != 0;
             let mut event_timestamp = if imported != 0 {
@@ -797,7 +847,7 @@ impl Engine {
             } else if let Some(status) = batch_status(event, batch_imported, timestamp) {
                 status
             } else {
-                create(self, event, event_timestamp)
+                create(self, event, event_timestamp, event_found)
             };
             if status == E::Status::EXISTS {
                 event_timestamp = E::existing_timestamp(self, event.id());

@@ -454,3 +454,33 @@ fn a_packed_batch_read_in_place_gives_the_results_and_state_of_the_same_transfer
     assert_eq!(packed.engine.export_state(), objects.engine.export_state());
     assert!(TransferRecord::records_of(&[0; RECORD_SIZE + 1]).is_none());
 }
+
+#[test]
+fn a_large_batch_finds_its_accounts_ahead_as_single_transfers_find_them() {
+    // Past its first events, a batch creates each transfer with the accounts its look-ahead
+    // found: missing, on either side, or present. One transfer a batch never looks ahead.
+    let accounts: Vec<Account> = (1..=6).map(|id| account(id, 0)).collect();
+    let transfers: Vec<Transfer> = (0..64u128)
+        .map(|i| match i % 8 {
+            0 => transfer(100 + i, 90 + i, 1, 1, 0),
+            1 => transfer(100 + i, 2, 90 + i, 1, 0),
+            2 => pending(100 + i, 1 + i % 6, 1 + (i + 1) % 6, 5, 0),
+            3 => post(100 + i, 100 + i - 1, 2),
+            4 => void(100 + i, 100 + i - 2),
+            _ => transfer(100 + i, 1 + i % 6, 1 + (i + 3) % 6, i, 0),
+        })
+        .collect();
+    let (mut batched, mut single) = (Ledger::new(), Ledger::new());
+    batched.open(&accounts);
+    single.open(&accounts);
+    let statuses = batched.create_transfers(&transfers);
+    let one_by_one: Vec<T> =
+        transfers.iter().flat_map(|t| single.create_transfers(&[*t])).collect();
+    assert_eq!(statuses, one_by_one);
+    for expected in [T::Created, T::DebitAccountNotFound, T::CreditAccountNotFound] {
+        assert!(statuses[8..].contains(&expected), "{expected:?} among the looked-ahead");
+    }
+    for id in 1..=6 {
+        assert_eq!(batched.balances(id), single.balances(id), "account {id}");
+    }
+}

@@ -926,6 +926,7 @@ impl Engine {
     pub(crate) fn fence_logs(&self) {
         self.transfer_log.fence();
         self.movements.fence();
+        self.transfers.fence();
     }
 
     /// Brings the trail of the account at `account_index` up to date: appends, oldest first,

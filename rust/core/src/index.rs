@@ -21,7 +21,8 @@ use core::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 
-use crate::memory::{self, Making};
+use crate::log::Log;
+use crate::memory::{self, Making, Plain};
 
 /// The most records a log may hold: three quarters of the most slots a 32-bit tag can address
 /// (2^32), and so also a count whose positions, plus one, fit in 32 bits.
@@ -233,35 +234,54 @@ impl IdIndex {
 /// `fastledger.id()`) and counters do: the engine's index of transfer ids.
 ///
 /// An id larger than every id before it is known to be new without a read of memory, and goes
-/// to the end of a sorted run: two arrays written in order. Through an `IdIndex`, the same
-/// create reads and writes a line of a large array at random, which took a third of the time
-/// of a transfer. Finding an id of the run is a binary search, whose first steps read the same
-/// few lines for every search and whose last steps, for a recent id, read recent lines. Ids out
-/// of order go to an `IdIndex`; a new one costs a search of the run as well.
+/// to the end of a sorted run: a log of entries streamed in order, whose segments other threads
+/// map ahead (as two growing arrays, the run had the batch loop map its new pages itself, with
+/// 6,700 page faults a million transfers). Through an `IdIndex`, the same create reads and
+/// writes a line of a large array at random, which took a third of the time of a transfer.
+/// Finding an id of the run is a binary search, whose first steps read the same few lines for
+/// every search and whose last steps, for a recent id, read recent lines. Ids out of order go to
+/// an `IdIndex`; a new one costs a search of the run as well.
 ///
 /// Every id of the index is at most the last of the run, and an id of the run can be removed
 /// only while it is the last: so removals must undo insertions newest first, as the rollback of
 /// a linked chain does.
 #[derive(Debug, Default)]
 pub(crate) struct RunIndex {
-    /// The ids that were larger than every id before them, so ascending.
-    run_ids: Vec<u128>,
-    /// Beside each id of the run, its position.
-    run_positions: Vec<u32>,
+    /// The ids that were larger than every id before them, so ascending, with their positions.
+    run: Log<RunEntry>,
+    /// The id of the run's last entry, which every create reads.
+    last: Option<u128>,
     /// Every other id.
     others: IdIndex,
 }
+
+/// An id of the run and its position.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct RunEntry {
+    id: u128,
+    position: u32,
+    /// Always zero: the bytes that the alignment of `id` adds, named so that every byte of an
+    /// entry is written (`memory::Plain`).
+    padding: [u32; 3],
+}
+
+// SAFETY: `repr(C)`, and its fields tile its 32 bytes exactly; `id` aligns it to 16 bytes.
+unsafe impl Plain for RunEntry {}
+
+const _: () = assert!(size_of::<RunEntry>() == 32);
 
 impl RunIndex {
     /// Whether `id` is larger than every indexed id: then it is not indexed.
     #[inline]
     fn after_run(&self, id: u128) -> bool {
-        self.run_ids.last().is_none_or(|&last| id > last)
+        self.last.is_none_or(|last| id > last)
     }
 
     fn run_position(&self, id: u128) -> Option<usize> {
-        let at = self.run_ids.partition_point(|&run_id| run_id < id);
-        (self.run_ids.get(at) == Some(&id)).then(|| self.run_positions[at] as usize)
+        let at = self.run.partition_point(|entry| entry.id < id);
+        let entry = self.run.get(at).filter(|entry| entry.id == id)?;
+        Some(entry.position as usize)
     }
 
     /// The position of `id`, where `id_at(position)` is the id of the record at a position.
@@ -293,18 +313,25 @@ impl RunIndex {
     pub(crate) fn insert(&mut self, id: u128, position: usize) {
         if self.after_run(id) {
             assert!(position < LOG_MAX, "a log holds at most {LOG_MAX} records");
-            self.run_ids.push(id);
-            self.run_positions.push(position as u32);
+            self.run.push_streaming(&RunEntry { id, position: position as u32, padding: [0; 3] });
+            self.last = Some(id);
         } else {
             self.others.insert(id, position);
         }
     }
 
+    /// Orders the entries streamed into the run before what this thread does next, as
+    /// `Log::fence`.
+    pub(crate) fn fence(&self) {
+        self.run.fence();
+    }
+
     /// Forgets `id`, the newest indexed id; returns its position, if it was indexed.
     pub(crate) fn remove(&mut self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
-        if self.run_ids.last() == Some(&id) {
-            self.run_ids.pop();
-            return self.run_positions.pop().map(|position| position as usize);
+        if self.last == Some(id) {
+            let entry = self.run.pop().expect("the run holds its last id");
+            self.last = self.run.last().map(|entry| entry.id);
+            return Some(entry.position as usize);
         }
         self.others.remove(id, id_at)
     }
@@ -448,7 +475,7 @@ mod tests {
             assert_eq!(index.get(probe, |p| ids[p]), model.get(&probe).copied());
             assert_eq!(index.get(probe + 1, |p| ids[p]), model.get(&(probe + 1)).copied());
         }
-        assert!(index.run_ids.len() > 10_000 && index.others.len > 5_000, "both kinds were used");
+        assert!(index.run.len() > 10_000 && index.others.len > 5_000, "both kinds were used");
         for (&id, &position) in &model {
             assert_eq!(index.get(id, |p| ids[p]), Some(position));
         }

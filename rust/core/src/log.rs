@@ -1,5 +1,5 @@
-//! An append-only log of records that never move: the engine's transfer log and the movements
-//! beside it.
+//! An append-only log of records that never move: the engine's transfer log, the movements
+//! beside it, and the run of ascending transfer ids (`index::RunIndex`).
 //!
 //! A `Vec` grows by moving its records into memory twice the size, and the records written
 //! after that land in pages the kernel maps one fault at a time while the batch loop waits. A
@@ -14,7 +14,7 @@
 //! not in the cache first reads the line from memory, and the batch loop writes nearly three
 //! lines a transfer (its record and its movement) that nothing reads soon after. Those stores
 //! are weakly ordered, so a read of a record streamed since the last fence fences them first,
-//! and the engine fences both logs before it returns from a batch.
+//! and the engine fences its logs before it returns from a batch.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -169,15 +169,20 @@ impl<T: Plain + Send + 'static> Log<T> {
     }
 
     /// The number of records for which `is_before` holds, when it holds for a first part of
-    /// the log and not for the rest (as `slice::partition_point`).
+    /// the log and not for the rest (as `slice::partition_point`). It fences the records
+    /// streamed since the last fence only if the point lies among them: a search for an old
+    /// record, during a batch that streams new ones, waits for none of them.
     pub(crate) fn partition_point(&self, is_before: impl Fn(&T) -> bool) -> usize {
-        // The segments before the first whose last record is not before: all their records are.
-        let segments = self.segments();
-        let before = segments.partition_point(|s| s.last().is_some_and(&is_before));
-        match segments.get(before) {
-            Some(segment) => before * SEGMENT_LEN + segment.partition_point(&is_before),
-            None => self.len,
+        let fenced = self.unfenced_from.load(Relaxed).min(self.len);
+        let before = |position: usize| {
+            is_before(&self.segments_unfenced[position >> SEGMENT_SHIFT][position & OFFSET_MASK])
+        };
+        let at = partition_point(fenced, before);
+        if at < fenced {
+            return at;
         }
+        self.fence();
+        fenced + partition_point(self.len - fenced, |offset| before(fenced + offset))
     }
 
     /// The segment the next record goes into, with room for it.
@@ -230,6 +235,20 @@ impl<T> IndexMut<usize> for Log<T> {
     }
 }
 
+/// The first index in `0..count` for which `before` is false, `before` holding for a prefix.
+pub(crate) fn partition_point(count: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (0, count);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if before(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +293,26 @@ mod tests {
         log[SEGMENT_LEN].1 = 10;
         assert_eq!((log[SEGMENT_LEN - 1], log[SEGMENT_LEN]), (pair(8), Pair(9, 10)));
         assert_eq!(log.len(), SEGMENT_LEN + 1);
+    }
+
+    #[test]
+    fn a_search_fences_only_when_its_point_lies_among_streamed_records() {
+        let mut log = Log::default();
+        let unfenced_from = |log: &Log<Pair>| log.unfenced_from.load(Relaxed);
+        for n in 0..SEGMENT_LEN + 100 {
+            log.push_streaming(&pair(n));
+        }
+        log.fence();
+        for n in SEGMENT_LEN + 100..SEGMENT_LEN + 150 {
+            log.push_streaming(&pair(n));
+        }
+        assert_eq!(log.partition_point(|p| p.0 < 40), 40);
+        assert_eq!(log.partition_point(|p| p.0 < SEGMENT_LEN + 1), SEGMENT_LEN + 1);
+        assert_eq!(unfenced_from(&log), SEGMENT_LEN + 100, "old records are found unfenced");
+        assert_eq!(log.partition_point(|p| p.0 < SEGMENT_LEN + 120), SEGMENT_LEN + 120);
+        assert_eq!(unfenced_from(&log), FENCED);
+        assert_eq!(log.partition_point(|p| p.0 < usize::MAX), SEGMENT_LEN + 150);
+        assert_eq!(log.partition_point(|_| false), 0);
     }
 
     #[test]

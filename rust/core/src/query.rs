@@ -3,6 +3,7 @@
 //! filter matches nothing.
 
 use crate::engine::{expires_at, Engine};
+use crate::log::partition_point;
 use crate::types::{transfer_flags, Account, AccountBalance, Timestamped, Transfer, U128_MAX};
 
 pub mod account_filter_flags {
@@ -413,18 +414,4 @@ fn select<'a, R: Timestamped + 'a>(
         }
     }
     picks
-}
-
-/// The first index in `0..count` for which `before` is false, `before` holding for a prefix.
-fn partition_point(count: usize, before: impl Fn(usize) -> bool) -> usize {
-    let (mut low, mut high) = (0, count);
-    while low < high {
-        let middle = low + (high - low) / 2;
-        if before(middle) {
-            low = middle + 1;
-        } else {
-            high = middle;
-        }
-    }
-    low
 }

@@ -4,12 +4,14 @@ and every command explains itself with --help."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from fastledger import Account, Ledger
-from fastledger._cli import main
+from fastledger._cli import _BenchConfig, _transfer_batches, main
+from fastledger._records import pack_transfers
 
 
 def test_demo_shows_the_overdraft_rejected_with_exceeds_credits(
@@ -81,6 +83,19 @@ def test_bench_packed_input_posts_the_same_load(capsys: pytest.CaptureFixture[st
     report = json.loads(capsys.readouterr().out)
     assert report["input"] == "packed"
     assert report["results"]["python"]["load_accepted_transfers_per_s"] > 0
+
+
+@pytest.mark.parametrize("numpy", ["installed", "missing"])
+def test_bench_packed_batches_hold_the_transfers_of_the_object_batches(
+    numpy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if numpy == "missing":
+        monkeypatch.setitem(sys.modules, "numpy", None)
+    config = dict(accounts=7, transfers=250, batch_size=100, threads=1, seed=3, storage="memory")
+    objects = list(_transfer_batches(_BenchConfig(input="objects", **config)))
+    packed = list(_transfer_batches(_BenchConfig(input="packed", **config)))
+    assert [len(batch) for batch in objects] == [100, 100, 50]
+    assert packed == [pack_transfers(batch) for batch in objects]
 
 
 def test_bench_human_report_names_every_figure(capsys: pytest.CaptureFixture[str]) -> None:

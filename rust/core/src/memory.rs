@@ -69,10 +69,6 @@ impl<T: Send + 'static> Making<T> {
     /// Starts making a value with `make` on a thread named `name`; `None` if the system
     /// refused a thread, and then the caller makes the value itself when it needs it.
     pub(crate) fn start(name: &str, make: impl FnOnce() -> T + Send + 'static) -> Option<Self> {
-        let make = || {
-            yield_to_foreground();
-            make()
-        };
         let thread = thread::Builder::new().name(name.into()).spawn(make).ok()?;
         Some(Self { thread, process: process::id() })
     }
@@ -86,22 +82,6 @@ impl<T: Send + 'static> Making<T> {
             return None;
         }
         self.thread.join().ok()
-    }
-}
-
-/// Lowers the calling thread's priority as far as it goes (nice 19), so that a thread making a
-/// value ahead gives way to the batch loop it works for: when both want a processor, it gets
-/// a small share. Three such threads started at once on two processors had the loop share its
-/// processor with them, and the batch that started them took twice as long. The lowest
-/// priority is still never starved, so a loop that waits for the value gets it. A refusal
-/// leaves the priority as it is.
-fn yield_to_foreground() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take and return plain integers; on Linux a thread id as
-    // the `who` of PRIO_PROCESS sets the priority of that thread alone.
-    unsafe {
-        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, thread, 19);
     }
 }
 
@@ -191,20 +171,6 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_thread_making_a_value_runs_at_the_lowest_priority() {
-        // SAFETY: as in `yield_to_foreground`; getpriority reads the thread's priority.
-        let priority = || unsafe {
-            let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::getpriority(libc::PRIO_PROCESS, thread)
-        };
-        let before = priority();
-        let made = Making::start("fastledger-test", priority).expect("a thread");
-        assert_eq!(made.finish(), Some(19));
-        assert_eq!(priority(), before, "the thread that started it keeps its priority");
-    }
 
     #[test]
     fn a_value_is_taken_in_its_own_process_and_never_waited_for_in_a_forked_one() {

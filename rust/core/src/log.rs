@@ -194,12 +194,13 @@ impl<T: Plain + Send + 'static> Log<T> {
             segments.push(prepared.unwrap_or_else(|| Vec::with_capacity(SEGMENT_LEN)));
         }
         let segment = segments.last_mut().expect("one was added if none had room");
-        // One more segment is asked for at each eighth of the second half, while fewer than
-        // `SEGMENTS_AHEAD` are being made: one at a time, since the threads that make them
-        // share the processor with the batch loop.
+        // One more segment is asked for when the newest is half full and when it is three
+        // quarters full, while fewer than `SEGMENTS_AHEAD` are being made: a few at a time,
+        // since the threads that make them share the processor with the batch loop (asked for
+        // every eighth, the first batch that asked for two rounds took twice as long).
         let filled = segment.len();
         if filled >= SEGMENT_LEN / 2
-            && filled % (SEGMENT_LEN / 8) == 0
+            && filled % (SEGMENT_LEN / 4) == 0
             && self.next_segments.len() < SEGMENTS_AHEAD
         {
             // Without a thread (the system refused one), a segment is made when needed.
@@ -318,26 +319,23 @@ mod tests {
     #[test]
     fn keeps_segments_ahead_from_half_a_segment_on() {
         let mut log = Log::default();
-        let ahead = |log: &Log<Pair>| log.next_segments.len();
-        for n in 0..SEGMENT_LEN / 2 {
-            log.push_streaming(&pair(n));
-        }
-        assert_eq!(ahead(&log), 0, "a small log starts no thread");
-        // One segment is asked for at each eighth of the second half, until enough are.
-        for asked in 1..=SEGMENTS_AHEAD {
-            log.push_streaming(&pair(0));
-            assert_eq!(ahead(&log), asked);
-            for n in 1..SEGMENT_LEN / 8 {
+        // (records, segments being made once that many are pushed)
+        let expected = [
+            (SEGMENT_LEN / 2, 0),
+            (SEGMENT_LEN / 2 + 1, 1),
+            (SEGMENT_LEN * 3 / 4 + 1, 2),
+            (SEGMENT_LEN + 1, 1),
+            (SEGMENT_LEN * 3 / 2 + 1, 2),
+            (SEGMENT_LEN * 7 / 4 + 1, SEGMENTS_AHEAD),
+            (SEGMENT_LEN * 2 + 1, SEGMENTS_AHEAD - 1),
+            (SEGMENT_LEN * 11 / 4 + 1, SEGMENTS_AHEAD),
+        ];
+        for (records, ahead) in expected {
+            for n in log.len()..records {
                 log.push_streaming(&pair(n));
             }
+            assert_eq!(log.next_segments.len(), ahead, "after {records} records");
         }
-        for n in log.len()..SEGMENT_LEN * 3 / 2 {
-            log.push_streaming(&pair(n));
-        }
-        // The second segment is the first made ahead; the next is asked for at its half.
-        assert_eq!((log.segments().len(), ahead(&log)), (2, SEGMENTS_AHEAD - 1));
-        log.push_streaming(&pair(0));
-        assert_eq!(ahead(&log), SEGMENTS_AHEAD);
         assert!(log.segments().iter().all(|s| s.capacity() == SEGMENT_LEN));
     }
 

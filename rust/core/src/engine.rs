@@ -53,6 +53,14 @@ const CLOSED: u16 = account_flags::CLOSED;
 /// and the events themselves half as far again.
 const PREFETCH_AHEAD: usize = 16;
 
+/// The fewest accounts for which a ledger with no transfer yet has the first segments of its
+/// transfer logs made ahead: a ledger that opens this many is set up for work, and 6.5 MiB
+/// made on other threads cost little beside its accounts. Its first transfers then do not
+/// wait for the kernel to map those segments page by page: about 1,700 page faults, which made
+/// the first four batches of a new ledger three times slower than the rest (2.2 against 0.7
+/// ms for 8189 transfers).
+const PREPARE_LOGS_ACCOUNTS_MIN: usize = 1024;
+
 /// Returns `status` from the enclosing create when `condition` holds: one line per status, in
 /// precedence order, like TigerBeetle's `if (condition) return .status;`.
 macro_rules! guard {
@@ -428,9 +436,15 @@ impl Engine {
         self.account_trails.reserve(accounts.len());
         self.newest_transfers.reserve(accounts.len());
         self.accounts.reserve(accounts.len());
-        self.execute(accounts, timestamp, |engine, a, timestamp, ()| {
+        let results = self.execute(accounts, timestamp, |engine, a, timestamp, ()| {
             engine.create_account(a, timestamp)
-        })
+        });
+        if self.transfer_log.is_empty() && self.account_log.len() >= PREPARE_LOGS_ACCOUNTS_MIN {
+            self.transfer_log.prepare();
+            self.movements.prepare();
+            self.transfers.prepare();
+        }
+        results
     }
 
     fn create_account(&mut self, a: &Account, timestamp: u64) -> A {
@@ -1240,6 +1254,21 @@ mod tests {
         engine.gather_trail(account_index);
         let trail = &engine.account_trails[account_index].transfers;
         trail.iter().map(|&index| engine.transfer_log[index as usize].id).collect()
+    }
+
+    #[test]
+    fn a_ledger_of_many_accounts_makes_its_first_transfer_segments_ahead() {
+        let mut engine = Engine::new();
+        let account = |id| Account { id, ledger: 1, code: 1, ..Account::default() };
+        let first: Vec<Account> = (1..PREPARE_LOGS_ACCOUNTS_MIN as u128).map(account).collect();
+        engine.create_accounts(&first, first.len() as u64);
+        assert_eq!(engine.transfer_log.segments_ahead(), 0, "a small ledger makes none");
+        let last = PREPARE_LOGS_ACCOUNTS_MIN as u128;
+        engine.create_accounts(&[account(last)], last as u64);
+        let ahead = [engine.transfer_log.segments_ahead(), engine.movements.segments_ahead()];
+        assert_eq!(ahead, [1, 1]);
+        engine.create_transfers(&[transfer(1, 1, 2)], last as u64 + 1);
+        assert_eq!(engine.transfer_log.segments_ahead(), 0, "the first transfer took it");
     }
 
     /// A query walks a short chain in a large backlog, and sweeps when the walks since the last

@@ -185,6 +185,21 @@ impl<T: Plain + Send + 'static> Log<T> {
         fenced + partition_point(self.len - fenced, |offset| before(fenced + offset))
     }
 
+    /// Starts making the first segment on another thread, for a log about to be written: its
+    /// first records then find it mapped rather than wait for the kernel to map it page by page.
+    pub(crate) fn prepare(&mut self) {
+        if self.segments_unfenced.is_empty() && self.next_segments.is_empty() {
+            let making = Making::start("fastledger-log", || memory::mapped(SEGMENT_LEN));
+            self.next_segments.extend(making);
+        }
+    }
+
+    /// How many segments are being made ahead.
+    #[cfg(test)]
+    pub(crate) fn segments_ahead(&self) -> usize {
+        self.next_segments.len()
+    }
+
     /// The segment the next record goes into, with room for it.
     fn room(&mut self) -> &mut Vec<T> {
         // Appending reads no record: no fence needed.
@@ -337,6 +352,19 @@ mod tests {
             assert_eq!(log.next_segments.len(), ahead, "after {records} records");
         }
         assert!(log.segments().iter().all(|s| s.capacity() == SEGMENT_LEN));
+    }
+
+    #[test]
+    fn a_prepared_log_writes_its_first_records_into_the_segment_made_ahead() {
+        let mut log = Log::default();
+        log.prepare();
+        log.prepare();
+        assert_eq!(log.segments_ahead(), 1, "one first segment, however often prepared");
+        log.push_streaming(&pair(1));
+        assert_eq!((log.segments_ahead(), log.segments().len()), (0, 1));
+        log.prepare();
+        assert_eq!(log.segments_ahead(), 0, "a log that holds records is past preparing");
+        assert_eq!(log[0], pair(1));
     }
 
     #[test]

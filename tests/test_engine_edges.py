@@ -3,6 +3,7 @@ by the differential test."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -96,6 +97,40 @@ def test_a_process_forked_while_the_engine_makes_memory_ahead_keeps_posting(
             posted = post(16_401, 50_000) and len(ledger.lookup_transfers([66_400])) == 1
         finally:
             os._exit(0 if posted else 1)
+    assert _exit_code_of(child) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_that_drops_a_ledger_of_its_parent_keeps_posting_to_its_own(
+    engine: str,
+) -> None:
+    """A ledger of 1,024 accounts or more has other threads make the first stretches of its log
+    ahead. A child forked from its process has none of those threads: dropping the parent's
+    ledger there must leave the threads that the child's own ledger started alone."""
+
+    def ledger_of_many_accounts() -> fastledger.Ledger:
+        ledger = fastledger.Ledger(engine=engine)
+        ledger.create_accounts([account(i) for i in range(1, 1_101)])
+        return ledger
+
+    parents = ledger_of_many_accounts()
+    time.sleep(0.3)  # Its threads are done, and not yet joined.
+    child = os.fork()
+    if child == 0:
+        posted = False
+        try:
+            own = ledger_of_many_accounts()
+            time.sleep(0.3)
+            del parents
+            gc.collect()
+            posted = own.create_transfers([transfer(1, 1, 2, 1)])[0].status.name == "CREATED"
+        finally:
+            os._exit(0 if posted else 1)
+    assert _exit_code_of(child) == 0
+
+
+def _exit_code_of(child: int) -> int:
+    """Waits for a forked child, at most a minute; fails the test if it hangs."""
     deadline = time.monotonic() + 60
     while (ended := os.waitpid(child, os.WNOHANG))[0] == 0:
         if time.monotonic() > deadline:
@@ -103,4 +138,4 @@ def test_a_process_forked_while_the_engine_makes_memory_ahead_keeps_posting(
             os.waitpid(child, 0)
             pytest.fail("the forked child hung")
         time.sleep(0.01)
-    assert os.waitstatus_to_exitcode(ended[1]) == 0
+    return os.waitstatus_to_exitcode(ended[1])

@@ -623,7 +623,7 @@ def _transfer_batches(config: _BenchConfig) -> Iterator[_Batch]:
 def _packed_batch(rng: random.Random, ids: range, accounts: int) -> bytes:
     """The random transfers with `ids` that `_random_transfer` would make, packed. With NumPy
     they are built from columns (`transfers_from_columns`), as a service that posts packed
-    batches would build them: in a quarter of the time, and without an object per transfer,
+    batches would build them: in a quarter of the time, and without a `Transfer` per transfer,
     whose making also left the call after it slower (by about a fifth, in a run alternating
     the two ways). Without NumPy they are packed from objects."""
     try:

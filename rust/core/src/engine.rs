@@ -116,8 +116,8 @@ pub trait Event: Copy + Timestamped {
 
 /// Where the batch loop's look-ahead found the debit and the credit account of a transfer in
 /// the account log (`IdIndex::likely_position`): a position that holds the account unless its
-/// id differs (another id has the same tag once in four billion), or `None` when no indexed id
-/// has its tag, and then the account does not exist. A batch of transfers creates no account,
+/// id differs (another id has the same tag once in four billion), or `None` when the probe met
+/// a free slot before any slot with its tag, and then the account does not exist. A batch of transfers creates no account,
 /// so what the look-ahead found still holds at the transfer's turn, and its create looks up
 /// neither account again.
 #[derive(Clone, Copy, Debug)]
@@ -1267,6 +1267,7 @@ mod tests {
         engine.create_accounts(&[account(last)], last as u64);
         let ahead = [engine.transfer_log.segments_ahead(), engine.movements.segments_ahead()];
         assert_eq!(ahead, [1, 1]);
+        engine.transfer_log.wait_for_segments_ahead();
         engine.create_transfers(&[transfer(1, 1, 2)], last as u64 + 1);
         assert_eq!(engine.transfer_log.segments_ahead(), 0, "the first transfer took it");
     }

@@ -4,9 +4,9 @@
 //! A `Vec` grows by moving its records into memory twice the size, and the records written
 //! after that land in pages the kernel maps one fault at a time while the batch loop waits. A
 //! log keeps its records in segments of `SEGMENT_LEN` instead. From the time the newest segment
-//! is half full, other threads make the next `SEGMENTS_AHEAD` and write to each of their pages,
-//! so the batch loop finds them mapped when it gets there; a small log (half a segment) never
-//! starts such a thread.
+//! is half full (or when the engine prepares a log it is about to fill), other threads make the
+//! next `SEGMENTS_AHEAD` and write to each of their pages, so the batch loop finds them mapped
+//! when it gets there; a small log (half a segment) starts no such thread unless prepared.
 //! Segments are asked for in huge pages, which spares random reads of the log most of their
 //! misses in the processor's table of pages.
 //!
@@ -35,16 +35,20 @@ const OFFSET_MASK: usize = SEGMENT_LEN - 1;
 /// from run to run, while a batch loop posting 10,000,000 transfers a second fills one in 3 ms.
 /// With one made ahead, a program posting ready batches back to back waited for it at most
 /// boundaries, up to half its time; with three, each has more than two segments' time and it
-/// waited for none. The cost is up to three segments mapped before they are needed.
+/// waited for none. The cost is up to three segments of each log mapped before they are needed
+/// (19.5 MiB for the transfer log, the movements and the run of transfer ids).
 const SEGMENTS_AHEAD: usize = 3;
 
 pub(crate) struct Log<T> {
     /// Every segment but the last is full; the last may be empty (after `pop`). Read it
-    /// through `segments`, `segments_mut` or after `fence_for`, which fence streamed stores.
+    /// through `segments`, `segments_mut` or after `fence_for`, which fence streamed stores,
+    /// or directly for the records before `unfenced_from`.
     segments_unfenced: Vec<Vec<T>>,
     len: usize,
     /// The next segments, in order, each being made on another thread.
     next_segments: VecDeque<Making<Vec<T>>>,
+    /// A segment that `pop` emptied, mapped already: the next to be filled.
+    spare: Option<Vec<T>>,
     /// The position of the first record streamed (`push_streaming`) since the last store fence,
     /// or `FENCED`. Atomic only so that a read through `&self` may fence; one thread at a time
     /// uses a log.
@@ -61,6 +65,7 @@ impl<T> Default for Log<T> {
             segments_unfenced: Vec::new(),
             len: 0,
             next_segments: VecDeque::new(),
+            spare: None,
             unfenced_from,
         }
     }
@@ -150,8 +155,9 @@ impl<T: Plain + Send + 'static> Log<T> {
         let segments = self.segments_mut();
         let record = segments.last_mut()?.pop()?;
         if segments.last().is_some_and(Vec::is_empty) && segments.len() > 1 {
-            // Keep no empty segment behind a partly full one; the emptied one is dropped.
-            segments.pop();
+            // Keep no empty segment behind a partly full one: the emptied one waits aside.
+            let emptied = segments.pop();
+            self.spare = emptied;
         }
         self.len -= 1;
         Some(record)
@@ -188,10 +194,22 @@ impl<T: Plain + Send + 'static> Log<T> {
     /// Starts making the first segment on another thread, for a log about to be written: its
     /// first records then find it mapped rather than wait for the kernel to map it page by page.
     pub(crate) fn prepare(&mut self) {
-        if self.segments_unfenced.is_empty() && self.next_segments.is_empty() {
+        if self.segments_unfenced.is_empty()
+            && self.next_segments.is_empty()
+            && self.spare.is_none()
+        {
             let making = Making::start("fastledger-log", || memory::mapped(SEGMENT_LEN));
             self.next_segments.extend(making);
         }
+    }
+
+    /// The oldest segment made ahead, once its thread is done with it: the batch loop never
+    /// waits for one, and rather maps a segment of its own, leaving the made one for the next.
+    fn made_segment(&mut self) -> Option<Vec<T>> {
+        if !self.next_segments.front()?.is_finished() {
+            return None;
+        }
+        self.next_segments.pop_front()?.finish()
     }
 
     /// How many segments are being made ahead.
@@ -200,15 +218,23 @@ impl<T: Plain + Send + 'static> Log<T> {
         self.next_segments.len()
     }
 
+    /// Waits until every segment being made ahead is made.
+    #[cfg(test)]
+    pub(crate) fn wait_for_segments_ahead(&self) {
+        while !self.next_segments.iter().all(Making::is_finished) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// The segment the next record goes into, with room for it.
     fn room(&mut self) -> &mut Vec<T> {
         // Appending reads no record: no fence needed.
-        let segments = &mut self.segments_unfenced;
-        if segments.last().is_none_or(|s| s.len() == SEGMENT_LEN) {
-            let prepared = self.next_segments.pop_front().and_then(Making::finish);
-            segments.push(prepared.unwrap_or_else(|| Vec::with_capacity(SEGMENT_LEN)));
+        if self.segments_unfenced.last().is_none_or(|s| s.len() == SEGMENT_LEN) {
+            let next = self.spare.take().or_else(|| self.made_segment());
+            let next = next.unwrap_or_else(|| Vec::with_capacity(SEGMENT_LEN));
+            self.segments_unfenced.push(next);
         }
-        let segment = segments.last_mut().expect("one was added if none had room");
+        let segment = self.segments_unfenced.last_mut().expect("one was added if none had room");
         // One more segment is asked for when the newest is half full and when it is three
         // quarters full, while fewer than `SEGMENTS_AHEAD` are being made: a few at a time,
         // since the threads that make them share the processor with the batch loop (asked for
@@ -267,6 +293,8 @@ pub(crate) fn partition_point(count: usize, before: impl Fn(usize) -> bool) -> u
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+
     use super::*;
 
     /// A record of two numbers, which may be streamed.
@@ -346,6 +374,8 @@ mod tests {
             (SEGMENT_LEN * 11 / 4 + 1, SEGMENTS_AHEAD),
         ];
         for (records, ahead) in expected {
+            // A boundary takes a made segment only once it is made.
+            log.wait_for_segments_ahead();
             for n in log.len()..records {
                 log.push_streaming(&pair(n));
             }
@@ -360,11 +390,38 @@ mod tests {
         log.prepare();
         log.prepare();
         assert_eq!(log.segments_ahead(), 1, "one first segment, however often prepared");
+        log.wait_for_segments_ahead();
         log.push_streaming(&pair(1));
         assert_eq!((log.segments_ahead(), log.segments().len()), (0, 1));
         log.prepare();
         assert_eq!(log.segments_ahead(), 0, "a log that holds records is past preparing");
         assert_eq!(log[0], pair(1));
+    }
+
+    #[test]
+    fn a_boundary_takes_a_segment_once_it_is_made_and_an_emptied_one_first() {
+        let mut log = Log::default();
+        // A segment made ahead, told apart by its capacity, whose thread waits to be released.
+        let (release, wait) = mpsc::channel::<()>();
+        let make = move || {
+            let _ = wait.recv();
+            Vec::with_capacity(SEGMENT_LEN + 1)
+        };
+        log.next_segments.push_back(Making::start("fastledger-test", make).expect("a thread"));
+        log.push_streaming(&pair(0));
+        assert_eq!(log.segments_ahead(), 1, "the loop did not wait: it took a segment of its own");
+        release.send(()).expect("the thread waits");
+        log.wait_for_segments_ahead();
+        for n in 1..=SEGMENT_LEN {
+            log.push_streaming(&pair(n));
+        }
+        let capacities: Vec<usize> = log.segments().iter().map(Vec::capacity).collect();
+        assert_eq!(capacities, [SEGMENT_LEN, SEGMENT_LEN + 1]);
+        // A rollback that empties the newest segment keeps it aside for the next record.
+        assert_eq!(log.pop(), Some(pair(SEGMENT_LEN)));
+        assert_eq!((log.segments().len(), log.spare.is_some()), (1, true));
+        log.push_streaming(&pair(7));
+        assert_eq!((log.segments()[1].capacity(), log.spare.is_none()), (SEGMENT_LEN + 1, true));
     }
 
     #[test]

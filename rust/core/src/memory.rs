@@ -55,13 +55,15 @@ pub(crate) fn mapped<T>(capacity: usize) -> Vec<T> {
     records
 }
 
-/// A value that another thread of this process is making: the next segment of a log, or the
-/// next array of an id index.
+/// A value that another thread of this process is making: a segment of a log made ahead, or
+/// the next array of an id index.
 #[derive(Debug)]
 pub(crate) struct Making<T> {
-    thread: JoinHandle<T>,
-    /// The process that started the thread: a process forked from it meanwhile has no such
-    /// thread, and joining it there would wait forever.
+    /// Taken by `finish`.
+    thread: Option<JoinHandle<T>>,
+    /// The process that started the thread. A process forked from it meanwhile has no such
+    /// thread: joining the handle there would wait forever, and dropping it would detach
+    /// whatever thread of that process reuses its descriptor, whose own join then fails.
     process: u32,
 }
 
@@ -70,18 +72,37 @@ impl<T: Send + 'static> Making<T> {
     /// refused a thread, and then the caller makes the value itself when it needs it.
     pub(crate) fn start(name: &str, make: impl FnOnce() -> T + Send + 'static) -> Option<Self> {
         let thread = thread::Builder::new().name(name.into()).spawn(make).ok()?;
-        Some(Self { thread, process: process::id() })
+        Some(Self { thread: Some(thread), process: process::id() })
+    }
+
+    fn started_here(&self) -> bool {
+        self.process == process::id()
+    }
+
+    /// Whether `finish` would answer without waiting.
+    pub(crate) fn is_finished(&self) -> bool {
+        !self.started_here() || self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// The value, once the thread has made it; `None` in a process forked while it ran, or if
     /// the thread failed.
-    pub(crate) fn finish(self) -> Option<T> {
-        if self.process != process::id() {
-            // Dropping the handle would detach a thread that this process does not have.
-            mem::forget(self.thread);
+    pub(crate) fn finish(mut self) -> Option<T> {
+        if !self.started_here() {
             return None;
         }
-        self.thread.join().ok()
+        self.thread.take()?.join().ok()
+    }
+}
+
+impl<T> Drop for Making<T> {
+    /// Detaches a thread that is still making a value nobody wants, unless the process was
+    /// forked since it started (see `process`).
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            if self.process != process::id() {
+                mem::forget(thread);
+            }
+        }
     }
 }
 
@@ -174,13 +195,21 @@ mod tests {
 
     #[test]
     fn a_value_is_taken_in_its_own_process_and_never_waited_for_in_a_forked_one() {
-        let made = Making::start("fastledger-test", || 7).expect("a thread");
+        let (release, wait) = mpsc::channel::<()>();
+        let made = Making::start("fastledger-test", move || wait.recv().map_or(0, |()| 7));
+        let made = made.expect("a thread");
+        assert!(!made.is_finished());
+        release.send(()).expect("the thread waits");
+        while !made.is_finished() {
+            thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert_eq!(made.finish(), Some(7));
         // As in a process forked while the thread ran: that thread never finishes there.
         let (_held, never) = mpsc::channel::<()>();
         let make = move || never.recv().map_or(0, |()| 7);
         let mut made = Making::start("fastledger-test", make).expect("a thread");
         made.process = made.process.wrapping_add(1);
+        assert!(made.is_finished(), "nothing to wait for");
         assert_eq!(made.finish(), None);
     }
 }

@@ -21,7 +21,7 @@ use core::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 
-use crate::log::Log;
+use crate::log::{partition_point, Log};
 use crate::memory::{self, Making, Plain};
 
 /// The most records a log may hold: three quarters of the most slots a 32-bit tag can address
@@ -234,26 +234,41 @@ impl IdIndex {
 /// `fastledger.id()`) and counters do: the engine's index of transfer ids.
 ///
 /// An id larger than every id before it is known to be new without a read of memory, and goes
-/// to the end of a sorted run: a log of entries streamed in order, whose segments other threads
-/// map ahead (as two growing arrays, the run had the batch loop map its new pages itself, with
-/// 6,700 page faults a million transfers). Through an `IdIndex`, the same create reads and
-/// writes a line of a large array at random, which took a third of the time of a transfer.
-/// Finding an id of the run is a binary search, whose first steps read the same few lines for
-/// every search and whose last steps, for a recent id, read recent lines. Ids out of order go to
-/// an `IdIndex`; a new one costs a search of the run as well.
+/// to the end of a sorted run. Through an `IdIndex`, the same create reads and writes a line of
+/// a large array at random, which took a third of the time of a transfer. While every id has
+/// come in order, the run is the log itself: the first `prefix` records, each at its own
+/// position, stored nowhere else but for the id of every `SAMPLE_EVERY`th, which narrows a
+/// search to that many records of the log. After the first id out of order
+/// the run goes on in a log of (id, position) entries streamed in order, whose segments other
+/// threads map ahead. Finding an id of the run is a binary search, whose first steps read the
+/// same few lines for every search and whose last steps, for a recent id, read recent lines.
+/// Ids out of order go to an `IdIndex`; a new one costs a search of the run as well.
 ///
 /// Every id of the index is at most the last of the run, and an id of the run can be removed
 /// only while it is the last: so removals must undo insertions newest first, as the rollback of
 /// a linked chain does.
 #[derive(Debug, Default)]
 pub(crate) struct RunIndex {
-    /// The ids that were larger than every id before them, so ascending, with their positions.
+    /// How many records, from the first, hold ascending ids that are their own run.
+    prefix: usize,
+    /// The ids of the prefix's records at positions 0, `SAMPLE_EVERY`, 2 * `SAMPLE_EVERY`...
+    samples: Vec<u128>,
+    /// The id of the prefix's last record, kept here: reading it in the log, where it was just
+    /// streamed, would fence on every search.
+    prefix_last: u128,
+    /// The ids after the prefix that were larger than every id before them, with positions.
     run: Log<RunEntry>,
     /// The id of the run's last entry, which every create reads.
     last: Option<u128>,
     /// Every other id.
     others: IdIndex,
 }
+
+/// How many records of the prefix one sample stands for. A search reads the samples (16 bytes
+/// for 64 records, 250 KiB for a million) and then takes 6 steps among 64 neighbouring records
+/// of the log, where a search of the log alone would take all its steps among records 128
+/// bytes apart, the last ones each on a line and the deepest on a page of their own.
+const SAMPLE_EVERY: usize = 64;
 
 /// An id of the run and its position.
 #[repr(C)]
@@ -272,13 +287,25 @@ unsafe impl Plain for RunEntry {}
 const _: () = assert!(size_of::<RunEntry>() == 32);
 
 impl RunIndex {
+    fn prefix_last(&self) -> Option<u128> {
+        (self.prefix > 0).then_some(self.prefix_last)
+    }
+
     /// Whether `id` is larger than every indexed id: then it is not indexed.
     #[inline]
     fn after_run(&self, id: u128) -> bool {
         self.last.is_none_or(|last| id > last)
     }
 
-    fn run_position(&self, id: u128) -> Option<usize> {
+    fn run_position(&self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
+        if self.prefix_last().is_some_and(|last| id <= last) {
+            // The last sample at most `id` starts the stretch of the prefix that may hold it.
+            let sampled = self.samples.partition_point(|&sample| sample <= id).checked_sub(1)?;
+            let first = sampled * SAMPLE_EVERY;
+            let count = SAMPLE_EVERY.min(self.prefix - first);
+            let at = first + partition_point(count, |offset| id_at(first + offset) < id);
+            return (id_at(at) == id).then_some(at);
+        }
         let at = self.run.partition_point(|entry| entry.id < id);
         let entry = self.run.get(at).filter(|entry| entry.id == id)?;
         Some(entry.position as usize)
@@ -290,8 +317,8 @@ impl RunIndex {
         if self.after_run(id) {
             return None;
         }
-        let other = (self.others.len > 0).then(|| self.others.get(id, id_at)).flatten();
-        other.or_else(|| self.run_position(id))
+        let other = (self.others.len > 0).then(|| self.others.get(id, &id_at)).flatten();
+        other.or_else(|| self.run_position(id, id_at))
     }
 
     /// As `IdIndex::prefetch`, for an id out of order; an id after the run reads nothing.
@@ -313,7 +340,16 @@ impl RunIndex {
     pub(crate) fn insert(&mut self, id: u128, position: usize) {
         if self.after_run(id) {
             assert!(position < LOG_MAX, "a log holds at most {LOG_MAX} records");
-            self.run.push_streaming(&RunEntry { id, position: position as u32, padding: [0; 3] });
+            if self.run.is_empty() && position == self.prefix {
+                if self.prefix % SAMPLE_EVERY == 0 {
+                    self.samples.push(id);
+                }
+                self.prefix += 1;
+                self.prefix_last = id;
+            } else {
+                let entry = RunEntry { id, position: position as u32, padding: [0; 3] };
+                self.run.push_streaming(&entry);
+            }
             self.last = Some(id);
         } else {
             self.others.insert(id, position);
@@ -333,12 +369,24 @@ impl RunIndex {
 
     /// Forgets `id`, the newest indexed id; returns its position, if it was indexed.
     pub(crate) fn remove(&mut self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
-        if self.last == Some(id) {
-            let entry = self.run.pop().expect("the run holds its last id");
-            self.last = self.run.last().map(|entry| entry.id);
-            return Some(entry.position as usize);
+        if self.last != Some(id) {
+            return self.others.remove(id, id_at);
         }
-        self.others.remove(id, id_at)
+        let position = match self.run.pop() {
+            Some(entry) => entry.position as usize,
+            None => {
+                self.prefix -= 1;
+                if self.prefix % SAMPLE_EVERY == 0 {
+                    self.samples.pop();
+                }
+                self.prefix
+            }
+        };
+        if let Some(last) = self.prefix.checked_sub(1) {
+            self.prefix_last = id_at(last);
+        }
+        self.last = self.run.last().map(|entry| entry.id).or(self.prefix_last());
+        Some(position)
     }
 
     /// Makes room for `additional` more ids out of order, so that a batch grows the index of
@@ -480,13 +528,37 @@ mod tests {
             assert_eq!(index.get(probe, |p| ids[p]), model.get(&probe).copied());
             assert_eq!(index.get(probe + 1, |p| ids[p]), model.get(&(probe + 1)).copied());
         }
-        assert!(index.run.len() > 10_000 && index.others.len > 5_000, "both kinds were used");
+        let in_run = index.prefix + index.run.len();
+        assert!(index.prefix > 0 && in_run > 10_000 && index.others.len > 5_000, "all kinds");
         for (&id, &position) in &model {
             assert_eq!(index.get(id, |p| ids[p]), Some(position));
         }
     }
 
     /// The id at `position` of a log whose newest record, `removed`, was just popped.
+    #[test]
+    fn ids_in_order_are_found_in_the_log_through_samples_and_removed_newest_first() {
+        let ids: Vec<u128> = (1..=1_000u128).map(|i| i * 10).collect();
+        let mut index = RunIndex::default();
+        for (position, &id) in ids.iter().enumerate() {
+            index.insert(id, position);
+        }
+        assert_eq!((index.prefix, index.samples.len(), index.run.len()), (1_000, 16, 0));
+        for (position, &id) in ids.iter().enumerate() {
+            assert_eq!(index.get(id, |p| ids[p]), Some(position));
+            assert_eq!(index.get(id - 5, |p| ids[p]), None);
+        }
+        for removed in (0..ids.len()).rev() {
+            let id = ids[removed];
+            assert_eq!(index.remove(id, |p| ids_at(&ids[..removed], id, p)), Some(removed));
+            assert_eq!(index.samples.len(), removed.div_ceil(SAMPLE_EVERY));
+            if let Some(&kept) = ids[..removed].last() {
+                assert_eq!(index.get(kept, |p| ids[p]), Some(removed - 1));
+            }
+        }
+        assert_eq!((index.prefix, index.last), (0, None));
+    }
+
     fn ids_at(ids: &[u128], removed: u128, position: usize) -> u128 {
         ids.get(position).copied().unwrap_or(removed)
     }

@@ -356,11 +356,6 @@ impl RunIndex {
         }
     }
 
-    /// As `Log::prepare`, for the run of a new index.
-    pub(crate) fn prepare(&mut self) {
-        self.run.prepare();
-    }
-
     /// Orders the entries streamed into the run before what this thread does next, as
     /// `Log::fence`.
     pub(crate) fn fence(&self) {

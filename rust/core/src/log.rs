@@ -198,8 +198,7 @@ impl<T: Plain + Send + 'static> Log<T> {
             && self.next_segments.is_empty()
             && self.spare.is_none()
         {
-            let making = Making::start("fastledger-log", || memory::mapped(SEGMENT_LEN));
-            self.next_segments.extend(making);
+            ask_for_segment(&mut self.next_segments);
         }
     }
 
@@ -244,12 +243,16 @@ impl<T: Plain + Send + 'static> Log<T> {
             && filled % (SEGMENT_LEN / 4) == 0
             && self.next_segments.len() < SEGMENTS_AHEAD
         {
-            // Without a thread (the system refused one), a segment is made when needed.
-            let making = Making::start("fastledger-log", || memory::mapped(SEGMENT_LEN));
-            self.next_segments.extend(making);
+            ask_for_segment(&mut self.next_segments);
         }
         segment
     }
+}
+
+/// Has another thread start making a segment, queued after those being made. Without a thread
+/// (the system refused one), a segment is made when needed.
+fn ask_for_segment<T: Send + 'static>(next_segments: &mut VecDeque<Making<Vec<T>>>) {
+    next_segments.extend(Making::start("fastledger-log", || memory::mapped(SEGMENT_LEN)));
 }
 
 impl<T: Timestamped + Plain + Send + 'static> Log<T> {

@@ -273,7 +273,7 @@ const SAMPLE_EVERY: usize = 64;
 /// An id of the run and its position.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-struct RunEntry {
+pub(crate) struct RunEntry {
     id: u128,
     position: u32,
     /// Always zero: the bytes that the alignment of `id` adds, named so that every byte of an

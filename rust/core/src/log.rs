@@ -7,8 +7,9 @@
 //! is half full (or when the engine prepares a log it is about to fill), other threads make the
 //! next `SEGMENTS_AHEAD` and write to each of their pages, so the batch loop finds them mapped
 //! when it gets there; a small log (half a segment) starts no such thread unless prepared.
-//! Segments are asked for in huge pages, which spares random reads of the log most of their
-//! misses in the processor's table of pages.
+//! A segment starts at a huge page and fills whole huge pages (`memory::Segment`), which the
+//! kernel backs it with: that spares the batch loop's stores, and random reads of the log, most
+//! of their misses in the processor's table of pages.
 //!
 //! Records are written with non-temporal stores (`push_streaming`): a store to a line that is
 //! not in the cache first reads the line from memory, and the batch loop writes nearly three
@@ -21,14 +22,22 @@ use std::fmt;
 use std::ops::{Index, IndexMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use crate::memory::{self, Making, Plain};
+use crate::memory::{self, Making, Plain, Segment};
 use crate::types::Timestamped;
 
-/// Records in a segment: a power of two, so that a position splits into a segment and an
-/// offset with a shift and a mask.
-const SEGMENT_SHIFT: u32 = 15;
-const SEGMENT_LEN: usize = 1 << SEGMENT_SHIFT;
-const OFFSET_MASK: usize = SEGMENT_LEN - 1;
+/// Records in a segment of a log of records of `record_size` bytes, as a power of two, so that
+/// a position splits into a segment and an offset with a shift and a mask: at least 2^15, and as
+/// many as fill whole huge pages, which the kernel can then back a segment with alone (4 MiB of
+/// transfers, 6 MiB of movements, 2 MiB of run entries). A `Plain` record is a multiple of 16
+/// bytes, so 2^17 of them always fill whole huge pages.
+const fn segment_shift(record_size: usize) -> u32 {
+    assert!(record_size > 0 && record_size % 16 == 0);
+    let mut shift = 15;
+    while (record_size << shift) % memory::HUGE_PAGE != 0 {
+        shift += 1;
+    }
+    shift
+}
 
 /// How many segments are made ahead of the one being filled. Making one (4 MiB of transfers)
 /// took from 1 to 10 ms here, the kernel zeroing and mapping its pages at speeds that varied
@@ -36,19 +45,19 @@ const OFFSET_MASK: usize = SEGMENT_LEN - 1;
 /// With one made ahead, a program posting ready batches back to back waited for it at most
 /// boundaries, up to half its time; with three, each has more than two segments' time and it
 /// waited for none. The cost is up to three segments of each log mapped before they are needed
-/// (19.5 MiB for the transfer log, the movements and the run of transfer ids).
+/// (36 MiB for the transfer log, the movements and the run of transfer ids).
 const SEGMENTS_AHEAD: usize = 3;
 
 pub(crate) struct Log<T> {
     /// Every segment but the last is full; the last may be empty (after `pop`). Read it
     /// through `segments`, `segments_mut` or after `fence_for`, which fence streamed stores,
     /// or directly for the records before `unfenced_from`.
-    segments_unfenced: Vec<Vec<T>>,
+    segments_unfenced: Vec<Segment<T>>,
     len: usize,
     /// The next segments, in order, each being made on another thread.
-    next_segments: VecDeque<Making<Vec<T>>>,
+    next_segments: VecDeque<Making<Segment<T>>>,
     /// A segment that `pop` emptied, mapped already: the next to be filled.
-    spare: Option<Vec<T>>,
+    spare: Option<Segment<T>>,
     /// The position of the first record streamed (`push_streaming`) since the last store fence,
     /// or `FENCED`. Atomic only so that a read through `&self` may fence; one thread at a time
     /// uses a log.
@@ -72,6 +81,16 @@ impl<T> Default for Log<T> {
 }
 
 impl<T> Log<T> {
+    const SEGMENT_SHIFT: u32 = segment_shift(size_of::<T>());
+    const SEGMENT_LEN: usize = 1 << Self::SEGMENT_SHIFT;
+    const OFFSET_MASK: usize = Self::SEGMENT_LEN - 1;
+
+    /// The segment and the offset in it of the record at `position`.
+    #[inline]
+    fn place(position: usize) -> (usize, usize) {
+        (position >> Self::SEGMENT_SHIFT, position & Self::OFFSET_MASK)
+    }
+
     /// Orders the records streamed so far before what this thread does next. The thread that
     /// streams records calls it before another thread may use the log.
     pub(crate) fn fence(&self) {
@@ -95,13 +114,13 @@ impl<T> Log<T> {
     }
 
     #[inline]
-    fn segments(&self) -> &Vec<Vec<T>> {
+    fn segments(&self) -> &Vec<Segment<T>> {
         self.fence();
         &self.segments_unfenced
     }
 
     #[inline]
-    fn segments_mut(&mut self) -> &mut Vec<Vec<T>> {
+    fn segments_mut(&mut self) -> &mut Vec<Segment<T>> {
         self.fence();
         &mut self.segments_unfenced
     }
@@ -133,8 +152,8 @@ impl<T: Plain + Send + 'static> Log<T> {
 
     pub(crate) fn get(&self, position: usize) -> Option<&T> {
         self.fence_for(position);
-        let segment = self.segments_unfenced.get(position >> SEGMENT_SHIFT)?;
-        segment.get(position & OFFSET_MASK)
+        let (segment, offset) = Self::place(position);
+        self.segments_unfenced.get(segment)?.get(offset)
     }
 
     pub(crate) fn last(&self) -> Option<&T> {
@@ -154,7 +173,7 @@ impl<T: Plain + Send + 'static> Log<T> {
     pub(crate) fn pop(&mut self) -> Option<T> {
         let segments = self.segments_mut();
         let record = segments.last_mut()?.pop()?;
-        if segments.last().is_some_and(Vec::is_empty) && segments.len() > 1 {
+        if segments.last().is_some_and(|s| s.is_empty()) && segments.len() > 1 {
             // Keep no empty segment behind a partly full one: the emptied one waits aside.
             let emptied = segments.pop();
             self.spare = emptied;
@@ -169,9 +188,9 @@ impl<T: Plain + Send + 'static> Log<T> {
 
     /// The records from `start` on, in order.
     pub(crate) fn iter_from(&self, start: usize) -> impl Iterator<Item = &T> + '_ {
-        let skipped = start.min(self.len);
-        let segments = self.segments().get(skipped >> SEGMENT_SHIFT..).unwrap_or_default();
-        segments.iter().flatten().skip(skipped & OFFSET_MASK)
+        let (segment, offset) = Self::place(start.min(self.len));
+        let segments = self.segments().get(segment..).unwrap_or_default();
+        segments.iter().flatten().skip(offset)
     }
 
     /// The number of records for which `is_before` holds, when it holds for a first part of
@@ -181,7 +200,8 @@ impl<T: Plain + Send + 'static> Log<T> {
     pub(crate) fn partition_point(&self, is_before: impl Fn(&T) -> bool) -> usize {
         let fenced = self.unfenced_from.load(Relaxed).min(self.len);
         let before = |position: usize| {
-            is_before(&self.segments_unfenced[position >> SEGMENT_SHIFT][position & OFFSET_MASK])
+            let (segment, offset) = Self::place(position);
+            is_before(&self.segments_unfenced[segment][offset])
         };
         let at = partition_point(fenced, before);
         if at < fenced {
@@ -204,7 +224,7 @@ impl<T: Plain + Send + 'static> Log<T> {
 
     /// The oldest segment made ahead, once its thread is done with it: the batch loop never
     /// waits for one, and rather maps a segment of its own, leaving the made one for the next.
-    fn made_segment(&mut self) -> Option<Vec<T>> {
+    fn made_segment(&mut self) -> Option<Segment<T>> {
         if !self.next_segments.front()?.is_finished() {
             return None;
         }
@@ -226,11 +246,11 @@ impl<T: Plain + Send + 'static> Log<T> {
     }
 
     /// The segment the next record goes into, with room for it.
-    fn room(&mut self) -> &mut Vec<T> {
+    fn room(&mut self) -> &mut Segment<T> {
         // Appending reads no record: no fence needed.
-        if self.segments_unfenced.last().is_none_or(|s| s.len() == SEGMENT_LEN) {
+        if self.segments_unfenced.last().is_none_or(|s| s.len() == Self::SEGMENT_LEN) {
             let next = self.spare.take().or_else(|| self.made_segment());
-            let next = next.unwrap_or_else(|| Vec::with_capacity(SEGMENT_LEN));
+            let next = next.unwrap_or_else(|| Segment::with_capacity(Self::SEGMENT_LEN));
             self.segments_unfenced.push(next);
         }
         let segment = self.segments_unfenced.last_mut().expect("one was added if none had room");
@@ -239,8 +259,8 @@ impl<T: Plain + Send + 'static> Log<T> {
         // since the threads that make them share the processor with the batch loop (asked for
         // every eighth, the first batch that asked for two rounds took twice as long).
         let filled = segment.len();
-        if filled >= SEGMENT_LEN / 2
-            && filled % (SEGMENT_LEN / 4) == 0
+        if filled >= Self::SEGMENT_LEN / 2
+            && filled % (Self::SEGMENT_LEN / 4) == 0
             && self.next_segments.len() < SEGMENTS_AHEAD
         {
             ask_for_segment(&mut self.next_segments);
@@ -251,8 +271,9 @@ impl<T: Plain + Send + 'static> Log<T> {
 
 /// Has another thread start making a segment, queued after those being made. Without a thread
 /// (the system refused one), a segment is made when needed.
-fn ask_for_segment<T: Send + 'static>(next_segments: &mut VecDeque<Making<Vec<T>>>) {
-    next_segments.extend(Making::start("fastledger-log", || memory::mapped(SEGMENT_LEN)));
+fn ask_for_segment<T: Send + 'static>(next_segments: &mut VecDeque<Making<Segment<T>>>) {
+    let make = || Segment::mapped(Log::<T>::SEGMENT_LEN);
+    next_segments.extend(Making::start("fastledger-log", make));
 }
 
 impl<T: Timestamped + Plain + Send + 'static> Log<T> {
@@ -269,14 +290,16 @@ impl<T> Index<usize> for Log<T> {
     #[inline]
     fn index(&self, position: usize) -> &T {
         self.fence_for(position);
-        &self.segments_unfenced[position >> SEGMENT_SHIFT][position & OFFSET_MASK]
+        let (segment, offset) = Self::place(position);
+        &self.segments_unfenced[segment][offset]
     }
 }
 
 impl<T> IndexMut<usize> for Log<T> {
     #[inline]
     fn index_mut(&mut self, position: usize) -> &mut T {
-        &mut self.segments_mut()[position >> SEGMENT_SHIFT][position & OFFSET_MASK]
+        let (segment, offset) = Self::place(position);
+        &mut self.segments_mut()[segment][offset]
     }
 }
 
@@ -311,6 +334,8 @@ mod tests {
     fn pair(n: usize) -> Pair {
         Pair(n, !n)
     }
+
+    const SEGMENT_LEN: usize = Log::<Pair>::SEGMENT_LEN;
 
     #[test]
     fn keeps_records_in_order_across_segments_and_pops_back_over_a_boundary() {
@@ -408,7 +433,7 @@ mod tests {
         let (release, wait) = mpsc::channel::<()>();
         let make = move || {
             let _ = wait.recv();
-            Vec::with_capacity(SEGMENT_LEN + 1)
+            Segment::with_capacity(SEGMENT_LEN + 1)
         };
         log.next_segments.push_back(Making::start("fastledger-test", make).expect("a thread"));
         log.push_streaming(&pair(0));
@@ -418,13 +443,28 @@ mod tests {
         for n in 1..=SEGMENT_LEN {
             log.push_streaming(&pair(n));
         }
-        let capacities: Vec<usize> = log.segments().iter().map(Vec::capacity).collect();
+        let capacities: Vec<usize> = log.segments().iter().map(|s| s.capacity()).collect();
         assert_eq!(capacities, [SEGMENT_LEN, SEGMENT_LEN + 1]);
         // A rollback that empties the newest segment keeps it aside for the next record.
         assert_eq!(log.pop(), Some(pair(SEGMENT_LEN)));
         assert_eq!((log.segments().len(), log.spare.is_some()), (1, true));
         log.push_streaming(&pair(7));
         assert_eq!((log.segments()[1].capacity(), log.spare.is_none()), (SEGMENT_LEN + 1, true));
+    }
+
+    #[test]
+    fn a_segment_of_each_log_of_the_engine_fills_whole_huge_pages() {
+        use crate::engine::Movement;
+        use crate::index::RunEntry;
+        use crate::types::Transfer;
+        let bytes = [
+            Log::<Transfer>::SEGMENT_LEN * size_of::<Transfer>(),
+            Log::<Movement>::SEGMENT_LEN * size_of::<Movement>(),
+            Log::<RunEntry>::SEGMENT_LEN * size_of::<RunEntry>(),
+        ];
+        assert_eq!(bytes.map(|b| b >> 20), [4, 6, 2], "MiB");
+        assert!(bytes.iter().all(|b| b % memory::HUGE_PAGE == 0));
+        assert_eq!(SEGMENT_LEN, 1 << 17, "2 MiB of 16-byte records");
     }
 
     #[test]

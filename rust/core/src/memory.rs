@@ -5,13 +5,18 @@
 //! A large array that is read at random, as the id index is, misses the processor's table of
 //! page addresses on almost every read when it is mapped in pages of 4 KiB: each read then
 //! waits for a walk of the page tables too. Mapped in pages of 2 MiB, the same array needs 512
-//! times fewer entries, and the kernel maps it with 512 times fewer page faults.
+//! times fewer entries, and the kernel maps it with 512 times fewer page faults. A log's stores
+//! gain as much: each 4 KiB page its records reach is another walk.
 
+use std::alloc::{self, Layout};
+use std::mem::MaybeUninit;
+use std::ops::{Deref, DerefMut};
+use std::ptr::{self, NonNull};
 use std::thread::{self, JoinHandle};
-use std::{mem, process};
+use std::{mem, process, slice};
 
 /// The size of a huge page on the platforms where the engine asks for them.
-const HUGE_PAGE: usize = 2 << 20;
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
 
 /// Asks the kernel to back the whole huge pages among the `bytes` bytes at `start` with huge
 /// pages, where it supports them (on Linux with transparent huge pages enabled for advised
@@ -43,16 +48,128 @@ const PAGE: usize = 4096;
 /// here: so only threads that no batch waits for call this.
 pub(crate) fn mapped<T>(capacity: usize) -> Vec<T> {
     let mut records = Vec::with_capacity(capacity);
-    let spare = records.spare_capacity_mut();
-    let (start, bytes) = (spare.as_mut_ptr().cast::<u8>(), core::mem::size_of_val(spare));
+    map_in_huge_pages(records.spare_capacity_mut());
+    records
+}
+
+/// Advises huge pages for `room` and maps all its pages (see `mapped`).
+fn map_in_huge_pages<T>(room: &mut [MaybeUninit<T>]) {
+    let (start, bytes) = (room.as_mut_ptr().cast::<u8>(), mem::size_of_val(room));
     advise_huge_pages(start, bytes);
     for offset in (0..bytes).step_by(PAGE) {
-        // SAFETY: the byte lies in the vector's spare capacity, memory it owns and that holds
-        // no record yet; any byte may be written there. Volatile, because the compiler would
-        // otherwise drop a store that nothing reads.
+        // SAFETY: the byte lies in `room`, memory that holds no value yet; any byte may be
+        // written there. Volatile, because the compiler would otherwise drop a store that
+        // nothing reads.
         unsafe { start.add(offset).write_volatile(0) };
     }
-    records
+}
+
+/// Room for a fixed number of records that starts at a huge page: a segment of a log
+/// (`log::Log`). The allocator places a `Vec` of a few MiB a page or so past a huge page's
+/// start, and the kernel backs with a huge page only a whole aligned 2 MiB inside what was
+/// asked: half of a 4 MiB segment of transfers, and none of a segment of movements, got them.
+/// A segment whose size is a multiple of a huge page gets them all (`Segment::mapped`).
+///
+/// It never grows: a record goes in only where there is room for it.
+pub(crate) struct Segment<T> {
+    start: NonNull<T>,
+    len: usize,
+    capacity: usize,
+}
+
+// SAFETY: a segment owns its records as a `Vec` does.
+unsafe impl<T: Send> Send for Segment<T> {}
+// SAFETY: as above; `&Segment` gives out only shared references to records.
+unsafe impl<T: Sync> Sync for Segment<T> {}
+
+impl<T> Segment<T> {
+    fn layout(capacity: usize) -> Layout {
+        const { assert!(size_of::<T>() > 0 && align_of::<T>() <= HUGE_PAGE) };
+        let bytes = size_of::<T>().checked_mul(capacity.max(1)).expect("a segment fits in memory");
+        Layout::from_size_align(bytes, HUGE_PAGE).expect("a segment fits in memory")
+    }
+
+    /// An empty segment with room for `capacity` records, whose pages the kernel maps when
+    /// they are first written.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let layout = Self::layout(capacity);
+        // SAFETY: the layout's size is not zero.
+        let start = unsafe { alloc::alloc(layout) }.cast::<T>();
+        let start = NonNull::new(start).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        Self { start, len: 0, capacity }
+    }
+
+    /// An empty segment with room for `capacity` records, in huge pages where the kernel
+    /// grants them, all its pages mapped, as `mapped` makes a vector: only threads that no
+    /// batch waits for call this.
+    pub(crate) fn mapped(capacity: usize) -> Self {
+        let mut segment = Self::with_capacity(capacity);
+        map_in_huge_pages(segment.spare_capacity_mut());
+        segment
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        self.len = self.len.checked_sub(1)?;
+        // SAFETY: the record at the old last place was initialized, and is no longer counted.
+        Some(unsafe { self.start.add(self.len).read() })
+    }
+
+    fn spare_capacity_mut(&mut self) -> &mut [MaybeUninit<T>] {
+        // SAFETY: the places after the records lie in the allocation and hold no record.
+        unsafe {
+            let spare = self.start.add(self.len).cast::<MaybeUninit<T>>();
+            slice::from_raw_parts_mut(spare.as_ptr(), self.capacity - self.len)
+        }
+    }
+}
+
+impl<T> Deref for Segment<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        // SAFETY: the first `len` places hold initialized records.
+        unsafe { slice::from_raw_parts(self.start.as_ptr(), self.len) }
+    }
+}
+
+impl<T> DerefMut for Segment<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, borrowed mutably through `self`.
+        unsafe { slice::from_raw_parts_mut(self.start.as_ptr(), self.len) }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Segment<T> {
+    type Item = &'a T;
+    type IntoIter = slice::Iter<'a, T>;
+
+    fn into_iter(self) -> slice::Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> Drop for Segment<T> {
+    fn drop(&mut self) {
+        // SAFETY: the records are initialized and dropped once, here; the memory was allocated
+        // in `with_capacity` with this layout.
+        unsafe {
+            ptr::drop_in_place::<[T]>(&mut **self);
+            alloc::dealloc(self.start.as_ptr().cast(), Self::layout(self.capacity));
+        }
+    }
 }
 
 /// A value that another thread of this process is making: a segment of a log made ahead, or
@@ -144,7 +261,7 @@ pub(crate) unsafe trait Plain: Copy {}
 ///
 /// The stores are weakly ordered: before the memory they wrote is read again, by this thread
 /// or (after it is handed over) by another, this thread must call `store_fence`.
-pub(crate) fn stream<T: Plain>(records: &mut Vec<T>, record: &T) {
+pub(crate) fn stream<T: Plain>(records: &mut Segment<T>, record: &T) {
     const { assert!(size_of::<T>() % 16 == 0 && align_of::<T>() % 16 == 0) };
     let slot = records.spare_capacity_mut().first_mut().expect("room for the record");
     #[cfg(target_arch = "x86_64")]
@@ -160,8 +277,8 @@ pub(crate) fn stream<T: Plain>(records: &mut Vec<T>, record: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     slot.write(*record);
-    // SAFETY: the slot after the last record now holds a whole record.
-    unsafe { records.set_len(records.len() + 1) };
+    // The slot after the last record now holds a whole record.
+    records.len += 1;
 }
 
 /// Fences the non-temporal stores of this thread if it unwinds from a panic before it could
@@ -192,6 +309,35 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+
+    /// A record of two numbers, which may be streamed.
+    #[repr(C, align(16))]
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Pair(u64, u64);
+
+    // SAFETY: two 8-byte fields tile the 16 bytes exactly.
+    unsafe impl Plain for Pair {}
+
+    #[test]
+    fn a_segment_starts_at_a_huge_page_and_holds_what_was_streamed_into_it() {
+        for mut segment in [Segment::with_capacity(3), Segment::mapped(3)] {
+            assert_eq!(segment.start.as_ptr() as usize % HUGE_PAGE, 0);
+            assert!(segment.is_empty());
+            for n in 1..=3 {
+                stream(&mut segment, &Pair(n, !n));
+            }
+            store_fence();
+            assert_eq!(*segment, [Pair(1, !1), Pair(2, !2), Pair(3, !3)]);
+            assert_eq!(segment.spare_capacity_mut().len(), 0);
+            segment[0].0 = 7;
+            assert_eq!((segment.pop(), segment.len()), (Some(Pair(3, !3)), 2));
+            assert_eq!(segment.iter().map(|p| p.0).collect::<Vec<_>>(), [7, 2]);
+            assert_eq!(
+                (segment.pop(), segment.pop(), segment.pop()),
+                (Some(Pair(2, !2)), Some(Pair(7, !1)), None)
+            );
+        }
+    }
 
     #[test]
     fn a_value_is_taken_in_its_own_process_and_never_waited_for_in_a_forked_one() {

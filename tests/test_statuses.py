@@ -1624,6 +1624,61 @@ def test_a_rolled_back_imported_chain_frees_its_timestamps(
     assert statuses == [A.CREATED, A.CREATED, A.CREATED]
 
 
+def test_failed_imported_events_take_the_timestamp_of_their_place_in_the_batch(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    # As TigerBeetle: only a created event keeps its own timestamp (and an event of a chain
+    # that failed, below); a failure answers with the timestamp the ledger gave the event's
+    # place in the batch, never with a user timestamp that may lie in the future or beyond
+    # the range of timestamps.
+    t = clock.now_ns - 1000
+    open_accounts(ledger, imported_account(1, t), imported_account(2, t + 1))
+    clock.advance(seconds=1)
+    batch = [
+        imported_transfer(101, 1, 2, 3, 0),
+        imported_transfer(101, 1, 2, 3, 2**64 - 2),
+        imported_transfer(101, 1, 2, 3, clock.now_ns + 5),
+        imported_transfer(101, 1, 2, 3, t + 5, ledger=0),
+        imported_transfer(101, 1, 2, 3, t),
+        imported_transfer(102, 1, 2, 3, t + 6, flags=TF.LINKED),
+    ]
+    results = ledger.create_transfers(batch)
+    assert [r.status for r in results] == [
+        T.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE,
+        T.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE,
+        T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
+        T.LEDGER_MUST_NOT_BE_ZERO,
+        T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
+        T.LINKED_EVENT_CHAIN_OPEN,
+    ]
+    first = clock.now_ns - len(batch) + 1
+    assert [r.timestamp for r in results] == list(range(first, clock.now_ns + 1))
+    clock.advance(seconds=1)
+    results = ledger.create_accounts([account(3), imported_account(4, t + 7)])
+    assert results == [(A.CREATED, clock.now_ns - 1), (A.IMPORTED_EVENT_NOT_EXPECTED, clock.now_ns)]
+
+
+def test_a_failed_chain_answers_with_each_events_own_timestamp_or_its_place(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    t = clock.now_ns - 1000
+    batch = [
+        imported_account(1, t + 1, flags=AF.LINKED),
+        imported_account(2, 0, flags=AF.LINKED),
+        imported_account(3, t + 3, flags=AF.LINKED),
+        imported_account(4, 0),
+    ]
+    results = ledger.create_accounts(batch)
+    first = clock.now_ns - len(batch) + 1
+    assert results == [
+        (A.LINKED_EVENT_FAILED, t + 1),
+        (A.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE, first + 1),
+        (A.LINKED_EVENT_FAILED, t + 3),
+        (A.LINKED_EVENT_FAILED, first + 3),
+    ]
+    assert ledger.lookup_accounts([1, 2, 3, 4]) == []
+
+
 def test_imported_transfers_may_use_accounts_that_were_not_imported(
     ledger: Ledger, clock: FakeClock
 ) -> None:

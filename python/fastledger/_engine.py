@@ -949,9 +949,10 @@ class PythonEngine:
                         status = batch_status
                     else:
                         status = create(event, event_timestamp)
-            if status == statuses.EXISTS:
-                event_timestamp = self._existing_timestamp(statuses, event.id)
             if status != created:
+                event_timestamp = self._failed_timestamp(
+                    statuses, status, event, first_timestamp + index
+                )
                 if chain is not None and not chain_broken:
                     chain_broken = True
                     self._rollback()
@@ -968,12 +969,24 @@ class PythonEngine:
         assert chain is None and self._undo is None
         return results
 
-    def _existing_timestamp(
-        self, statuses: type[CreateAccountStatus] | type[CreateTransferStatus], id_: int
+    def _failed_timestamp(
+        self,
+        statuses: type[CreateAccountStatus] | type[CreateTransferStatus],
+        status: int,
+        event: Any,
+        assigned: int,
     ) -> int:
-        if statuses is A:
-            return self._accounts[id_].timestamp
-        return self._transfer_timestamp(self._transfer_index[id_])
+        """The timestamp in the result of an event that failed with `status`, as TigerBeetle
+        gives it: the original's for `EXISTS`; for `LINKED_EVENT_FAILED`, the event's own
+        timestamp if it has one (an imported event's); else the timestamp `assigned` to the
+        event's place in the batch, which an imported event's own does not replace."""
+        if status == statuses.EXISTS:
+            if statuses is A:
+                return self._accounts[event.id].timestamp
+            return self._transfer_timestamp(self._transfer_index[event.id])
+        if status == statuses.LINKED_EVENT_FAILED:
+            return event.timestamp or assigned
+        return assigned
 
     # -- effects and their undo ------------------------------------------------------------
 

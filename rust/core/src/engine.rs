@@ -845,11 +845,8 @@ impl Engine {
             let event_found = mem::take(&mut found[index % PREFETCH_AHEAD]);
             let imported = event.flags() & E::IMPORTED;
             let linked = event.flags() & LINKED != 0;
-            let mut event_timestamp = if imported != 0 {
-                event.timestamp()
-            } else {
-                timestamp - count as u64 + index as u64 + 1
-            };
+            let assigned = timestamp - count as u64 + index as u64 + 1;
+            let mut event_timestamp = if imported != 0 { event.timestamp() } else { assigned };
             if linked && chain.is_none() {
                 chain = Some(index);
                 self.undo.begin();
@@ -863,10 +860,8 @@ impl Engine {
             } else {
                 create(self, event, event_timestamp, event_found)
             };
-            if status == E::Status::EXISTS {
-                event_timestamp = E::existing_timestamp(self, event.id());
-            }
             if status != E::Status::CREATED {
+                event_timestamp = self.failed_timestamp(status, event, assigned);
                 if let Some(start) = chain.filter(|_| !chain_broken) {
                     chain_broken = true;
                     self.rollback();
@@ -888,6 +883,20 @@ impl Engine {
         assert!(chain.is_none() && !self.undo.active);
         self.fence_logs();
         results
+    }
+
+    /// The timestamp in the result of an event that failed with `status`, as TigerBeetle gives
+    /// it: the original's for `Exists`; for `LinkedEventFailed`, the event's own timestamp if it
+    /// has one (an imported event's); else the timestamp `assigned` to the event's place in the
+    /// batch, which an imported event's own does not replace.
+    fn failed_timestamp<E: Event>(&self, status: E::Status, event: &E, assigned: u64) -> u64 {
+        if status == E::Status::EXISTS {
+            return E::existing_timestamp(self, event.id());
+        }
+        if status == E::Status::LINKED_EVENT_FAILED && event.timestamp() != 0 {
+            return event.timestamp();
+        }
+        assigned
     }
 
     // -- effects and their undo ------------------------------------------------------------

@@ -16,7 +16,7 @@ use foldhash::{HashMap, HashSet};
 
 use crate::index::{IdIndex, RunIndex};
 use crate::log::Log;
-use crate::memory;
+use crate::memory::{self, HugeVec};
 use crate::status::{BatchStatus, CreateAccountStatus, CreateTransferStatus};
 use crate::types::{
     account_flags, transfer_flags, Account, AccountBalance, Timestamped, Transfer, TransferRecord,
@@ -359,7 +359,7 @@ pub struct Engine {
     pub(crate) transfers: RunIndex,
     // Creation order is timestamp order (imported events must not regress), so these logs are
     // sorted by timestamp, and a binary search finds the record of a timestamp.
-    pub(crate) account_log: Vec<Account>,
+    pub(crate) account_log: HugeVec<Account>,
     pub(crate) account_trails: Vec<AccountTrail>,
     /// Beside each account, the index in the transfer log of its newest transfer (or
     /// `NO_TRANSFER`): the head of its chain of movements.

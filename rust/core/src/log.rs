@@ -7,7 +7,7 @@
 //! is half full (or when the engine prepares a log it is about to fill), other threads make the
 //! next `SEGMENTS_AHEAD` and write to each of their pages, so the batch loop finds them mapped
 //! when it gets there; a small log (half a segment) starts no such thread unless prepared.
-//! A segment starts at a huge page and fills whole huge pages (`memory::Segment`), which the
+//! A segment starts at a huge page and fills whole huge pages (`memory::HugeVec`), which the
 //! kernel backs it with: that spares the batch loop's stores, and random reads of the log, most
 //! of their misses in the processor's table of pages.
 //!
@@ -22,7 +22,7 @@ use std::fmt;
 use std::ops::{Index, IndexMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use crate::memory::{self, Making, Plain, Segment};
+use crate::memory::{self, HugeVec, Making, Plain};
 use crate::types::Timestamped;
 
 /// Records in a segment of a log of records of `record_size` bytes, as a power of two, so that
@@ -52,12 +52,12 @@ pub(crate) struct Log<T> {
     /// Every segment but the last is full; the last may be empty (after `pop`). Read it
     /// through `segments`, `segments_mut` or after `fence_for`, which fence streamed stores,
     /// or directly for the records before `unfenced_from`.
-    segments_unfenced: Vec<Segment<T>>,
+    segments_unfenced: Vec<HugeVec<T>>,
     len: usize,
     /// The next segments, in order, each being made on another thread.
-    next_segments: VecDeque<Making<Segment<T>>>,
+    next_segments: VecDeque<Making<HugeVec<T>>>,
     /// A segment that `pop` emptied, mapped already: the next to be filled.
-    spare: Option<Segment<T>>,
+    spare: Option<HugeVec<T>>,
     /// The position of the first record streamed (`push_streaming`) since the last store fence,
     /// or `FENCED`. Atomic only so that a read through `&self` may fence; one thread at a time
     /// uses a log.
@@ -114,13 +114,13 @@ impl<T> Log<T> {
     }
 
     #[inline]
-    fn segments(&self) -> &Vec<Segment<T>> {
+    fn segments(&self) -> &Vec<HugeVec<T>> {
         self.fence();
         &self.segments_unfenced
     }
 
     #[inline]
-    fn segments_mut(&mut self) -> &mut Vec<Segment<T>> {
+    fn segments_mut(&mut self) -> &mut Vec<HugeVec<T>> {
         self.fence();
         &mut self.segments_unfenced
     }
@@ -224,7 +224,7 @@ impl<T: Plain + Send + 'static> Log<T> {
 
     /// The oldest segment made ahead, once its thread is done with it: the batch loop never
     /// waits for one, and rather maps a segment of its own, leaving the made one for the next.
-    fn made_segment(&mut self) -> Option<Segment<T>> {
+    fn made_segment(&mut self) -> Option<HugeVec<T>> {
         if !self.next_segments.front()?.is_finished() {
             return None;
         }
@@ -246,11 +246,11 @@ impl<T: Plain + Send + 'static> Log<T> {
     }
 
     /// The segment the next record goes into, with room for it.
-    fn room(&mut self) -> &mut Segment<T> {
+    fn room(&mut self) -> &mut HugeVec<T> {
         // Appending reads no record: no fence needed.
         if self.segments_unfenced.last().is_none_or(|s| s.len() == Self::SEGMENT_LEN) {
             let next = self.spare.take().or_else(|| self.made_segment());
-            let next = next.unwrap_or_else(|| Segment::with_capacity(Self::SEGMENT_LEN));
+            let next = next.unwrap_or_else(|| HugeVec::with_capacity(Self::SEGMENT_LEN));
             self.segments_unfenced.push(next);
         }
         let segment = self.segments_unfenced.last_mut().expect("one was added if none had room");
@@ -271,8 +271,8 @@ impl<T: Plain + Send + 'static> Log<T> {
 
 /// Has another thread start making a segment, queued after those being made. Without a thread
 /// (the system refused one), a segment is made when needed.
-fn ask_for_segment<T: Send + 'static>(next_segments: &mut VecDeque<Making<Segment<T>>>) {
-    let make = || Segment::mapped(Log::<T>::SEGMENT_LEN);
+fn ask_for_segment<T: Send + 'static>(next_segments: &mut VecDeque<Making<HugeVec<T>>>) {
+    let make = || HugeVec::mapped(Log::<T>::SEGMENT_LEN);
     next_segments.extend(Making::start("fastledger-log", make));
 }
 
@@ -433,7 +433,7 @@ mod tests {
         let (release, wait) = mpsc::channel::<()>();
         let make = move || {
             let _ = wait.recv();
-            Segment::with_capacity(SEGMENT_LEN + 1)
+            HugeVec::with_capacity(SEGMENT_LEN + 1)
         };
         log.next_segments.push_back(Making::start("fastledger-test", make).expect("a thread"));
         log.push_streaming(&pair(0));

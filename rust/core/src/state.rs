@@ -104,7 +104,7 @@ impl Engine {
         // Sized once: growing the indexes and logs record by record rehashed and copied them
         // again and again, which made importing slower than replaying the journal.
         engine.accounts.reserve(sections.accounts);
-        engine.account_log.reserve_exact(sections.accounts);
+        engine.account_log.reserve(sections.accounts);
         engine.account_trails.reserve_exact(sections.accounts);
         engine.newest_transfers.reserve_exact(sections.accounts);
         engine.transfers.reserve(sections.transfers);

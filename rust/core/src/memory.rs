@@ -48,14 +48,17 @@ const PAGE: usize = 4096;
 /// here: so only threads that no batch waits for call this.
 pub(crate) fn mapped<T>(capacity: usize) -> Vec<T> {
     let mut records = Vec::with_capacity(capacity);
-    map_in_huge_pages(records.spare_capacity_mut());
+    map_pages(records.spare_capacity_mut(), true);
     records
 }
 
-/// Advises huge pages for `room` and maps all its pages (see `mapped`).
-fn map_in_huge_pages<T>(room: &mut [MaybeUninit<T>]) {
+/// Maps all the pages of `room` (see `mapped`), in huge pages if `huge_pages` and the kernel
+/// grants them.
+fn map_pages<T>(room: &mut [MaybeUninit<T>], huge_pages: bool) {
     let (start, bytes) = (room.as_mut_ptr().cast::<u8>(), mem::size_of_val(room));
-    advise_huge_pages(start, bytes);
+    if huge_pages {
+        advise_huge_pages(start, bytes);
+    }
     for offset in (0..bytes).step_by(PAGE) {
         // SAFETY: the byte lies in `room`, memory that holds no value yet; any byte may be
         // written there. Volatile, because the compiler would otherwise drop a store that
@@ -118,12 +121,12 @@ impl<T> HugeVec<T> {
         Self { start, len: 0, capacity }
     }
 
-    /// An empty vector with room for `capacity` records, in huge pages where the kernel grants
-    /// them, all its pages mapped, as `mapped` makes a `Vec`: only threads that no batch waits
-    /// for call this.
-    pub(crate) fn mapped(capacity: usize) -> Self {
+    /// An empty vector with room for `capacity` records, all its pages mapped, in huge pages if
+    /// `huge_pages` and the kernel grants them, as `mapped` makes a `Vec`: only threads that no
+    /// batch waits for call this.
+    pub(crate) fn mapped(capacity: usize, huge_pages: bool) -> Self {
         let mut records = Self::with_capacity(capacity);
-        map_in_huge_pages(records.spare_capacity_mut());
+        map_pages(records.spare_capacity_mut(), huge_pages);
         records
     }
 
@@ -382,9 +385,11 @@ mod tests {
         let small = HugeVec::<Pair>::with_capacity(3);
         assert_eq!(small.start.as_ptr() as usize % CACHE_LINE, 0);
         let huge_page_of_pairs = HUGE_PAGE / size_of::<Pair>();
-        for mut records in
-            [HugeVec::with_capacity(huge_page_of_pairs), HugeVec::mapped(huge_page_of_pairs)]
-        {
+        for mut records in [
+            HugeVec::with_capacity(huge_page_of_pairs),
+            HugeVec::mapped(huge_page_of_pairs, true),
+            HugeVec::mapped(huge_page_of_pairs, false),
+        ] {
             assert_eq!(records.start.as_ptr() as usize % HUGE_PAGE, 0);
             assert!(records.is_empty());
             for n in 1..=3 {

@@ -67,6 +67,115 @@ fn map_pages<T>(room: &mut [MaybeUninit<T>], huge_pages: bool) {
     }
 }
 
+/// Memory of whole huge pages that starts at one, for a `HugeVec` that spans half a huge page
+/// or more. On Linux it is mapped from the kernel directly, which can then grow it by moving its
+/// pages, huge ones whole, to a larger place: growing a large account log by copying it had one
+/// batch of accounts wait for the kernel to map every page of the copy (180 ms for 64 MiB here).
+/// Elsewhere it comes from the allocator, and grows by copying.
+mod kernel_pages {
+    use super::HUGE_PAGE;
+
+    #[cfg(target_os = "linux")]
+    /// Maps `bytes` (whole huge pages) that start at a huge page; null if the kernel refuses.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` is a non-zero multiple of `HUGE_PAGE`; the memory is given back with `unmap`.
+    pub(super) unsafe fn map(bytes: usize) -> *mut u8 {
+        // Room for the memory wherever in a huge page the mapping starts; the rest is unmapped.
+        let Some(room) = bytes.checked_add(HUGE_PAGE) else {
+            return std::ptr::null_mut();
+        };
+        let (read_write, private) =
+            (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
+        // SAFETY: a new anonymous mapping, which touches no memory of the program.
+        let mapped = unsafe { libc::mmap(std::ptr::null_mut(), room, read_write, private, -1, 0) };
+        if mapped == libc::MAP_FAILED {
+            return std::ptr::null_mut();
+        }
+        let mapped = mapped.cast::<u8>();
+        let head = (mapped as usize).next_multiple_of(HUGE_PAGE) - mapped as usize;
+        // SAFETY: the head and the tail lie in the mapping just made, outside the memory kept.
+        unsafe {
+            if head > 0 {
+                libc::munmap(mapped.cast(), head);
+            }
+            if room - head > bytes {
+                libc::munmap(mapped.add(head + bytes).cast(), room - head - bytes);
+            }
+            mapped.add(head)
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    /// Gives back memory from `map` (or `remap`).
+    ///
+    /// # Safety
+    ///
+    /// `start` and `bytes` are those of memory from `map` or `remap`, used no more.
+    pub(super) unsafe fn unmap(start: *mut u8, bytes: usize) {
+        // SAFETY: the caller's promise. A failure could only leave the memory mapped.
+        unsafe { libc::munmap(start.cast(), bytes) };
+    }
+
+    #[cfg(target_os = "linux")]
+    /// Moves the pages of the `bytes` at `start` (from `map`) into the first part of
+    /// `new_bytes` that start at a huge page, and returns where; null if the kernel refuses,
+    /// and then the memory stays where it was.
+    ///
+    /// # Safety
+    ///
+    /// As for `unmap`; `new_bytes` is a larger multiple of `HUGE_PAGE`. On success, the old
+    /// place is used no more.
+    pub(super) unsafe fn remap(start: *mut u8, bytes: usize, new_bytes: usize) -> *mut u8 {
+        // A place of its own that starts at a huge page, which the pages then replace.
+        // SAFETY: as for `map`.
+        let target = unsafe { map(new_bytes) };
+        if target.is_null() {
+            return target;
+        }
+        let moving = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+        // SAFETY: both places are mappings of this module's own, which the move replaces.
+        let moved = unsafe { libc::mremap(start.cast(), bytes, new_bytes, moving, target) };
+        if moved == libc::MAP_FAILED {
+            // SAFETY: the target was mapped just above and holds nothing.
+            unsafe { unmap(target, new_bytes) };
+            return std::ptr::null_mut();
+        }
+        moved.cast()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn layout(bytes: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(bytes, HUGE_PAGE).expect("checked by the caller")
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) unsafe fn map(bytes: usize) -> *mut u8 {
+        // SAFETY: the size is not zero.
+        unsafe { std::alloc::alloc(layout(bytes)) }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) unsafe fn unmap(start: *mut u8, bytes: usize) {
+        // SAFETY: allocated by `map` (or `remap`) with this layout.
+        unsafe { std::alloc::dealloc(start, layout(bytes)) };
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) unsafe fn remap(start: *mut u8, bytes: usize, new_bytes: usize) -> *mut u8 {
+        // SAFETY: as for `map`; the old memory holds `bytes` and is freed once copied.
+        unsafe {
+            let target = map(new_bytes);
+            if !target.is_null() {
+                std::ptr::copy_nonoverlapping(start, target, bytes);
+                unmap(start, bytes);
+            }
+            target
+        }
+    }
+}
+
 /// A vector whose records start at a huge page once they span one: the engine's account log,
 /// and each segment of a log (`log::Log`). The allocator places a `Vec` of a few MiB a page or
 /// so past a huge page's start, and the kernel backs with a huge page only a whole aligned 2 MiB
@@ -115,9 +224,13 @@ impl<T> HugeVec<T> {
             return Self::new();
         }
         let layout = Self::layout(capacity);
-        // SAFETY: the layout's size is not zero.
-        let start = unsafe { alloc::alloc(layout) }.cast::<T>();
-        let start = NonNull::new(start).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        // SAFETY: the layout's size is not zero; the memory is freed in `drop` with the layout.
+        let start = if layout.align() == HUGE_PAGE {
+            unsafe { kernel_pages::map(layout.size()) }
+        } else {
+            unsafe { alloc::alloc(layout) }
+        };
+        let start = NonNull::new(start.cast()).unwrap_or_else(|| alloc::handle_alloc_error(layout));
         Self { start, len: 0, capacity }
     }
 
@@ -137,15 +250,29 @@ impl<T> HugeVec<T> {
             return;
         }
         let needed = self.len.checked_add(additional).expect("a vector fits in memory");
-        let bytes = Self::layout(needed.max(2 * self.capacity)).size();
-        let mut grown = Self::with_capacity(bytes / size_of::<T>());
-        let room = grown.spare_capacity_mut();
-        advise_huge_pages(room.as_mut_ptr().cast(), mem::size_of_val(room));
-        // SAFETY: both hold room for `len` records and do not overlap; the records move, and
-        // the old vector, emptied, frees its memory without dropping them.
-        unsafe { ptr::copy_nonoverlapping(self.start.as_ptr(), grown.start.as_ptr(), self.len) };
-        (grown.len, self.len) = (self.len, 0);
-        *self = grown;
+        let (old, new) = (Self::layout(self.capacity), Self::layout(needed.max(2 * self.capacity)));
+        let capacity = new.size() / size_of::<T>();
+        if self.capacity > 0 && old.align() == HUGE_PAGE {
+            // SAFETY: the memory was mapped with the old layout, and holds the records. The
+            // pages moved keep their advice for huge pages, as do those the move adds.
+            let start =
+                unsafe { kernel_pages::remap(self.start.as_ptr().cast(), old.size(), new.size()) };
+            self.start =
+                NonNull::new(start.cast()).unwrap_or_else(|| alloc::handle_alloc_error(new));
+            self.capacity = capacity;
+        } else {
+            let mut grown = Self::with_capacity(capacity);
+            // Advised whole before its first write: advice for a part would split the mapping
+            // in two, which the kernel then refuses to move.
+            advise_huge_pages(grown.start.as_ptr().cast(), new.size());
+            // SAFETY: both hold room for `len` records and do not overlap; the records move, and
+            // the old vector, emptied, frees its memory without dropping them.
+            unsafe {
+                ptr::copy_nonoverlapping(self.start.as_ptr(), grown.start.as_ptr(), self.len)
+            };
+            (grown.len, self.len) = (self.len, 0);
+            *self = grown;
+        }
     }
 
     pub(crate) fn push(&mut self, record: T) {
@@ -228,8 +355,14 @@ impl<T> Drop for HugeVec<T> {
         // SAFETY: the records are initialized and dropped once, here.
         unsafe { ptr::drop_in_place::<[T]>(&mut **self) };
         if self.capacity > 0 {
-            // SAFETY: the memory was allocated in `with_capacity` with this layout.
-            unsafe { alloc::dealloc(self.start.as_ptr().cast(), Self::layout(self.capacity)) };
+            let (start, layout) = (self.start.as_ptr().cast(), Self::layout(self.capacity));
+            // SAFETY: the memory was allocated in `with_capacity` with this layout (or moved
+            // with it by `reserve`).
+            if layout.align() == HUGE_PAGE {
+                unsafe { kernel_pages::unmap(start, layout.size()) };
+            } else {
+                unsafe { alloc::dealloc(start, layout) };
+            }
         }
     }
 }

@@ -1627,10 +1627,10 @@ def test_a_rolled_back_imported_chain_frees_its_timestamps(
 def test_failed_imported_events_take_the_timestamp_of_their_place_in_the_batch(
     ledger: Ledger, clock: FakeClock
 ) -> None:
-    # As TigerBeetle: only a created event keeps its own timestamp (and an event of a chain
-    # that failed, below); a failure answers with the timestamp the ledger gave the event's
-    # place in the batch, never with a user timestamp that may lie in the future or beyond
-    # the range of timestamps.
+    # As TigerBeetle: only a created event keeps its own timestamp (as do, below, the events a
+    # chain created before it failed); a failure answers with the timestamp the ledger gave the
+    # event's place in the batch, never with a user timestamp that may lie in the future or
+    # beyond the range of timestamps.
     t = clock.now_ns - 1000
     open_accounts(ledger, imported_account(1, t), imported_account(2, t + 1))
     clock.advance(seconds=1)
@@ -1658,7 +1658,7 @@ def test_failed_imported_events_take_the_timestamp_of_their_place_in_the_batch(
     assert results == [(A.CREATED, clock.now_ns - 1), (A.IMPORTED_EVENT_NOT_EXPECTED, clock.now_ns)]
 
 
-def test_a_failed_chain_answers_with_each_events_own_timestamp_or_its_place(
+def test_a_failed_chain_keeps_the_timestamps_it_created_with_and_places_the_rest(
     ledger: Ledger, clock: FakeClock
 ) -> None:
     t = clock.now_ns - 1000
@@ -1666,14 +1666,14 @@ def test_a_failed_chain_answers_with_each_events_own_timestamp_or_its_place(
         imported_account(1, t + 1, flags=AF.LINKED),
         imported_account(2, 0, flags=AF.LINKED),
         imported_account(3, t + 3, flags=AF.LINKED),
-        imported_account(4, 0),
+        imported_account(4, t + 4),
     ]
     results = ledger.create_accounts(batch)
     first = clock.now_ns - len(batch) + 1
     assert results == [
         (A.LINKED_EVENT_FAILED, t + 1),
         (A.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE, first + 1),
-        (A.LINKED_EVENT_FAILED, t + 3),
+        (A.LINKED_EVENT_FAILED, first + 2),
         (A.LINKED_EVENT_FAILED, first + 3),
     ]
     assert ledger.lookup_accounts([1, 2, 3, 4]) == []

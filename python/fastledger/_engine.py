@@ -977,15 +977,13 @@ class PythonEngine:
         assigned: int,
     ) -> int:
         """The timestamp in the result of an event that failed with `status`, as TigerBeetle
-        gives it: the original's for `EXISTS`; for `LINKED_EVENT_FAILED`, the event's own
-        timestamp if it has one (an imported event's); else the timestamp `assigned` to the
-        event's place in the batch, which an imported event's own does not replace."""
+        gives it: the original's for `EXISTS`, else the timestamp `assigned` to the event's
+        place in the batch, which an imported event's own does not replace. (The events that a
+        failed chain created before it failed keep the timestamps they were created with.)"""
         if status == statuses.EXISTS:
             if statuses is A:
                 return self._accounts[event.id].timestamp
             return self._transfer_timestamp(self._transfer_index[event.id])
-        if status == statuses.LINKED_EVENT_FAILED:
-            return event.timestamp or assigned
         return assigned
 
     # -- effects and their undo ------------------------------------------------------------

@@ -886,15 +886,12 @@ impl Engine {
     }
 
     /// The timestamp in the result of an event that failed with `status`, as TigerBeetle gives
-    /// it: the original's for `Exists`; for `LinkedEventFailed`, the event's own timestamp if it
-    /// has one (an imported event's); else the timestamp `assigned` to the event's place in the
-    /// batch, which an imported event's own does not replace.
+    /// it: the original's for `Exists`, else the timestamp `assigned` to the event's place in the
+    /// batch, which an imported event's own does not replace. (The events that a failed chain
+    /// created before it failed keep the timestamps they were created with.)
     fn failed_timestamp<E: Event>(&self, status: E::Status, event: &E, assigned: u64) -> u64 {
         if status == E::Status::EXISTS {
             return E::existing_timestamp(self, event.id());
-        }
-        if status == E::Status::LINKED_EVENT_FAILED && event.timestamp() != 0 {
-            return event.timestamp();
         }
         assigned
     }

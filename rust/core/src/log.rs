@@ -227,9 +227,16 @@ impl<T: Plain + Send + 'static> Log<T> {
 
     /// The oldest segment made ahead whose thread is done with it: the batch loop never waits
     /// for one, and rather maps a segment of its own, leaving those being made for the next.
+    /// One that yields nothing (its thread failed, or belongs to the process this one was
+    /// forked from) is dropped, and the next ready one taken.
     fn made_segment(&mut self) -> Option<HugeVec<T>> {
-        let ready = self.next_segments.iter().position(Making::is_finished)?;
-        self.next_segments.remove(ready)?.finish()
+        while let Some(ready) = self.next_segments.iter().position(Making::is_finished) {
+            let made = self.next_segments.remove(ready).and_then(Making::finish);
+            if made.is_some() {
+                return made;
+            }
+        }
+        None
     }
 
     /// How many segments are being made ahead.
@@ -462,6 +469,19 @@ mod tests {
         assert_eq!((log.segments().len(), log.spare.is_some()), (1, true));
         log.push_streaming(&pair(7));
         assert_eq!((log.segments()[1].capacity(), log.spare.is_none()), (SEGMENT_LEN + 1, true));
+    }
+
+    #[test]
+    fn a_boundary_passes_over_a_segment_left_by_the_process_this_one_was_forked_from() {
+        let mut log = Log::default();
+        let left = Making::start("fastledger-test", || HugeVec::with_capacity(1));
+        log.next_segments.push_back(left.expect("a thread").seen_from_a_forked_process());
+        let made = Making::start("fastledger-test", || HugeVec::with_capacity(SEGMENT_LEN + 1));
+        log.next_segments.push_back(made.expect("a thread"));
+        log.wait_for_segments_ahead();
+        log.push_streaming(&pair(0));
+        assert_eq!(log.segments()[0].capacity(), SEGMENT_LEN + 1, "the made one, not its own");
+        assert_eq!(log.segments_ahead(), 0);
     }
 
     #[test]

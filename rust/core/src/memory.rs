@@ -48,17 +48,15 @@ const PAGE: usize = 4096;
 /// here: so only threads that no batch waits for call this.
 pub(crate) fn mapped<T>(capacity: usize) -> Vec<T> {
     let mut records = Vec::with_capacity(capacity);
-    map_pages(records.spare_capacity_mut(), true);
+    let room = records.spare_capacity_mut();
+    advise_huge_pages(room.as_mut_ptr().cast(), mem::size_of_val(room));
+    map_pages(room);
     records
 }
 
-/// Maps all the pages of `room` (see `mapped`), in huge pages if `huge_pages` and the kernel
-/// grants them.
-fn map_pages<T>(room: &mut [MaybeUninit<T>], huge_pages: bool) {
+/// Maps all the pages of `room` (see `mapped`).
+fn map_pages<T>(room: &mut [MaybeUninit<T>]) {
     let (start, bytes) = (room.as_mut_ptr().cast::<u8>(), mem::size_of_val(room));
-    if huge_pages {
-        advise_huge_pages(start, bytes);
-    }
     for offset in (0..bytes).step_by(PAGE) {
         // SAFETY: the byte lies in `room`, memory that holds no value yet; any byte may be
         // written there. Volatile, because the compiler would otherwise drop a store that
@@ -121,7 +119,9 @@ mod kernel_pages {
     #[cfg(target_os = "linux")]
     /// Moves the pages of the `bytes` at `start` (from `map`) into the first part of
     /// `new_bytes` that start at a huge page, and returns where; null if the kernel refuses,
-    /// and then the memory stays where it was.
+    /// and then the memory stays where it was. The place made for the move is then left as it
+    /// is: older kernels unmap it before checks that may still fail, and by then another
+    /// thread may have mapped something there.
     ///
     /// # Safety
     ///
@@ -138,8 +138,6 @@ mod kernel_pages {
         // SAFETY: both places are mappings of this module's own, which the move replaces.
         let moved = unsafe { libc::mremap(start.cast(), bytes, new_bytes, moving, target) };
         if moved == libc::MAP_FAILED {
-            // SAFETY: the target was mapped just above and holds nothing.
-            unsafe { unmap(target, new_bytes) };
             return std::ptr::null_mut();
         }
         moved.cast()
@@ -210,7 +208,8 @@ impl<T> HugeVec<T> {
         const { assert!(size_of::<T>() > 0 && align_of::<T>() <= CACHE_LINE) };
         let bytes = size_of::<T>().checked_mul(capacity).expect("a vector fits in memory");
         let (bytes, align) = if bytes >= HUGE_PAGE / 2 {
-            (bytes.next_multiple_of(HUGE_PAGE), HUGE_PAGE)
+            let bytes = bytes.checked_next_multiple_of(HUGE_PAGE);
+            (bytes.expect("a vector fits in memory"), HUGE_PAGE)
         } else {
             (bytes, CACHE_LINE)
         };
@@ -239,8 +238,18 @@ impl<T> HugeVec<T> {
     /// batch waits for call this.
     pub(crate) fn mapped(capacity: usize, huge_pages: bool) -> Self {
         let mut records = Self::with_capacity(capacity);
-        map_pages(records.spare_capacity_mut(), huge_pages);
+        if huge_pages {
+            records.advise_huge_pages();
+        }
+        map_pages(records.spare_capacity_mut());
         records
+    }
+
+    /// Advises huge pages for all the memory, before its first write: advice for a part of a
+    /// mapping would split it in two, which the kernel then refuses to move (`reserve`).
+    fn advise_huge_pages(&self) {
+        let bytes = Self::layout(self.capacity).size();
+        advise_huge_pages(self.start.as_ptr().cast(), bytes);
     }
 
     /// Makes room for `additional` more records: into memory twice the size, or as large as
@@ -250,7 +259,8 @@ impl<T> HugeVec<T> {
             return;
         }
         let needed = self.len.checked_add(additional).expect("a vector fits in memory");
-        let (old, new) = (Self::layout(self.capacity), Self::layout(needed.max(2 * self.capacity)));
+        let doubled = self.capacity.saturating_mul(2);
+        let (old, new) = (Self::layout(self.capacity), Self::layout(needed.max(doubled)));
         let capacity = new.size() / size_of::<T>();
         if self.capacity > 0 && old.align() == HUGE_PAGE {
             // SAFETY: the memory was mapped with the old layout, and holds the records. The
@@ -262,9 +272,7 @@ impl<T> HugeVec<T> {
             self.capacity = capacity;
         } else {
             let mut grown = Self::with_capacity(capacity);
-            // Advised whole before its first write: advice for a part would split the mapping
-            // in two, which the kernel then refuses to move.
-            advise_huge_pages(grown.start.as_ptr().cast(), new.size());
+            grown.advise_huge_pages();
             // SAFETY: both hold room for `len` records and do not overlap; the records move, and
             // the old vector, emptied, frees its memory without dropping them.
             unsafe {
@@ -389,6 +397,13 @@ impl<T: Send + 'static> Making<T> {
 
     fn started_here(&self) -> bool {
         self.process == process::id()
+    }
+
+    /// As if this process were forked from the one that started the thread.
+    #[cfg(test)]
+    pub(crate) fn seen_from_a_forked_process(mut self) -> Self {
+        self.process = self.process.wrapping_add(1);
+        self
     }
 
     /// Whether `finish` would answer without waiting.
@@ -541,6 +556,21 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_vec_mapped_in_part_of_a_huge_page_still_grows() {
+        // 3 MiB: the advice covers the whole mapping, which stays one and can be moved.
+        let capacity = 3 * HUGE_PAGE / 2 / size_of::<Pair>();
+        let mut records = HugeVec::mapped(capacity, true);
+        for n in 0..=capacity as u64 {
+            records.push(Pair(n, !n));
+        }
+        assert_eq!(
+            (records.len(), records[capacity]),
+            (capacity + 1, Pair(capacity as u64, !(capacity as u64)))
+        );
+        assert!(records.capacity() > capacity);
+    }
+
+    #[test]
     fn a_huge_vec_grows_into_huge_pages_with_its_records() {
         let mut records = HugeVec::new();
         assert_eq!((records.len(), records.capacity(), records.pop()), (0, 0, None));
@@ -576,8 +606,8 @@ mod tests {
         // As in a process forked while the thread ran: that thread never finishes there.
         let (_held, never) = mpsc::channel::<()>();
         let make = move || never.recv().map_or(0, |()| 7);
-        let mut made = Making::start("fastledger-test", make).expect("a thread");
-        made.process = made.process.wrapping_add(1);
+        let made =
+            Making::start("fastledger-test", make).expect("a thread").seen_from_a_forked_process();
         assert!(made.is_finished(), "nothing to wait for");
         assert_eq!(made.finish(), None);
     }

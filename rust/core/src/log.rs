@@ -339,14 +339,7 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
-
-    /// A record of two numbers, which may be streamed.
-    #[repr(C, align(16))]
-    #[derive(Clone, Copy, Debug, PartialEq)]
-    struct Pair(usize, usize);
-
-    // SAFETY: two 8-byte fields tile the 16 bytes exactly.
-    unsafe impl Plain for Pair {}
+    use crate::memory::Pair;
 
     fn pair(n: usize) -> Pair {
         Pair(n, !n)

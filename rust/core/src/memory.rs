@@ -465,6 +465,16 @@ pub(crate) fn prefetch<T>(value: &T) {
 /// Implement it only for such a type (`repr(C)`, fields that tile it exactly).
 pub(crate) unsafe trait Plain: Copy {}
 
+/// A record of two numbers, which may be streamed: for the tests of this module and of logs.
+#[cfg(test)]
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Pair(pub(crate) usize, pub(crate) usize);
+
+// SAFETY: two 8-byte fields tile the 16 bytes exactly.
+#[cfg(test)]
+unsafe impl Plain for Pair {}
+
 /// Appends `record` to `records`, which has room for it, with non-temporal stores: they go to
 /// memory without first reading the lines they fill into the cache, and without pushing other
 /// lines out of it. For a log that the batch loop writes far ahead of any read of it.
@@ -520,14 +530,6 @@ mod tests {
 
     use super::*;
 
-    /// A record of two numbers, which may be streamed.
-    #[repr(C, align(16))]
-    #[derive(Clone, Copy, Debug, PartialEq)]
-    struct Pair(u64, u64);
-
-    // SAFETY: two 8-byte fields tile the 16 bytes exactly.
-    unsafe impl Plain for Pair {}
-
     #[test]
     fn a_huge_vec_starts_at_a_huge_page_once_it_spans_one_and_keeps_its_records() {
         let small = HugeVec::<Pair>::with_capacity(3);
@@ -560,13 +562,10 @@ mod tests {
         // 3 MiB: the advice covers the whole mapping, which stays one and can be moved.
         let capacity = 3 * HUGE_PAGE / 2 / size_of::<Pair>();
         let mut records = HugeVec::mapped(capacity, true);
-        for n in 0..=capacity as u64 {
+        for n in 0..=capacity {
             records.push(Pair(n, !n));
         }
-        assert_eq!(
-            (records.len(), records[capacity]),
-            (capacity + 1, Pair(capacity as u64, !(capacity as u64)))
-        );
+        assert_eq!((records.len(), records[capacity]), (capacity + 1, Pair(capacity, !capacity)));
         assert!(records.capacity() > capacity);
     }
 
@@ -575,10 +574,10 @@ mod tests {
         let mut records = HugeVec::new();
         assert_eq!((records.len(), records.capacity(), records.pop()), (0, 0, None));
         let count = HUGE_PAGE / size_of::<Pair>() + 5;
-        for n in 0..count as u64 {
+        for n in 0..count {
             records.push(Pair(n, !n));
         }
-        assert!(records.iter().enumerate().all(|(n, &p)| p == Pair(n as u64, !(n as u64))));
+        assert!(records.iter().enumerate().all(|(n, &p)| p == Pair(n, !n)));
         assert!(records.capacity() >= count);
         assert_eq!(records.start.as_ptr() as usize % HUGE_PAGE, 0);
         let capacity = records.capacity();
@@ -589,7 +588,7 @@ mod tests {
             records.push(Pair(0, 0));
         }
         assert_eq!(records.capacity(), 2 * capacity, "room doubles");
-        assert_eq!(records[count - 1], Pair(count as u64 - 1, !(count as u64 - 1)));
+        assert_eq!(records[count - 1], Pair(count - 1, !(count - 1)));
     }
 
     #[test]

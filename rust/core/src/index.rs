@@ -13,8 +13,8 @@
 //!
 //! Growing a large index moves every slot into an array twice the size, and most of that time
 //! is the kernel zeroing the new array's pages as they are first written. So once a large index
-//! is five eighths full, another thread makes the next array and maps all its pages
-//! (`memory::mapped`), and the growth at three quarters takes it ready: a pause of one batch
+//! is five eighths full, another thread makes the next array, in huge pages, and writes all its
+//! slots (`free_slots`), and the growth at three quarters takes it ready: a pause of one batch
 //! becomes much shorter.
 
 use core::hash::BuildHasher;
@@ -22,7 +22,7 @@ use core::hash::BuildHasher;
 use foldhash::fast::RandomState;
 
 use crate::log::{partition_point, Log};
-use crate::memory::{self, Making, Plain};
+use crate::memory::{self, HugeVec, Making, Plain};
 
 /// The most records a log may hold: three quarters of the most slots a 32-bit tag can address
 /// (2^32), and so also a count whose positions, plus one, fit in 32 bits.
@@ -49,7 +49,7 @@ fn position_of(slot: u64) -> usize {
 #[derive(Debug)]
 pub(crate) struct IdIndex {
     /// A power of two of slots, at most three quarters of them taken.
-    slots: Vec<u64>,
+    slots: HugeVec<u64>,
     len: usize,
     /// The home of a tag is `tag >> shift`: its top bits, as many as the slots need.
     shift: u32,
@@ -57,7 +57,7 @@ pub(crate) struct IdIndex {
     /// grow into it.
     busy_at: usize,
     /// The next array, twice the size, being made on another thread.
-    next_slots: Option<Making<Vec<u64>>>,
+    next_slots: Option<Making<HugeVec<u64>>>,
     hasher: RandomState,
 }
 
@@ -67,20 +67,19 @@ impl Default for IdIndex {
     }
 }
 
-/// An array of `count` free slots. With `mapped`, the array is in huge pages where the kernel
-/// grants them and all its pages are mapped (`memory::mapped`): only a thread that no batch
-/// waits for asks for that.
-fn free_slots(count: usize, mapped: bool) -> Vec<u64> {
-    if !mapped {
-        return vec![FREE; count];
+/// An array of `count` free slots, in huge pages if `huge_pages` and the kernel grants them:
+/// only a thread that no batch waits for asks for those (see `HugeVec::mapped`).
+fn free_slots(count: usize, huge_pages: bool) -> HugeVec<u64> {
+    let mut slots = HugeVec::with_capacity(count);
+    if huge_pages {
+        slots.advise_huge_pages();
     }
-    let mut slots = memory::mapped(count);
     slots.resize(count, FREE);
     slots
 }
 
 impl IdIndex {
-    fn with_slots(slots: Vec<u64>, hasher: RandomState) -> Self {
+    fn with_slots(slots: HugeVec<u64>, hasher: RandomState) -> Self {
         let count = slots.len();
         assert!(count.is_power_of_two() && count <= 1 << 32);
         let shift = 32 - count.trailing_zeros();

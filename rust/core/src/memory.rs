@@ -40,21 +40,8 @@ fn advise_huge_pages(start: *mut u8, bytes: usize) {
 /// The size of a page the kernel maps at a time (at least).
 const PAGE: usize = 4096;
 
-/// An empty vector with room for `capacity` records, in huge pages where the kernel grants
-/// them, whose pages are all mapped: writing to memory for the first time makes the kernel map
-/// (and zero) it then, page by page, and this does that work now, on the thread that calls it.
-///
-/// The kernel may first have to gather free memory into huge pages, which took up to 20 ms
-/// here: so only threads that no batch waits for call this.
-pub(crate) fn mapped<T>(capacity: usize) -> Vec<T> {
-    let mut records = Vec::with_capacity(capacity);
-    let room = records.spare_capacity_mut();
-    advise_huge_pages(room.as_mut_ptr().cast(), mem::size_of_val(room));
-    map_pages(room);
-    records
-}
-
-/// Maps all the pages of `room` (see `mapped`).
+/// Maps all the pages of `room` now, on the thread that calls it: writing to memory for the
+/// first time makes the kernel map (and zero) it then, page by page.
 fn map_pages<T>(room: &mut [MaybeUninit<T>]) {
     let (start, bytes) = (room.as_mut_ptr().cast::<u8>(), mem::size_of_val(room));
     for offset in (0..bytes).step_by(PAGE) {
@@ -233,9 +220,10 @@ impl<T> HugeVec<T> {
         Self { start, len: 0, capacity }
     }
 
-    /// An empty vector with room for `capacity` records, all its pages mapped, in huge pages if
-    /// `huge_pages` and the kernel grants them, as `mapped` makes a `Vec`: only threads that no
-    /// batch waits for call this.
+    /// An empty vector with room for `capacity` records, all its pages mapped (`map_pages`), in
+    /// huge pages if `huge_pages` and the kernel grants them. The kernel may first have to gather
+    /// free memory into huge pages, which took up to 20 ms here: so only threads that no batch
+    /// waits for call this.
     pub(crate) fn mapped(capacity: usize, huge_pages: bool) -> Self {
         let mut records = Self::with_capacity(capacity);
         if huge_pages {
@@ -247,7 +235,7 @@ impl<T> HugeVec<T> {
 
     /// Advises huge pages for all the memory, before its first write: advice for a part of a
     /// mapping would split it in two, which the kernel then refuses to move (`reserve`).
-    fn advise_huge_pages(&self) {
+    pub(crate) fn advise_huge_pages(&self) {
         let bytes = Self::layout(self.capacity).size();
         advise_huge_pages(self.start.as_ptr().cast(), bytes);
     }
@@ -280,6 +268,19 @@ impl<T> HugeVec<T> {
             };
             (grown.len, self.len) = (self.len, 0);
             *self = grown;
+        }
+    }
+
+    /// Appends copies of `record` until the vector holds `len` records.
+    pub(crate) fn resize(&mut self, len: usize, record: T)
+    where
+        T: Copy,
+    {
+        self.reserve(len.saturating_sub(self.len));
+        while self.len < len {
+            // SAFETY: the place after the last record lies in the allocation and holds none.
+            unsafe { self.start.add(self.len).write(record) };
+            self.len += 1;
         }
     }
 
@@ -567,6 +568,20 @@ mod tests {
         }
         assert_eq!((records.len(), records[capacity]), (capacity + 1, Pair(capacity, !capacity)));
         assert!(records.capacity() > capacity);
+    }
+
+    #[test]
+    fn a_huge_vec_resizes_with_copies_of_a_record() {
+        let mut records = HugeVec::new();
+        records.resize(3, Pair(1, 2));
+        records.push(Pair(7, 7));
+        let count = HUGE_PAGE / size_of::<Pair>() + 1;
+        records.resize(count, Pair(3, 4));
+        assert_eq!(records.len(), count);
+        assert_eq!(records[..5], [Pair(1, 2), Pair(1, 2), Pair(1, 2), Pair(7, 7), Pair(3, 4)]);
+        assert!(records[4..].iter().all(|&p| p == Pair(3, 4)));
+        records.resize(2, Pair(0, 0));
+        assert_eq!(records.len(), count, "it never shrinks");
     }
 
     #[test]

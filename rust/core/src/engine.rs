@@ -118,9 +118,9 @@ pub trait Event: Copy + Timestamped {
 /// Where the batch loop's look-ahead found the debit and the credit account of a transfer in
 /// the account log (`IdIndex::likely_position`): a position that holds the account unless its
 /// id differs (another id has the same tag once in four billion), or `None` when the probe met
-/// a free slot before any slot with its tag, and then the account does not exist. A batch of transfers creates no account,
-/// so what the look-ahead found still holds at the transfer's turn, and its create looks up
-/// neither account again.
+/// a free slot before any slot with its tag, and then the account does not exist. A batch of
+/// transfers creates no account, so what the look-ahead found still holds at the transfer's
+/// turn, and its create looks up neither account again.
 #[derive(Clone, Copy, Debug)]
 pub struct AccountsFound {
     debit: Option<usize>,

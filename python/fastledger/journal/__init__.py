@@ -1,0 +1,75 @@
+"""Where a ledger's journal lives: the one interface every place implements.
+
+A ledger is its journal, an ordered sequence of batches; both engines are deterministic, so
+every process that applied the same batches holds the same state. `format` gives the bytes of a
+journal, the same wherever it is kept; `directory` keeps them in a local file that any number of
+processes on one machine share; `postgres` keeps them in a PostgreSQL table that processes on
+any number of machines share. `committer` appends batches with group commit through whichever
+journal it is given.
+
+The append protocol is the same for every journal: take the append lock, read what others
+appended after this process's tip and apply it, stamp and append the new batches after the tip,
+make them durable, apply them, release the lock, and only then acknowledge them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from .format import Batch, Checksums, JournalHeader, Queued, Tip
+
+__all__ = ["Journal"]
+
+
+class Journal(Protocol):
+    """A journal shared by every process that opens it.
+
+    Every method but `changed` may block on the disk or the network. None is called by two
+    threads at once: the ledger serialises reads, and appends run under the append lock.
+    """
+
+    # Where the journal is, for messages: a directory, or a URL without its password.
+    location: str
+    # The journal header: the ledger's id, its rules version, whether it is keyed.
+    header: JournalHeader
+    checksums: Checksums
+    read_only: bool
+
+    def read(self, after: Tip, *, locked: bool) -> Iterator[Batch]:
+        """The batches after `after`, in order, each checked (checksums and hash chain).
+
+        Unlocked, only batches that are durable and so may have been acknowledged. Locked
+        (the caller holds the append lock), every batch there is; a directory journal then also
+        cuts off the torn tail of a write that a crashed process never finished.
+        """
+        ...
+
+    def changed(self, tip: Tip) -> bool:
+        """Whether the journal holds a durable batch after `tip`. Cheap: called before every
+        read, so that a read reflects every batch acknowledged to anyone before it began."""
+        ...
+
+    def lock(self) -> None:
+        """Takes the append lock, waiting for it; held until `unlock`."""
+        ...
+
+    def unlock(self) -> None: ...
+
+    def write(self, group: list[Queued], after: Tip) -> list[Tip]:
+        """Appends a group of batches after `after`, the journal's tip, as one write, and
+        makes them durable; returns the tip after each. Called under the append lock.
+
+        Raises JournalWriteError when the batches did not become durable, or when it cannot
+        be known whether they did (then `read` after `after`, under the lock, tells).
+        """
+        ...
+
+    def wait(self, tip: Tip, timeout_s: float) -> bool:
+        """Waits at most `timeout_s` for a durable batch after `tip`; whether one is there."""
+        ...
+
+    def close(self) -> None: ...
+
+
+__all__ += ["Batch", "Checksums", "JournalHeader", "Queued", "Tip"]

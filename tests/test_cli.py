@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fastledger import Account, Ledger
+from fastledger import Account, Ledger, QueryFilter
 from fastledger._cli import _BenchConfig, _transfer_batches, main
 from fastledger._records import pack_transfers
 
@@ -39,12 +39,21 @@ def test_demo_keeps_its_ledger_and_a_second_run_shows_the_same_balances(
     assert balances and all(line in second.splitlines() for line in balances)
 
 
-def test_demo_refuses_a_directory_another_ledger_holds(
+def test_demo_shares_a_directory_another_ledger_holds_open(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path, engine="python") as other:
+        assert other.sequence == 0
+        assert main(["demo", "--path", str(tmp_path)]) == 0
+        assert other.refresh() > 0, "the open ledger follows what the demo appended"
+        assert other.query_accounts(QueryFilter(limit=10)), "the demo's accounts are seen"
+
+
+def test_demo_refuses_a_directory_whose_journal_is_foreign(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with Ledger.open(tmp_path, engine="python"):
-        assert main(["demo", "--path", str(tmp_path)]) == 2
-    assert "error" in capsys.readouterr().err
+    (tmp_path / "journal").write_bytes(b"not a journal" * 20)
+    assert main(["demo", "--path", str(tmp_path)]) == 2
+    assert "not a fastledger journal" in capsys.readouterr().err
+    assert (tmp_path / "journal").read_bytes() == b"not a journal" * 20, "left as it was"
 
 
 def test_bench_json_reports_positive_figures(capsys: pytest.CaptureFixture[str]) -> None:

@@ -43,7 +43,7 @@ from ._types import (
     TransferFlags,
 )
 from ._verify import verify_main
-from .errors import EngineUnavailableError, JournalCorruptError, LedgerLockedError
+from .errors import EngineUnavailableError, JournalCorruptError
 from .packed import PackedResults, transfers_from_columns
 
 __all__ = ["main"]
@@ -106,7 +106,7 @@ def _open_ledger(engine: str, path: Path | None = None) -> Ledger | None:
         if path is None:
             return Ledger(engine=engine)
         return Ledger.open(path, engine=engine)
-    except (EngineUnavailableError, LedgerLockedError, JournalCorruptError) as error:
+    except (EngineUnavailableError, JournalCorruptError) as error:
         print(f"fastledger: error: {error}", file=sys.stderr)
         return None
 

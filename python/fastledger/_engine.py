@@ -664,6 +664,11 @@ class PythonEngine:
 
     # -- expiry ----------------------------------------------------------------------------
 
+    def expiry_due(self, timestamp: int) -> bool:
+        """Whether an expiry is due by `timestamp`: then `expire_pending_transfers` has work,
+        if only to drop the entry of a transfer that was posted or voided meanwhile."""
+        return bool(self._expiry) and self._expiry[0][0] <= timestamp
+
     def expire_pending_transfers(self, timestamp: int) -> int:
         """Releases every pending transfer whose timeout has passed by `timestamp`.
 

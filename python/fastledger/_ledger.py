@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar, cast, overload
@@ -32,9 +32,7 @@ from typing import Any, Literal, Protocol, TypeVar, cast, overload
 from . import _check, packed
 from ._balances import Balances, TrialBalance
 from ._engine import PythonEngine
-from ._journal import KIND_ACCOUNTS, KIND_EXPIRY, KIND_TRANSFERS, Batch, JournalWriter
 from ._records import RECORD_SIZE, pack_accounts, pack_transfers
-from ._store import Directory, Snapshot
 from ._types import (
     ACCOUNT_FILTER_FIELD_BITS,
     BATCH_MAX,
@@ -56,8 +54,15 @@ from .errors import (
     JournalCorruptError,
     JournalWriteError,
     LedgerClosedError,
+    LedgerForkedError,
+    ReadOnlyLedgerError,
     RecordTypeError,
 )
+from .journal import Journal, read_ahead
+from .journal.committer import Committer
+from .journal.directory import DirectoryJournal
+from .journal.format import KIND_ACCOUNTS, KIND_EXPIRY, KIND_TRANSFERS, Batch, Tip
+from .journal.snapshots import Snapshot, SnapshotPolicy, Snapshots
 from .packed import PackedAccounts, PackedBatch, PackedResults, PackedTransfers
 
 __all__ = ["ENGINES", "Ledger"]
@@ -114,6 +119,8 @@ _KINDS = {KIND_ACCOUNTS: _ACCOUNTS, KIND_TRANSFERS: _TRANSFERS}
 # The Rust engine replays its journal faster than it imports a snapshot: see `Ledger.open`.
 SNAPSHOT_EVERY = 128
 
+DURABILITY = ("fsync", "unsafe_no_fsync")
+
 R = TypeVar("R")
 
 
@@ -137,6 +144,8 @@ class Engine(Protocol):
     def create_transfers_packed(
         self, records: memoryview, timestamp: int
     ) -> tuple[bytes, bytes]: ...
+
+    def expiry_due(self, timestamp: int) -> bool: ...
 
     def expire_pending_transfers(self, timestamp: int) -> int: ...
 
@@ -229,6 +238,7 @@ class Ledger:
         if type(batch_max) is not int or not 1 <= batch_max <= BATCH_MAX:
             raise InvalidArgumentError(f"batch_max must be an int in 1..{BATCH_MAX}")
         self._engine = _make_engine(engine)
+        self._engine_name = engine
         self._clock = clock if clock is not None else time.time_ns
         self._batch_max = batch_max
         self._lock = threading.Lock()
@@ -236,9 +246,21 @@ class Ledger:
         # transfers have been expired: every later event is stamped after both.
         self._timestamp = 0
         self._expired_through = 0
-        # Set by `open`: the directory and its journal. None for an in-memory ledger.
-        self._directory: Directory | None = None
-        self._journal: JournalWriter | None = None
+        # Set by `open`: the journal, its committer, the snapshots and when to take one.
+        # None for an in-memory ledger.
+        self._journal: Journal | None = None
+        self._committer: Committer | None = None
+        self._snapshots: Snapshots | None = None
+        self._policy = SnapshotPolicy(None)
+        self._read_only = False
+        # The committer's epoch this ledger last caught up in (see `_catch_up_to_append`).
+        self._epoch = 0
+        # A read looks at the journal for batches of others unless it looked less than this
+        # long ago (None: always; reads are then linearizable).
+        self._max_staleness_ns: int | None = None
+        self._looked_ns = 0
+        self._pid = os.getpid()
+        self._forked = False
         self._closed = False
         # Held across a whole snapshot, so that two never write at once, and by `close`.
         self._snapshot_lock = threading.Lock()
@@ -253,24 +275,39 @@ class Ledger:
         durability: str = "fsync",
         snapshot_every: int | Literal["auto"] | None = "auto",
         batch_max: int = BATCH_MAX,
+        read_only: bool = False,
+        key: bytes | None = None,
+        max_staleness_s: float | None = None,
+        cut_damaged_tail: bool = False,
     ) -> Ledger:
-        """Opens (or creates) the ledger kept in the directory `path`.
+        """Opens (or creates) the ledger whose journal is the directory `path`, or the
+        PostgreSQL database of a `postgresql://` URL.
 
-        The state is the newest valid snapshot plus the journal after it. A torn last write,
-        never acknowledged, is cut off; damage anywhere else raises `JournalCorruptError`.
-        Another open ledger on the same directory raises `LedgerLockedError`.
+        Any number of processes may open one ledger, all of them writers: every create first
+        applies what the others appended, then appends its own batch, under the journal's
+        append lock. A read first applies what others appended, so it reflects every batch
+        acknowledged to anyone before it began; `max_staleness_s` lets a read skip that look
+        when the last one is more recent than that. `read_only=True` follows the journal and
+        never writes, nor takes the append lock.
+
+        The state is the newest valid snapshot plus the journal after it. The torn tail of a
+        write that was never acknowledged is cut off; any other damage raises
+        `JournalCorruptError` naming the place. `cut_damaged_tail=True` instead cuts the
+        journal at the first damaged batch, logging what it drops: a recovery to choose
+        knowingly, for a journal whose damaged end has no copy anywhere.
 
         `durability="fsync"` (the default) returns from a create only once its batch is on
         disk. `"unsafe_no_fsync"` hands the batch to the operating system without waiting for
         the disk: it survives the process being killed, not a power cut or a kernel crash, and
-        after one the directory may refuse to open. `snapshot_every` is the fewest batches
-        between two automatic snapshots; None turns them off (`snapshot()` still works).
+        after one the directory may refuse to open. On PostgreSQL a batch is durable once
+        committed, as the server's settings define it.
 
-        `"auto"` (the default) means 128 with the Python engine and None with the Rust engine.
-        The Rust engine replays the journal faster than it imports a snapshot (opening reads
-        and checksums the whole journal either way), so its snapshots would only cost: the
-        export holds the ledger's lock, stalling every caller, and writing the file competes
-        with the journal for the disk.
+        `key` (16 to 64 bytes) keys every checksum of the journal and its snapshots, so that a
+        party without it cannot rewrite history and recompute the hash chain; a keyed journal
+        opens only with its key. `snapshot_every` is the fewest batches between two automatic
+        snapshots of a directory ledger; None turns them off (`snapshot()` still works);
+        `"auto"` (the default) means 128 with the Python engine and None with the Rust engine,
+        which replays its journal faster than it imports a snapshot.
         """
         if not (
             snapshot_every is None
@@ -278,39 +315,48 @@ class Ledger:
             or (type(snapshot_every) is int and snapshot_every >= 1)
         ):
             raise InvalidArgumentError('snapshot_every must be a positive int, None or "auto"')
+        if durability not in DURABILITY:
+            raise InvalidArgumentError(
+                f"durability must be one of {DURABILITY}, not {durability!r}"
+            )
+        if max_staleness_s is not None and not max_staleness_s >= 0:
+            raise InvalidArgumentError("max_staleness_s must be a number of seconds >= 0, or None")
         ledger = cls(engine, clock=clock, batch_max=batch_max)
-        if snapshot_every == "auto":
-            snapshot_every = None if ledger.engine == "rust" else SNAPSHOT_EVERY
-        directory = Directory.lock(path, durability)
+        journal = _open_journal(path, key, read_only, durability, cut_damaged_tail)
         try:
-            ledger._recover(directory)
+            if isinstance(journal, DirectoryJournal) and _snapshot_engine(ledger._engine):
+                ledger._snapshots = Snapshots(
+                    journal.path, journal.header.ledger_id, journal.checksums
+                )
+                if snapshot_every == "auto":
+                    snapshot_every = None if ledger.engine == "rust" else SNAPSHOT_EVERY
+                ledger._policy.every = None if read_only else snapshot_every
+            ledger._read_only = read_only
+            ledger._max_staleness_ns = (
+                None if max_staleness_s is None else int(max_staleness_s * 1e9)
+            )
+            ledger._recover(journal, cut_everything=cut_damaged_tail)
         except BaseException:
-            directory.close()
+            if ledger._committer is not None:
+                ledger._committer.close()
+            journal.close()
             raise
-        if _snapshot_engine(ledger._engine) is None:
-            snapshot_every = None
-        directory.snapshot_every = snapshot_every
-        ledger._directory = directory
-        weakref.finalize(ledger, directory.close)
+        _opened.add(ledger)
+        weakref.finalize(ledger, _close_journal, ledger._committer, journal)
         return ledger
 
     def close(self) -> None:
-        """Writes what is queued and releases the directory. Later calls raise
+        """Makes what is queued durable and closes the journal. Later calls raise
         `LedgerClosedError`. Closing again, or closing an in-memory ledger, does nothing."""
-        directory = self._directory
-        if directory is None:
+        if self._journal is None:
             return
         with self._snapshot_lock, self._lock:
             if self._closed:
                 return
             self._closed = True
-            try:
-                # A failed journal was reported to its callers already; close still releases.
-                with contextlib.suppress(JournalWriteError):
-                    if self._journal is not None:
-                        self._journal.flush()
-            finally:
-                directory.close()
+            if self._forked:
+                return  # A forked child owns neither the threads nor the journal.
+            _close_journal(self._committer, self._journal)
 
     def __enter__(self) -> Ledger:
         return self
@@ -325,13 +371,48 @@ class Ledger:
 
     @property
     def path(self) -> str | None:
-        """The directory of a durable ledger; None in memory."""
-        return None if self._directory is None else self._directory.path
+        """Where the journal is: a directory, or a URL without its password; None in memory."""
+        return None if self._journal is None else self._journal.location
 
     @property
     def durability(self) -> str | None:
         """ "fsync" or "unsafe_no_fsync" for a durable ledger; None in memory."""
-        return None if self._directory is None else self._directory.durability
+        journal = self._journal
+        if journal is None:
+            return None
+        if isinstance(journal, DirectoryJournal) and not journal.sync:
+            return "unsafe_no_fsync"
+        return "fsync"
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the ledger was opened with `read_only=True`."""
+        return self._read_only
+
+    @property
+    def sequence(self) -> int:
+        """The last journal batch this ledger has applied: 0 in memory, or before any."""
+        return 0 if self._committer is None else self._committer.appended
+
+    def refresh(self) -> int:
+        """Applies what other processes appended to the journal, whatever `max_staleness_s`
+        says; returns `sequence`."""
+        if self._committer is not None:
+            with self._lock:
+                self._check_usable()
+                self._follow(now=True)
+        return self.sequence
+
+    def wait_for_batches(self, after: int, timeout_s: float) -> bool:
+        """Waits at most `timeout_s` for the journal to hold a batch after sequence `after`,
+        then applies what others appended; returns whether this ledger is past `after`. A
+        follower's loop: `while True: ledger.wait_for_batches(ledger.sequence, 1.0)`."""
+        if self._journal is None or self._committer is None:
+            return False
+        if self._committer.appended <= after:
+            self._journal.wait(self._committer.tip, timeout_s)
+            self.refresh()
+        return self.sequence > after
 
     @property
     def engine(self) -> str:
@@ -388,42 +469,21 @@ class Ledger:
         rust = self._engine.name == "rust"
         if not rust:
             kind.check(events, kind.name)
-        body = None if self._journal is None else self._pack(kind, events)
-        with self._lock:
-            timestamp = self._begin_batch(kind, len(events))
-            raw: list[Any]
-            if body is None:
-                raw = getattr(self._engine, kind.create)(events, timestamp)
-                sequence = 0
-            elif rust:
-                # The Rust engine reads the records packed for the journal: converted once.
-                create, records = kind.create_from_packed, memoryview(body)
-                sequence, raw = self._apply_journaled(kind, timestamp, body, create, records)
-            else:
-                sequence, raw = self._apply_journaled(kind, timestamp, body, kind.create, events)
-        if sequence:
-            self._settle(sequence)
+        if self._committer is None:
+            with self._lock:
+                timestamp = self._begin_batch(kind, len(events))
+                raw: list[Any] = getattr(self._engine, kind.create)(events, timestamp)
+            return raw
+        # Packed once: the journal and the engine take the same bytes, so that what was
+        # checked is what is applied is what is journaled, whatever the caller's objects do.
+        body = kind.pack(events)
+        if rust:
+            sequence, raw = self._journaled(kind, body, kind.create_from_packed, memoryview(body))
+        else:
+            sequence, raw = self._journaled(kind, body, kind.create, events)
+        self._settle(sequence)
         # Each engine makes the result records itself, the cheapest place to make them.
         return raw
-
-    def _apply_journaled(
-        self, kind: _Kind, timestamp: int, body: bytes, create: str, records: object
-    ) -> tuple[int, Any]:
-        """Queues a batch for the journal, then has the engine apply it with its method
-        `create` on `records`, the events of `body`; returns the batch's sequence and the
-        engine's answer. Called under the lock.
-
-        From the moment the batch is queued, an exception leaves the journal holding a batch
-        that memory may lack, and fails the ledger (see `_fail_applying`)."""
-        assert self._journal is not None
-        queued = self._journal.appended + 1
-        try:
-            sequence = self._log_batch(kind, timestamp, body)
-            return sequence, getattr(self._engine, create)(records, timestamp)
-        except BaseException as error:
-            if self._journal.appended == queued:
-                self._fail_applying(queued, error)
-            raise
 
     def _create_packed(self, kind: _Kind, events: object) -> PackedResults[Any]:
         records = packed.as_records(events, kind.name)
@@ -431,20 +491,57 @@ class Ledger:
         _check.check_count(count, kind.name, self._batch_max)
         if count == 0:
             return PackedResults(b"", b"", kind.result, kind.status_enum)
-        body = None if self._journal is None else _immutable(records)
-        if body is not None:
-            records = memoryview(body)
-        with self._lock:
-            timestamp = self._begin_batch(kind, count)
-            if body is None:
+        if self._committer is None:
+            with self._lock:
+                timestamp = self._begin_batch(kind, count)
                 statuses, timestamps = getattr(self._engine, kind.create_packed)(records, timestamp)
-                sequence = 0
-            else:
-                create = kind.create_packed
-                sequence, answer = self._apply_journaled(kind, timestamp, body, create, records)
-                statuses, timestamps = answer
+            return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
+        body = _immutable(records)
+        sequence, answer = self._journaled(kind, body, kind.create_packed, memoryview(body))
         self._settle(sequence)
+        statuses, timestamps = answer
         return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
+
+    def _journaled(self, kind: _Kind, body: bytes, create: str, records: object) -> tuple[int, Any]:
+        """Appends a batch to the journal and has the engine apply it with its method `create`
+        on `records`, the events of `body`; returns the batch's sequence and the engine's
+        answer, before the batch is durable (see `_settle`).
+
+        The batch is stamped and queued under the append lock, once this ledger has applied
+        every batch that others appended before it."""
+        committer = self._committer
+        assert committer is not None
+        if self._read_only:
+            raise ReadOnlyLedgerError(
+                f"the ledger of {self.path} was opened read-only: it cannot create {kind.name}"
+            )
+        self._check_usable()
+        committer.hold()
+        try:
+            with self._lock:
+                self._catch_up_to_append()
+                timestamp = self._begin_batch(kind, len(body) // RECORD_SIZE)
+                return self._apply_journaled(kind, timestamp, body, create, records)
+        finally:
+            committer.release()
+
+    def _apply_journaled(
+        self, kind: _Kind, timestamp: int, body: bytes, create: str, records: object
+    ) -> tuple[int, Any]:
+        """Queues a batch for the journal, then has the engine apply it; returns the batch's
+        sequence and the engine's answer. Called under both locks.
+
+        From the moment the batch is queued, an exception leaves the journal holding a batch
+        that memory may lack, and fails the ledger (see `_fail_applying`)."""
+        committer = self._committer
+        assert committer is not None
+        self._policy.note_batch(len(body))
+        sequence = committer.append(kind.journal_kind, timestamp, body)
+        try:
+            return sequence, getattr(self._engine, create)(records, timestamp)
+        except BaseException as error:
+            self._fail_applying(sequence, error)
+            raise
 
     def _begin_batch(self, kind: _Kind, count: int, journaled: int | None = None) -> int:
         """Stamps a batch (on replay, with its `journaled` stamp); before transfers, releases
@@ -575,7 +672,14 @@ class Ledger:
         # calls of builtins took about as long as the Rust engine's work on one transfer.
         if 0 <= now <= TIMESTAMP_MAX:
             return now
-        return 0 if now < 0 else TIMESTAMP_MAX
+        if now < 0:
+            return 0
+        # Taken as the last timestamp there is, such a reading would use up the timestamps of
+        # every later call, for good: the journal keeps them.
+        raise InvalidArgumentError(
+            f"the clock reads {now} ns since the epoch, past the last timestamp "
+            f"{TIMESTAMP_MAX}: a clock in the wrong unit or a glitch. Nothing was applied"
+        )
 
     def _batch_timestamp(self, count: int) -> int:
         """The timestamp of the last event of a batch of `count`; event i of the batch takes
@@ -591,7 +695,8 @@ class Ledger:
         timestamp = now if now >= after_last else after_last
         if timestamp < after_expiry:
             timestamp = after_expiry
-        assert timestamp <= TIMESTAMP_MAX, "the ledger has run out of timestamps"
+        if timestamp > TIMESTAMP_MAX:
+            raise InvalidArgumentError("the ledger has run out of timestamps")
         return self._advance(timestamp, count)
 
     def _advance(self, timestamp: int, count: int) -> int:
@@ -599,72 +704,145 @@ class Ledger:
         self._expired_through = timestamp - count + 1
         return timestamp
 
-    def _expire_now(self) -> None:
-        """Before a read, releases what expired by now: by the clock, or by the last event's
-        timestamp when the clock is behind it, since that event has already happened. The
-        current balances a read shows are then `balances_at` of that time.
+    def _expiry_time(self) -> int:
+        """The time through which a read releases expired reservations: the clock, or the
+        last event's timestamp when the clock is behind it, since that event has already
+        happened. The current balances a read shows are then `balances_at` of that time."""
+        return max(self._read_clock(), self._expired_through, self._timestamp)
+
+    def _expire_now(self, now: int) -> None:
+        """Releases what expired by `now`, before a read.
 
         On a durable ledger, a read that released a reservation journals the time it expired
         through: replaying the batches alone would release it only at the next batch, so a
         ledger reopened while its clock is behind that time (set back, or another machine's)
-        would show the reservation again, and let it be posted, after a reader saw it gone."""
-        now = max(self._read_clock(), self._expired_through, self._timestamp)
+        would show the reservation again, and let it be posted, after a reader saw it gone.
+        Called under the lock, and on a durable ledger under the append lock too."""
         expired = self._engine.expire_pending_transfers(now)
-        if expired and self._journal is not None:
-            self._journal.append(KIND_EXPIRY, now, b"")
+        if expired and self._committer is not None:
+            self._policy.note_batch(0)
+            self._committer.append(KIND_EXPIRY, now, b"")
         self._expired_through = now
 
     # -- durability ------------------------------------------------------------------------
 
     def _read(self, read: Callable[[], R]) -> R:
-        """Runs a read under the lock; on a durable ledger, returns only once every batch the
-        read could see is on disk, so that nothing a caller saw can vanish in a crash."""
+        """Runs a read under the lock. On a durable ledger it first applies what others
+        appended, and returns only once every batch the read could see is durable, so that
+        nothing a caller saw can vanish in a crash.
+
+        A read that finds reservations to release journals their expiry, under the append
+        lock like any batch. A read-only ledger never does: it shows the journal's state, in
+        which a reservation past its timeout stays pending until a writer releases it."""
+        committer = self._committer
+        if committer is None:
+            with self._lock:
+                self._check_usable()
+                self._expire_now(self._expiry_time())
+                return read()
         with self._lock:
             self._check_usable()
-            self._expire_now()
-            result = read()
-            seen = 0 if self._journal is None else self._journal.appended
+            self._follow()
+            if self._read_only or not self._engine.expiry_due(self._expiry_time()):
+                result = read()
+                seen = committer.appended
+                expiring = False
+            else:
+                expiring = True
+        if expiring:
+            committer.hold()
+            try:
+                with self._lock:
+                    self._check_usable()
+                    self._catch_up_to_append()
+                    self._expire_now(self._expiry_time())
+                    result = read()
+                    seen = committer.appended
+            finally:
+                committer.release()
         self._settle(seen)
         return result
+
+    def _follow(self, *, now: bool = False) -> None:
+        """Applies, before a read, what other processes appended. Nothing to look for while
+        this process holds the append lock and has caught up in it: no one else can append.
+        Otherwise a look at the journal's durable tip, and a read of the new batches if there
+        are any. Called under the lock."""
+        committer = self._committer
+        journal = self._journal
+        assert committer is not None and journal is not None
+        if committer.holding and committer.epoch == self._epoch:
+            return
+        if self._max_staleness_ns is not None:
+            looked_ns = time.monotonic_ns()
+            if not now and looked_ns - self._looked_ns < self._max_staleness_ns:
+                return
+            self._looked_ns = looked_ns
+        if journal.changed(committer.tip):
+            self._catch_up(journal.read(committer.tip, locked=False))
+
+    def _catch_up_to_append(self) -> None:
+        """Applies what others appended before this process took the append lock, once per
+        hold of it, before its first batch is stamped. Called under both locks."""
+        committer = self._committer
+        journal = self._journal
+        assert committer is not None and journal is not None
+        if committer.epoch != self._epoch:
+            self._catch_up(journal.read(committer.tip, locked=True))
+            self._epoch = committer.epoch
+
+    def _catch_up(self, batches: Iterable[Batch]) -> None:
+        """Applies batches that others appended after this process's tip. A failure while
+        applying one leaves memory short of the journal, which fails the ledger."""
+        committer = self._committer
+        assert committer is not None
+        tip = committer.tip
+        try:
+            for batch in batches:
+                self._replay(batch)
+                tip = batch.tip
+        except JournalCorruptError:
+            committer.caught_up(tip)
+            raise
+        except BaseException as error:
+            committer.caught_up(tip)
+            self._fail_applying(tip.sequence + 1, error)
+            raise
+        committer.caught_up(tip)
 
     def _check_usable(self) -> None:
         if self._closed:
             raise LedgerClosedError(f"the ledger of {self.path} is closed: open it again")
-        if self._journal is not None:
-            self._journal.raise_if_failed()
-
-    def _pack(self, kind: _Kind, events: Sequence[Any]) -> bytes | None:
-        """The records of a batch as the journal keeps them; None in memory. Packing refuses
-        what the engines refuse, with their messages."""
-        if self._journal is None:
-            return None
-        return kind.pack(events)
-
-    def _log_batch(self, kind: _Kind, timestamp: int, body: bytes) -> int:
-        """Queues a batch for the journal, just before the engine applies it; returns its
-        sequence."""
-        assert self._journal is not None and self._directory is not None
-        self._directory.note_batch(len(body))
-        return self._journal.append(kind.journal_kind, timestamp, body)
+        if self._forked:
+            raise LedgerForkedError(
+                f"the ledger of {self.path} was opened in process {self._pid}, before it "
+                "forked: open the ledger again in this process"
+            )
+        if self._committer is not None:
+            self._committer.raise_if_failed()
 
     def _fail_applying(self, sequence: int, error: BaseException) -> None:
         """The engine (or an interrupt) raised on batch `sequence`, which the journal holds:
         memory may lack it, so the ledger refuses every further call until it is opened again
         and the journal replayed. An Exception becomes the error that says so; anything else,
         such as KeyboardInterrupt, goes on as it is. Called under the lock."""
-        assert self._journal is not None
-        failure = self._journal.fail_applying(sequence, error)
+        assert self._committer is not None
+        failure = self._committer.fail(
+            error,
+            f"the engine failed on batch {sequence} of the journal {self.path} ({error!r}); "
+            "the ledger in memory may lack that batch, so it refuses every further call: open "
+            "the ledger again, which replays the batch from the journal",
+        )
         if isinstance(error, Exception):
             raise failure from error
 
     def _settle(self, sequence: int) -> None:
-        """Waits, outside the lock, until batch `sequence` is on disk; then takes a snapshot
+        """Waits, outside the lock, until batch `sequence` is durable; then takes a snapshot
         if one is due."""
-        if self._journal is None or sequence == 0:
+        if self._committer is None or sequence == 0:
             return
-        self._journal.wait(sequence)
-        assert self._directory is not None
-        if self._directory.snapshot_due and self._snapshot_lock.acquire(blocking=False):
+        self._committer.wait(sequence)
+        if self._policy.due and self._snapshot_lock.acquire(blocking=False):
             try:
                 self._snapshot()
             except LedgerClosedError:
@@ -679,10 +857,10 @@ class Ledger:
     def snapshot(self) -> bool:
         """Writes a snapshot of the engine now, so that the next open replays less journal.
 
-        Returns False, writing nothing, for an in-memory ledger or an engine that cannot
-        export its state.
+        Returns False, writing nothing, for an in-memory or read-only ledger, a ledger whose
+        journal is not a directory, or an engine that cannot export its state.
         """
-        if self._directory is None or _snapshot_engine(self._engine) is None:
+        if self._snapshots is None or self._read_only:
             return False
         with self._snapshot_lock:
             self._snapshot()
@@ -696,7 +874,8 @@ class Ledger:
         at each snapshot; the state is a copy, so later batches cannot change it meanwhile.
         """
         engine = _snapshot_engine(self._engine)
-        assert self._directory is not None and self._journal is not None and engine is not None
+        committer, snapshots = self._committer, self._snapshots
+        assert committer is not None and snapshots is not None and engine is not None
         with self._lock:
             self._check_usable()
             # The snapshot records the time through which pending transfers expired; after
@@ -704,25 +883,90 @@ class Ledger:
             # next read or transfers batch would) and the state matches what it records.
             self._engine.expire_pending_transfers(self._expired_through)
             state = engine.export_state()
-            sequence = self._journal.mark()
+            sequence = committer.mark()
             timestamp, expired_through = self._timestamp, self._expired_through
-            self._directory.note_snapshot(len(state))
-        tip = self._journal.marked_tip(sequence)
-        self._directory.write_snapshot(Snapshot("", tip, timestamp, expired_through, state))
+            self._policy.note_snapshot(len(state))
+        tip = committer.marked_tip(sequence)
+        snapshots.write(Snapshot("", tip, timestamp, expired_through, state))
 
-    def _recover(self, directory: Directory) -> None:
-        """Loads the newest snapshot the engine can import, replays the journal after it and
-        opens the journal for appending."""
+    def _recover(self, journal: Journal, *, cut_everything: bool) -> None:
+        """Loads the newest snapshot the engine can import, replays the journal after it, and
+        for a writer takes the append lock once to read what lies past the durable tip.
+
+        The batches the snapshot covers are read too, so that damage anywhere in the journal
+        refuses to open, and so that the snapshot is known to sit on this very chain. Reading
+        up to the durable tip needs no lock, so that a long replay never holds up the other
+        processes; `cut_everything` reads it all under the lock, as only then may damage be
+        cut off."""
+        snapshot = self._load_snapshot()
+        start = journal.header.empty_tip(journal.checksums)
+        covered = start if snapshot is None else snapshot.tip
+        self._journal = journal
+        self._committer = committer = Committer(journal, start)
+        if cut_everything:
+            committer.hold()
+        try:
+            batches = journal.read(start, locked=cut_everything)
+            with self._lock:
+                committer.caught_up(self._replay_after(read_ahead(batches), start, snapshot))
+                self._epoch = committer.epoch
+            if committer.tip.sequence < covered.sequence:
+                raise JournalCorruptError(
+                    f"the journal ends at batch {committer.tip.sequence}, before batch "
+                    f"{covered.sequence} that {_name(snapshot)} covers: acknowledged batches "
+                    "are missing",
+                    path=journal.location,
+                    offset=committer.tip.end,
+                )
+            self._looked_ns = time.monotonic_ns()
+            self._policy.start(
+                committer.tip.sequence - covered.sequence,
+                committer.tip.end - covered.end,
+                0 if snapshot is None else len(snapshot.state),
+            )
+            if not self._read_only and not cut_everything:
+                committer.hold()
+                cut_everything = True
+                with self._lock:
+                    self._catch_up_to_append()
+        finally:
+            if cut_everything:
+                committer.release()
+
+    def _load_snapshot(self) -> Snapshot | None:
         engine = _snapshot_engine(self._engine)
-        snapshot = None if engine is None else directory.newest_snapshot()
-        if snapshot is not None and engine is not None:
+        snapshots = self._snapshots
+        if snapshots is None or engine is None:
+            return None
+        if not self._read_only:
+            snapshots.remove_abandoned()
+        snapshot = snapshots.newest()
+        if snapshot is not None:
             try:
                 engine.import_state(snapshot.state)
             except ValueError as error:
                 raise JournalCorruptError(str(error), path=snapshot.path, offset=0) from error
             self._timestamp = snapshot.timestamp
             self._expired_through = snapshot.expired_through
-        self._journal = directory.recover(snapshot, self._replay)
+        return snapshot
+
+    def _replay_after(self, batches: Iterable[Batch], start: Tip, snapshot: Snapshot | None) -> Tip:
+        """Replays the batches after `start` that follow the one `snapshot` covers, checking
+        that that one is the batch the snapshot covers; returns the tip of the last batch."""
+        tip = start
+        covered = start if snapshot is None else snapshot.tip
+        for batch in batches:
+            if batch.sequence > covered.sequence:
+                self._replay(batch)
+            elif batch.sequence == covered.sequence and batch.tip != covered:
+                raise JournalCorruptError(
+                    f"batch {batch.sequence} is not the one {_name(snapshot)} covers: the "
+                    "snapshot belongs to another journal or the batch was rewritten",
+                    path=snapshot.path if snapshot is not None else "",
+                    offset=batch.offset,
+                )
+            tip = batch.tip
+        return tip
 
     def _replay(self, batch: Batch) -> None:
         """Applies a journaled batch exactly as it was applied the first time: the same
@@ -735,3 +979,57 @@ class Ledger:
         kind = _KINDS[batch.kind]
         timestamp = self._begin_batch(kind, batch.count, batch.timestamp)
         getattr(self._engine, kind.create_packed)(memoryview(batch.body), timestamp)
+
+
+def _name(snapshot: Snapshot | None) -> str:
+    return "no snapshot" if snapshot is None else os.path.basename(snapshot.path)
+
+
+def _open_journal(
+    path: str | os.PathLike[str],
+    key: bytes | None,
+    read_only: bool,
+    durability: str,
+    cut_damaged_tail: bool,
+) -> Journal:
+    """The journal at `path`: a directory, or a PostgreSQL database for a URL."""
+    if key is not None and (type(key) is not bytes or not 16 <= len(key) <= 64):
+        raise InvalidArgumentError("key must be bytes of length 16 to 64, or None")
+    location = os.fspath(path)
+    if "://" in str(location):
+        raise InvalidArgumentError(
+            f"{location!r} looks like a URL of a kind fastledger cannot keep a journal in: "
+            "give a directory or a postgresql:// URL"
+        )
+    return DirectoryJournal(
+        location,
+        key=key,
+        read_only=read_only,
+        sync=durability == "fsync",
+        cut_damaged_tail=cut_damaged_tail,
+    )
+
+
+def _close_journal(committer: Committer | None, journal: Journal) -> None:
+    """Makes what is queued durable, then closes: a failure was reported to its callers
+    already, and closing still releases."""
+    try:
+        if committer is not None:
+            with contextlib.suppress(JournalWriteError):
+                committer.flush()
+            committer.close()
+    finally:
+        journal.close()
+
+
+# The durable ledgers open in this process, so that a forked child can refuse to use them.
+_opened: weakref.WeakSet[Ledger] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    for ledger in _opened:
+        ledger._forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)

@@ -1,15 +1,18 @@
-"""`fastledger verify PATH`: checks a ledger directory end to end, without changing it.
+"""`fastledger verify PATH`: checks a ledger's journal end to end, without changing it.
 
-It checks every checksum and link of the journal's hash chain, replays the whole journal into
-a fresh engine, compares each snapshot with the replayed state at the batch it covers, and
-checks that every ledger's debits equal its credits. Damage that opening would refuse, and a
-torn tail that opening would cut off, are both reported as problems.
+It checks the journal header, every checksum and link of the hash chain and the durable tip
+recorded beside a directory journal, replays the whole journal into a fresh engine, compares
+each snapshot with the replayed state at the batch it covers, and checks that every ledger's
+debits equal its credits. Damage that opening would refuse is a problem; what lies past the
+durable tip of a directory without being a whole batch is reported as a note, since it is
+either a write in progress in another process or the torn tail of one that never finished,
+which the next open for writing cuts off. Other processes may go on using the ledger
+meanwhile: verify takes no lock.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import sys
 import time
@@ -17,11 +20,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO, TypeVar
 
-from ._journal import Batch, JournalScan, Tip, read_ahead
-from ._ledger import ENGINES, Ledger, _snapshot_engine
-from ._store import JOURNAL, LOCK, Snapshot, read_snapshots
+from ._ledger import ENGINES, Ledger, _open_journal, _snapshot_engine
 from ._types import BATCH_MAX, Account, QueryFilter, Transfer
-from .errors import JournalCorruptError
+from .errors import FastledgerError, JournalCorruptError
+from .journal import Journal, read_ahead
+from .journal.directory import DirectoryJournal
+from .journal.format import Batch, Tip
+from .journal.snapshots import Snapshot, Snapshots
 
 __all__ = ["LedgerTotals", "VerifyReport", "verify", "verify_main"]
 
@@ -88,31 +93,35 @@ class VerifyReport:
 
 
 def verify(
-    path: str | os.PathLike[str], *, engine: str = "auto", progress: TextIO | None = None
+    path: str | os.PathLike[str],
+    *,
+    engine: str = "auto",
+    progress: TextIO | None = None,
+    key: bytes | None = None,
 ) -> VerifyReport:
-    """Checks the ledger directory `path` end to end; see the module's description.
+    """Checks the journal at `path`, a directory or a `postgresql://` URL, end to end; see
+    the module's description.
 
     `engine` replays the journal; "auto" takes the Rust engine unless snapshots need
     comparing and it cannot export its state. `progress`, when given, receives a progress
-    line about once a second for long runs.
+    line about once a second for long runs. `key` is the journal's key, if it has one.
     """
-    report = VerifyReport(os.path.abspath(os.fspath(path)))
-    journal = os.path.join(report.path, JOURNAL)
-    if not os.path.isfile(journal):
-        report.problems.append(f"{journal} does not exist: not a ledger directory")
+    location = os.fspath(path)
+    report = VerifyReport(location if "://" in location else os.path.abspath(location))
+    try:
+        journal = _open_journal(path, key, True, "fsync", False)
+    except FastledgerError as error:
+        report.problems.append(str(error))
         return report
-    if _locked_by_writer(report.path):
-        report.problems.append(
-            f"{report.path} is open for writing by another ledger: verify it once that is closed"
-        )
-        return report
-    report.journal_bytes = os.path.getsize(journal)
-    snapshots = _read_snapshots(report)
-    ledger = Ledger(engine, clock=lambda: 0)
-    if engine == "auto" and snapshots and _snapshot_engine(ledger._engine) is None:
-        # Comparing snapshots needs an engine that exports its state: the reference one does.
-        ledger = Ledger("python", clock=lambda: 0)
-    _replay(ledger, journal, snapshots, report, _Progress(progress, report.journal_bytes))
+    try:
+        snapshots = _read_snapshots(journal, report)
+        ledger = Ledger(engine, clock=lambda: 0)
+        if engine == "auto" and snapshots and _snapshot_engine(ledger._engine) is None:
+            # Comparing snapshots needs an engine that exports its state: the reference one.
+            ledger = Ledger("python", clock=lambda: 0)
+        _replay(ledger, journal, snapshots, report, progress)
+    finally:
+        journal.close()
     for snapshot in snapshots.values():
         report.problems.append(
             f"{os.path.basename(snapshot.path)} covers batch {snapshot.tip.sequence}, "
@@ -122,55 +131,53 @@ def verify(
     return report
 
 
-def _locked_by_writer(path: str) -> bool:
-    lock = os.path.join(path, LOCK)
-    if not os.path.exists(lock):
-        return False
-    fd = os.open(lock, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def _read_snapshots(report: VerifyReport) -> dict[int, Snapshot]:
+def _read_snapshots(journal: Journal, report: VerifyReport) -> dict[int, Snapshot]:
     snapshots: dict[int, Snapshot] = {}
-    for found in read_snapshots(report.path):
-        if isinstance(found, Snapshot):
-            snapshots[found.tip.sequence] = found
+    if not isinstance(journal, DirectoryJournal):
+        return snapshots
+    found = Snapshots(journal.path, journal.header.ledger_id, journal.checksums).read_all()
+    for snapshot in found:
+        if isinstance(snapshot, Snapshot):
+            snapshots[snapshot.tip.sequence] = snapshot
         else:
-            report.problems.append(f"{os.path.basename(found[0])}: {found[1]}")
+            report.problems.append(f"{os.path.basename(snapshot[0])}: {snapshot[1]}")
     return snapshots
 
 
 def _replay(
     ledger: Ledger,
-    journal: str,
+    journal: Journal,
     snapshots: dict[int, Snapshot],
     report: VerifyReport,
-    progress: _Progress,
+    stream: TextIO | None,
 ) -> None:
     """Replays the whole journal, comparing each snapshot when its batch is reached; takes
     the snapshots it compared out of `snapshots`."""
-    scan = JournalScan(journal)
-    _compare(ledger, snapshots.pop(0, None), Tip(), report)
+    start = journal.header.empty_tip(journal.checksums)
+    if isinstance(journal, DirectoryJournal):
+        batches = journal.inspect(start)
+        progress = _Progress(stream, os.path.getsize(journal.file))
+    else:
+        batches = journal.read(start, locked=False)
+        progress = _Progress(stream, 0)
+    _compare(ledger, snapshots.pop(0, None), start, report)
+    last = start
     try:
-        for batch in read_ahead(scan):
+        for batch in read_ahead(batches):
             ledger._replay(batch)
             report.batches += 1
             report.events += batch.count
-            _compare(ledger, snapshots.pop(batch.sequence, None), batch.tip, report)
+            last = batch.tip
+            _compare(ledger, snapshots.pop(batch.sequence, None), last, report)
             progress.show(batch)
     except JournalCorruptError as error:
-        report.problems.append(f"{error} (opening refuses this directory)")
+        report.problems.append(f"{error} (opening refuses this journal)")
     progress.done()
-    if scan.torn is not None:
-        report.problems.append(
-            f"{journal} at byte offset {scan.torn.offset}: {scan.torn.reason}; the last "
-            f"{scan.torn.length} bytes are a torn write that opening cuts off"
+    report.journal_bytes = last.end
+    if isinstance(journal, DirectoryJournal) and journal.torn_tail is not None:
+        report.notes.append(
+            f"{journal.file}: {journal.torn_tail}; or a write in progress. The next open for "
+            "writing cuts it off"
         )
 
 
@@ -237,11 +244,12 @@ class _Progress:
             return
         self._last = now
         self._shown = True
-        percent = 100 * batch.end / self._total
-        self._stream.write(
-            f"\rverify: batch {batch.sequence}, {percent:5.1f}% of the journal, "
-            f"{now - self._start:.0f} s"
+        where = (
+            f"{100 * batch.end / self._total:5.1f}% of the journal"
+            if self._total > 1
+            else (f"{batch.end} bytes")
         )
+        self._stream.write(f"\rverify: batch {batch.sequence}, {where}, {now - self._start:.0f} s")
         self._stream.flush()
 
     def done(self) -> None:
@@ -254,20 +262,30 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     """`fastledger verify PATH`: prints the report; returns 0 if it found no problem, else 1."""
     parser = argparse.ArgumentParser(
         prog="fastledger verify",
-        description="Check a ledger directory end to end: every checksum, the hash chain, a "
-        "replay of the journal against the snapshots, and debits equal to credits. It reads "
-        "only, and refuses a directory that a running ledger holds open.",
+        description="Check a ledger's journal end to end: every checksum, the hash chain, the "
+        "durable tip, a replay of the journal against the snapshots, and debits equal to "
+        "credits. It reads only and takes no lock, so the ledger may stay in use meanwhile.",
         epilog="exit status: 0 when the directory is sound, 1 on any problem, 2 on a usage "
         "error.\n\nexamples:\n"
         "  fastledger verify ./ledger                 # the directory of Ledger.open('./ledger')\n"
         "  fastledger verify ./ledger --quiet         # no progress on stderr\n"
-        "  fastledger verify ./ledger --engine python # replay with the reference engine\n",
+        "  fastledger verify ./ledger --engine python # replay with the reference engine\n"
+        "  fastledger verify postgresql://host/db     # a journal kept in PostgreSQL\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("path", help="the ledger directory")
+    parser.add_argument("path", help="the ledger directory, or a postgresql:// URL")
     parser.add_argument("--engine", choices=ENGINES, default="auto", help="replay engine")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--key-file", help="a file holding the journal's key, for a keyed journal", default=None
+    )
     args = parser.parse_args(argv)
-    report = verify(args.path, engine=args.engine, progress=None if args.quiet else sys.stderr)
+    key = None
+    if args.key_file is not None:
+        with open(args.key_file, "rb") as f:
+            key = f.read()
+    report = verify(
+        args.path, engine=args.engine, progress=None if args.quiet else sys.stderr, key=key
+    )
     print(report.summary())
     return 0 if report.ok else 1

@@ -17,9 +17,11 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidRecordError",
     "JournalCorruptError",
+    "JournalOutcomeUnknownError",
     "JournalWriteError",
     "LedgerClosedError",
-    "LedgerLockedError",
+    "LedgerForkedError",
+    "ReadOnlyLedgerError",
     "RecordTypeError",
 ]
 
@@ -70,11 +72,12 @@ class EngineUnavailableError(FastledgerError, ImportError):
 
 
 class JournalCorruptError(FastledgerError):
-    """A ledger directory holds damage that recovery must not paper over: a bad checksum or a
-    broken hash chain before the last write, or a snapshot that does not match its journal.
+    """A journal holds damage that recovery must not paper over: a bad checksum, a broken hash
+    chain, batches missing from its end, a header from another ledger or other rules, or a
+    snapshot that does not match its journal.
 
-    Nothing was opened. The message names the file and the byte offset; `fastledger verify`
-    reports every problem of the directory.
+    Nothing was opened. The message names the file (or table) and the byte offset;
+    `fastledger verify` reports every problem of a journal.
     """
 
     def __init__(self, message: str, *, path: str, offset: int) -> None:
@@ -84,22 +87,36 @@ class JournalCorruptError(FastledgerError):
 
 
 class JournalWriteError(FastledgerError, OSError):
-    """Memory and the journal may differ: the journal could not be written or flushed to disk
-    (memory is then ahead of it), or the engine failed on a batch that the journal had already
-    taken (the journal is then ahead).
+    """A batch could not be made durable, or it is unknown whether it was: the disk failed, the
+    journal's file was deleted or replaced, the connection to PostgreSQL was lost during a
+    commit. Or the engine failed on a batch that the journal had already taken.
 
-    The batches involved may or may not be on disk, and the ledger refuses every further call:
-    close it, open the directory again, which replays the journal, and retry the batches with
-    the same ids (a batch that was kept answers `EXISTS`).
+    No batch involved was acknowledged. A ledger on a directory then refuses every further
+    call: open it again, which replays the journal, and retry the batches with the same ids (a
+    batch that was kept answers `EXISTS`). A ledger on PostgreSQL finds out from the journal
+    which batches are there before it accepts the next call, and goes on.
     """
+
+
+class JournalOutcomeUnknownError(JournalWriteError):
+    """The connection was lost while a commit was in flight: the batches may or may not be in
+    the journal. The ledger reads the journal before its next call; retrying them with the same
+    ids is safe (a batch that was kept answers `EXISTS`)."""
 
 
 class LedgerClosedError(FastledgerError, RuntimeError):
-    """A durable ledger was used after `close()`: open its directory again."""
+    """A durable ledger was used after `close()`: open it again."""
 
 
-class LedgerLockedError(FastledgerError, OSError):
-    """Another ledger (in this process or another) has the directory open for writing.
+class LedgerForkedError(FastledgerError, RuntimeError):
+    """A durable ledger opened before `os.fork()` was used in the child process.
 
-    One writer at a time keeps the journal a single hash chain: close the other ledger first.
+    The child has a copy of the ledger's memory but none of its threads, so it cannot commit:
+    open the ledger in the child after forking (as pre-fork servers such as gunicorn expect of
+    every connection), or open it in a worker's start hook.
     """
+
+
+class ReadOnlyLedgerError(FastledgerError, RuntimeError):
+    """A create was called on a ledger opened with `read_only=True`: it follows the journal
+    and never writes."""

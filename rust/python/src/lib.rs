@@ -150,6 +150,12 @@ impl Engine {
         convert::transfer_results(py, &results)
     }
 
+    /// Whether an expiry is due by `timestamp`: then `expire_pending_transfers` has work, if only
+    /// to drop the entry of a transfer that was posted or voided meanwhile.
+    fn expiry_due(&self, timestamp: u64) -> bool {
+        self.core.expiry_due(timestamp)
+    }
+
     /// Releases every pending transfer whose timeout has passed by `timestamp`; returns how
     /// many expired.
     fn expire_pending_transfers(&mut self, py: Python<'_>, timestamp: u64) -> usize {

@@ -1,0 +1,282 @@
+"""Group commit: appends a process's batches to a shared journal from a thread of its own.
+
+The ledger queues a batch under its lock just before the engine applies it, so the journal's
+order is the order in which the engine applies batches, and the committer writes and flushes
+the batch while the engine works on it. The journal runs ahead of the engine only by what the
+engine is given, never by what it answered. Callers wait for their batch outside the lock.
+
+Across processes, a batch may only be stamped and queued while this process holds the journal's
+append lock and has applied every batch others appended before it. `hold` takes the lock for a
+caller (once for all the callers that arrive together) and pins it until the caller has queued
+its batch; the committer thread lets it go once the queue is written and nothing is pinned. A
+hold that has already carried `GROUPS_PER_HOLD` writes takes no new callers, so that a busy
+process hands the lock to the others between its groups. Each acquisition of the lock starts a
+new `epoch`: the ledger catches up with the journal once per epoch, before its first batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from _thread import LockType, allocate_lock
+
+from ..errors import JournalWriteError
+from . import Journal
+from .format import HEADER_SIZE, Queued, Tip
+
+__all__ = ["GROUPS_PER_HOLD", "WRITE_BYTES_MAX", "Committer"]
+
+# One write of a group commit carries at most this many bytes (and at least one batch), so
+# that a burst of callers cannot make the committer build an unbounded buffer.
+WRITE_BYTES_MAX = 16 * 1024 * 1024
+# The writes one hold of the append lock carries before it lets the lock go to others.
+GROUPS_PER_HOLD = 2
+
+
+class Committer:
+    """Appends batches to `journal` after `tip`, with group commit."""
+
+    def __init__(self, journal: Journal, tip: Tip) -> None:
+        self.journal = journal
+        # Guards everything below; held only briefly, never across a write or a lock wait.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._queue: list[Queued] = []
+        self._tip = tip
+        self._appended = tip.sequence
+        self._durable = tip.sequence
+        self._closing = False
+        # The append lock: whether this process holds it, whether a caller is taking it, the
+        # callers that pinned it, the writes of this hold, and how many holds there were.
+        self._locked = False
+        self._acquiring = False
+        self._pins = 0
+        self._groups = 0
+        self.epoch = 0
+        # The callers waiting for their batch to be durable, and the lock each sleeps on:
+        # waking every waiter for each write made each of them contend for the GIL, which cost
+        # more than the fsync itself with dozens of threads.
+        self._waiters: list[tuple[int, LockType]] = []
+        # The batch a snapshot covers, and its tip once it is durable.
+        self._marked = 0
+        self._marked_tip: Tip | None = None
+        # Why the ledger refuses further batches; `_stopped` once a write failed, after which
+        # no batch becomes durable.
+        self._failure: BaseException | None = None
+        self._failure_message = ""
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="fastledger-journal", daemon=True)
+        self._thread.start()
+
+    @property
+    def appended(self) -> int:
+        """The sequence of the last batch queued, durable or not."""
+        return self._appended
+
+    @property
+    def tip(self) -> Tip:
+        """The last durable batch this process wrote or caught up to."""
+        return self._tip
+
+    @property
+    def holding(self) -> bool:
+        """Whether this process holds the append lock, so that no one else can append."""
+        return self._locked
+
+    def hold(self) -> None:
+        """Takes the append lock for one caller, or joins the hold in progress; the caller
+        must `release` once its batch is queued (or it gave up). Called outside the ledger's
+        lock: it may wait for other processes."""
+        with self._lock:
+            while True:
+                self.raise_if_failed()
+                if self._locked and self._groups < GROUPS_PER_HOLD:
+                    self._pins += 1
+                    return
+                if not (self._locked or self._acquiring):
+                    break
+                self._changed.wait()
+            self._acquiring = True
+        try:
+            self.journal.lock()
+        except BaseException:
+            with self._lock:
+                self._acquiring = False
+                self._changed.notify_all()
+            raise
+        with self._lock:
+            self._acquiring = False
+            self._locked = True
+            self._groups = 0
+            self._pins += 1
+            self.epoch += 1
+            self._changed.notify_all()
+
+    def release(self) -> None:
+        """Ends one caller's pin of the append lock."""
+        with self._lock:
+            self._pins -= 1
+            if self._pins == 0 and not self._queue:
+                self._changed.notify_all()
+
+    def caught_up(self, tip: Tip) -> None:
+        """Records that the engine applied what others appended, through `tip`. Called under
+        the ledger's lock while nothing of this process is in flight: before its first batch
+        in a hold of the append lock, or outside any hold."""
+        with self._lock:
+            assert self._appended == self._durable
+            self._tip = tip
+            self._appended = self._durable = tip.sequence
+
+    def append(self, kind: int, timestamp: int, body: bytes) -> int:
+        """Queues a batch that the engine is about to apply; returns its sequence. Called
+        under the ledger's lock, by a caller that holds the append lock."""
+        with self._lock:
+            self.raise_if_failed()
+            assert self._locked and self._pins > 0
+            self._appended = sequence = self._appended + 1
+            self._queue.append((sequence, kind, timestamp, body))
+            self._changed.notify_all()
+            return sequence
+
+    def wait(self, sequence: int) -> None:
+        """Returns once batch `sequence` and every batch before it are durable."""
+        # `_durable` only grows, so a batch seen durable without the lock is durable.
+        if self._durable >= sequence:
+            return
+        with self._lock:
+            if self._durable >= sequence:
+                return
+            if self._stopped:
+                raise self._failed() from self._failure
+            waiter = allocate_lock()
+            waiter.acquire()
+            self._waiters.append((sequence, waiter))
+        waiter.acquire()
+        # Only a committer that failed releases a waiter before its batch is durable.
+        if self._durable < sequence:
+            raise self._failed() from self._failure
+
+    def mark(self) -> int:
+        """Remembers the tip of the last queued batch once it is durable, for a snapshot of
+        the state through it; returns its sequence. Called under the ledger's lock."""
+        with self._lock:
+            self._marked = self._appended
+            self._marked_tip = self._tip if self._durable == self._appended else None
+            return self._marked
+
+    def marked_tip(self, sequence: int) -> Tip:
+        """Waits until the batch `mark` returned is durable; returns its tip."""
+        self.wait(sequence)
+        with self._lock:
+            assert self._marked == sequence and self._marked_tip is not None
+            return self._marked_tip
+
+    def flush(self) -> Tip:
+        """Makes every queued batch durable; returns the tip, which they all precede."""
+        self.wait(self._appended)
+        with self._lock:
+            return self._tip
+
+    def fail(self, error: BaseException, message: str) -> JournalWriteError:
+        """Refuses every further batch, saying `message`: memory and the journal may differ.
+        Returns the error that says so."""
+        with self._lock:
+            if self._failure is None:
+                self._failure, self._failure_message = error, message
+            return self._failed()
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    def raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise self._failed() from self._failure
+
+    def close(self) -> None:
+        """Writes what is still queued, lets the append lock go and stops the thread."""
+        with self._lock:
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _failed(self) -> JournalWriteError:
+        return JournalWriteError(self._failure_message)
+
+    def _run(self) -> None:
+        """The committer thread: writes the queue a group at a time until closed or failed."""
+        while True:
+            with self._lock:
+                group = self._next_group()
+                tip = self._tip
+            if not group:
+                return
+            try:
+                tips = self.journal.write(group, tip)
+            except BaseException as error:
+                self._stop(error)
+                return
+            self._written(group, tips)
+
+    def _next_group(self) -> list[Queued]:
+        """Waits until a batch is queued, letting the append lock go whenever nothing is
+        queued or pinned; takes the next group. Empty once closed and written. Called with
+        the lock held."""
+        while not self._queue:
+            if self._locked and self._pins == 0:
+                self._locked = False
+                self.journal.unlock()
+                self._changed.notify_all()
+            if self._closing and not self._locked:
+                return []
+            self._changed.wait()
+        size = 0
+        for count, queued in enumerate(self._queue):
+            size += HEADER_SIZE + len(queued[3])
+            if size > WRITE_BYTES_MAX and count > 0:
+                break
+        else:
+            count = len(self._queue)
+        group, self._queue = self._queue[:count], self._queue[count:]
+        self._groups += 1
+        return group
+
+    def _written(self, group: list[Queued], tips: list[Tip]) -> None:
+        """Records a durable group and wakes the waiters of its batches."""
+        first, through = group[0][0], group[-1][0]
+        with self._lock:
+            self._tip = tips[-1]
+            if first <= self._marked <= through:
+                self._marked_tip = tips[self._marked - first]
+            self._durable = through
+            waiters = self._waiters
+            ready = [waiter for sequence, waiter in waiters if sequence <= through]
+            if len(ready) < len(waiters):
+                self._waiters = [(s, waiter) for s, waiter in waiters if s > through]
+            else:
+                self._waiters = []
+        for waiter in ready:
+            waiter.release()
+
+    def _stop(self, error: BaseException) -> None:
+        """A write failed or its outcome is unknown: no batch after it may be written, and
+        every waiter learns it. The append lock goes, so that other processes go on."""
+        with self._lock:
+            if self._failure is None:
+                self._failure = error
+                self._failure_message = (
+                    str(error)
+                    if isinstance(error, JournalWriteError)
+                    else f"appending to the journal {self.journal.location} failed ({error!r}); "
+                    "the batches in flight were acknowledged to no one and may or may not be in "
+                    "the journal: open the ledger again and retry them with the same ids"
+                )
+            self._stopped = True
+            waiters, self._waiters = self._waiters, []
+            self._queue = []
+            if self._locked:
+                self._locked = False
+                self.journal.unlock()
+            self._changed.notify_all()
+        for _, waiter in waiters:
+            waiter.release()

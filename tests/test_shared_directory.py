@@ -1,0 +1,295 @@
+"""Many processes on one ledger directory, and the ways a directory can be taken from under an
+open ledger: every process ends with the same state, nothing acknowledged is ever lost, and a
+ledger that cannot know where its journal went stops before it acknowledges more."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fastledger import (
+    CreateTransferStatus,
+    InvalidArgumentError,
+    JournalWriteError,
+    Ledger,
+    LedgerForkedError,
+    QueryFilter,
+    ReadOnlyLedgerError,
+    TransferFlags,
+)
+from fastledger._verify import verify
+
+from .conftest import ENGINE_NAMES, require_engine
+from .helpers import account, pending, post, transfer
+
+T = CreateTransferStatus
+ACCOUNTS = 8
+WORKERS = 3
+BATCHES_EACH = 40
+
+
+def state_digest(ledger: Ledger) -> str:
+    """A digest of every account and transfer a ledger holds, ids, balances and timestamps."""
+    digest = hashlib.blake2b()
+    for page_of in (ledger.query_accounts, ledger.query_transfers):
+        after = 0
+        while page := page_of(QueryFilter(timestamp_min=after + 1, limit=8189)):
+            digest.update(repr(page).encode())
+            after = page[-1].timestamp
+    return digest.hexdigest()
+
+
+def open_accounts(path: Path, engine: str) -> None:
+    with Ledger.open(path, engine=engine) as ledger:
+        ledger.create_accounts([account(n) for n in range(1, ACCOUNTS + 1)])
+
+
+def post_from(path: str, engine: str, worker: int, results: multiprocessing.Queue) -> None:
+    """A worker process: posts plain, linked and two-phase transfers; posts the pending
+    transfers the worker before it made (they cross processes); reports its final digest."""
+    rng = random.Random(worker)
+    acknowledged = []
+    with Ledger.open(path, engine=engine) as ledger:
+        for n in range(BATCHES_EACH):
+            base = 1_000_000 * (worker + 1) + 10 * n
+            debit, credit = rng.sample(range(1, ACCOUNTS + 1), 2)
+            batch = [
+                transfer(base, debit, credit, rng.randint(1, 50)),
+                pending(base + 1, credit, debit, 7),
+            ]
+            if n % 4 == 0:
+                batch[0] = dataclasses.replace(batch[0], flags=TransferFlags.LINKED)
+            ledger.create_transfers(batch)
+            acknowledged += [base, base + 1]
+            other = 1_000_000 * ((worker + WORKERS - 1) % WORKERS + 1) + 10 * n + 1
+            ledger.create_transfers([post(base + 2, other)])
+        # Wait until every worker is done, then read: the last batches of all are seen.
+        results.put(("done", worker, acknowledged))
+        while not os.path.exists(os.path.join(path, "finished")):
+            time.sleep(0.01)
+        results.put(("digest", worker, state_digest(ledger), ledger.sequence))
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_processes_posting_at_once_end_with_the_state_of_one_replay(
+    engine: str, tmp_path: Path
+) -> None:
+    require_engine(engine)
+    open_accounts(tmp_path, engine)
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue = context.Queue()
+    workers = [
+        context.Process(target=post_from, args=(str(tmp_path), engine, n, results))
+        for n in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.start()
+    acknowledged = []
+    for _ in workers:
+        kind, _, ids = results.get(timeout=120)
+        assert kind == "done"
+        acknowledged += ids
+    (tmp_path / "finished").touch()
+    digests = {results.get(timeout=60)[2:] for _ in workers}
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    assert len(digests) == 1, "every process holds the same state"
+    for replay_engine in ENGINE_NAMES:
+        require_engine(replay_engine)
+        with Ledger.open(tmp_path, engine=replay_engine, read_only=True) as replay:
+            assert {(state_digest(replay), replay.sequence)} == digests
+            found = replay.lookup_transfers(acknowledged[:8000])
+            assert len(found) == len(acknowledged)
+            assert replay.trial_balance(1).balanced
+    report = verify(tmp_path)
+    assert report.ok, report.summary()
+
+
+KILLED_WRITER = """
+import sys, fastledger
+from fastledger import Transfer
+path, start = sys.argv[1], int(sys.argv[2])
+with fastledger.Ledger.open(path, engine="python") as ledger:
+    for n in range(start, start + 100_000):
+        t = Transfer(id=n, debit_account_id=1, credit_account_id=2, amount=1, ledger=1, code=1)
+        ledger.create_transfers([t])
+        print(n, flush=True)
+"""
+
+
+def test_a_writer_killed_at_random_moments_leaves_the_others_working_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    open_accounts(tmp_path, "python")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    acknowledged: list[int] = []
+    rng = random.Random(7)
+    with Ledger.open(tmp_path, engine="python") as survivor:
+        for round_ in range(6):
+            victim = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    KILLED_WRITER,
+                    str(tmp_path),
+                    str(10_000_000 * (round_ + 1)),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert victim.stdout is not None
+            first = victim.stdout.readline()
+            assert first, "the writer started"
+            acknowledged.append(int(first))
+            deadline = time.monotonic() + rng.uniform(0.05, 0.3)
+            while time.monotonic() < deadline:
+                own = 100 + round_ * 1000 + len(acknowledged)
+                assert survivor.create_transfers([transfer(own, 2, 1, 1)])[0].status == T.CREATED
+                acknowledged.append(own)
+            victim.send_signal(signal.SIGKILL)
+            out, _ = victim.communicate()
+            acknowledged += [int(line) for line in out.split()]
+        found = {t.id for t in survivor.lookup_transfers(acknowledged[-8000:])}
+        assert found == set(acknowledged[-8000:])
+    with Ledger.open(tmp_path, engine="python") as reopened:
+        for start in range(0, len(acknowledged), 8000):
+            chunk = acknowledged[start : start + 8000]
+            assert len(reopened.lookup_transfers(chunk)) == len(chunk)
+        assert reopened.trial_balance(1).balanced
+    assert verify(tmp_path).ok
+
+
+def test_a_read_only_ledger_follows_the_journal_and_never_writes(
+    engine: str, tmp_path: Path
+) -> None:
+    with Ledger.open(tmp_path, engine=engine) as writer:
+        writer.create_accounts([account(1), account(2)])
+        follower = Ledger.open(tmp_path, engine=engine, read_only=True)
+        with follower:
+            assert follower.read_only and follower.sequence == 1
+            writer.create_transfers([transfer(10, 1, 2, 5)])
+            assert follower.lookup_accounts([1])[0].debits_posted == 5, "a read follows"
+            writer.create_transfers([transfer(11, 1, 2, 5)])
+            assert follower.wait_for_batches(2, timeout_s=5)
+            assert follower.sequence == 3
+            with pytest.raises(ReadOnlyLedgerError):
+                follower.create_transfers([transfer(12, 1, 2, 5)])
+            assert not follower.snapshot(), "a read-only ledger writes no snapshot"
+    size = (tmp_path / "journal").stat().st_size
+    with Ledger.open(tmp_path, engine=engine, read_only=True) as follower:
+        assert follower.sequence == 3
+    assert (tmp_path / "journal").stat().st_size == size
+
+
+def test_a_read_only_open_of_a_missing_ledger_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="never creates"):
+        Ledger.open(tmp_path / "missing", read_only=True)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_stale_read_is_allowed_only_when_asked_for(engine: str, tmp_path: Path) -> None:
+    with Ledger.open(tmp_path, engine=engine) as writer:
+        writer.create_accounts([account(1), account(2)])
+        with Ledger.open(tmp_path, engine=engine, max_staleness_s=3600) as stale:
+            stale.lookup_accounts([1])
+            writer.create_transfers([transfer(10, 1, 2, 5)])
+            assert stale.lookup_accounts([1])[0].debits_posted == 0, "within its staleness"
+            assert stale.refresh() == 2
+            assert stale.lookup_accounts([1])[0].debits_posted == 5
+
+
+# -- a directory taken from under an open ledger ----------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_ledger_whose_journal_was_deleted_or_replaced_stops_acknowledging(
+    engine: str, tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "ledger"
+    ledger = Ledger.open(path, engine=engine)
+    ledger.create_accounts([account(1), account(2)])
+    if how == "deleted":
+        shutil.rmtree(path)
+    else:
+        shutil.copytree(path, tmp_path / "copy")
+        os.replace(tmp_path / "copy" / "journal", path / "journal")
+    with pytest.raises(JournalWriteError, match="no longer the journal this ledger opened"):
+        ledger.create_transfers([transfer(10, 1, 2, 1)])
+    with pytest.raises(JournalWriteError):
+        ledger.create_transfers([transfer(11, 1, 2, 1)])
+    ledger.close()
+
+
+def test_two_processes_never_interleave_their_appends(tmp_path: Path) -> None:
+    """Each group goes out under the append lock: the chain holds however the writes of two
+    processes meet."""
+    open_accounts(tmp_path, "python")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER.replace("100_000", "300"), str(tmp_path), start],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for start in ("1000", "5000")
+    ]
+    for writer in writers:
+        assert writer.wait(120) == 0
+    report = verify(tmp_path)
+    assert report.ok and report.transfers == 600, report.summary()
+
+
+# -- misuse -----------------------------------------------------------------------------------
+
+
+def test_a_ledger_used_in_a_forked_child_refuses_clearly(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path, engine="python")
+    ledger.create_accounts([account(1), account(2)])
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            ledger.create_transfers([transfer(10, 1, 2, 1)])
+        except LedgerForkedError as error:
+            os._exit(3 if "open the ledger again in this process" in str(error) else 4)
+        os._exit(5)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
+    assert ledger.create_transfers([transfer(10, 1, 2, 1)])[0].status == T.CREATED
+    ledger.close()
+
+
+def test_a_clock_past_the_last_timestamp_is_refused_and_consumes_nothing(
+    engine: str, tmp_path: Path
+) -> None:
+    readings = [1_000_000_000_000, 2**64, 2**63, 1_000_000_000_100]
+    with Ledger.open(tmp_path, engine=engine, clock=lambda: readings[0]) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        for reading in readings[1:3]:
+            readings[0] = reading
+            with pytest.raises(InvalidArgumentError, match="wrong unit"):
+                ledger.create_transfers([transfer(10, 1, 2, 1)])
+        readings[0] = readings[3]
+        [created] = ledger.create_transfers([transfer(10, 1, 2, 1)])
+        assert created.status == T.CREATED and created.timestamp == readings[3]
+    with Ledger.open(tmp_path, engine=engine, clock=lambda: readings[3] + 1) as ledger:
+        assert ledger.create_transfers([transfer(11, 1, 2, 1)])[0].status == T.CREATED
+
+
+def test_a_url_that_is_not_postgresql_is_refused_and_creates_nothing(tmp_path: Path) -> None:
+    os.chdir(tmp_path)
+    with pytest.raises(InvalidArgumentError, match="postgresql://"):
+        Ledger.open("mysql://localhost/ledger")
+    assert not list(tmp_path.iterdir())

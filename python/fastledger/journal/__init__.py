@@ -62,6 +62,11 @@ class Journal(Protocol):
         """Takes the append lock, waiting for it; held until `unlock`."""
         ...
 
+    def contended(self) -> bool:
+        """Whether another process waits for the append lock, as far as this one can tell
+        cheaply; a journal that cannot tell says True, so that the lock is never kept idle."""
+        ...
+
     def unlock(self) -> None: ...
 
     def write(self, group: list[Queued], after: Tip) -> list[Tip]:

@@ -21,7 +21,9 @@ checksum, so that a writer killed while it updates one leaves the other intact.
     offset  size  field
     0       8     magic b"FLTIP\\0\\0\\0"
     8       16    the ledger's id, as in the journal header
-    24      40    reserved, zeros
+    24      1     1 while a process waits for the append lock: the holder then lets it go
+                  as soon as its writes are done, rather than keeping it for its next ones
+    25      39    reserved, zeros
     64      64    slot A: u64 sequence, u64 header offset, u64 end, 16 the batch's checksum,
                   8 zeros, 16 checksum of the ledger's id and the slot's first 48 bytes
     128     64    slot B, the same
@@ -60,8 +62,11 @@ JOURNAL = "journal"
 TIP = "tip"
 TIP_MAGIC = b"FLTIP\0\0\0"
 _TIP_SIZE = 256
+_WANTED = 24
 _SLOTS = (64, 128)
 _SLOT = struct.Struct("<QQQ16s8x")
+# The sequences of the two slots, read in one go.
+_SEQUENCES = struct.Struct("<Q56xQ")
 _SLOT_SIZE = 64
 # How often `wait` looks at the tip file: a follower learns of a batch within this.
 _POLL_S = 0.0002
@@ -208,7 +213,7 @@ class DirectoryJournal:
     def changed(self, tip: Tip) -> bool:
         # Both slots' sequences without their checksums: a slot half written by a writer at
         # this moment can only make this say yes, and then `read` checks the slot properly.
-        a, b = (struct.unpack_from("<Q", self._tip_map, at)[0] for at in _SLOTS)
+        a, b = _SEQUENCES.unpack_from(self._tip_map, _SLOTS[0])
         return bool(a > tip.sequence or b > tip.sequence)
 
     def wait(self, tip: Tip, timeout_s: float) -> bool:
@@ -314,11 +319,19 @@ class DirectoryJournal:
 
     def lock(self) -> None:
         self._check_identity()
-        _platform.lock_exclusive(self._fd)
+        if not _platform.try_lock_exclusive(self._fd):
+            self._tip_map[_WANTED] = 1
+            _platform.lock_exclusive(self._fd)
         self._locked = True
+
+    def contended(self) -> bool:
+        """Whether another process waits for the append lock. A hint, not a count: when two
+        wait, the one that comes second may wait for the holder's linger."""
+        return self._tip_map[_WANTED] != 0
 
     def unlock(self) -> None:
         self._locked = False
+        self._tip_map[_WANTED] = 0
         _platform.unlock(self._fd)
 
     def write(self, group: list[Queued], after: Tip) -> list[Tip]:

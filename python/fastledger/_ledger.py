@@ -517,13 +517,18 @@ class Ledger:
             )
         self._check_usable()
         committer.hold()
+        queued = False
         try:
             with self._lock:
                 self._catch_up_to_append()
                 timestamp = self._begin_batch(kind, len(body) // RECORD_SIZE)
+                # From here the batch's append ends the pin, so that the committer need not
+                # wait for the engine before it writes.
+                queued = True
                 return self._apply_journaled(kind, timestamp, body, create, records)
         finally:
-            committer.release()
+            if not queued:
+                committer.release()
 
     def _apply_journaled(
         self, kind: _Kind, timestamp: int, body: bytes, create: str, records: object
@@ -710,19 +715,22 @@ class Ledger:
         happened. The current balances a read shows are then `balances_at` of that time."""
         return max(self._read_clock(), self._expired_through, self._timestamp)
 
-    def _expire_now(self, now: int) -> None:
+    def _expire_now(self, now: int) -> bool:
         """Releases what expired by `now`, before a read.
 
         On a durable ledger, a read that released a reservation journals the time it expired
         through: replaying the batches alone would release it only at the next batch, so a
         ledger reopened while its clock is behind that time (set back, or another machine's)
         would show the reservation again, and let it be posted, after a reader saw it gone.
-        Called under the lock, and on a durable ledger under the append lock too."""
+        Called under the lock, and on a durable ledger under the append lock too; returns
+        whether it journaled an expiry."""
         expired = self._engine.expire_pending_transfers(now)
+        self._expired_through = now
         if expired and self._committer is not None:
             self._policy.note_batch(0)
             self._committer.append(KIND_EXPIRY, now, b"")
-        self._expired_through = now
+            return True
+        return False
 
     # -- durability ------------------------------------------------------------------------
 
@@ -751,15 +759,17 @@ class Ledger:
                 expiring = True
         if expiring:
             committer.hold()
+            queued = False
             try:
                 with self._lock:
                     self._check_usable()
                     self._catch_up_to_append()
-                    self._expire_now(self._expiry_time())
+                    queued = self._expire_now(self._expiry_time())
                     result = read()
                     seen = committer.appended
             finally:
-                committer.release()
+                if not queued:
+                    committer.release()
         self._settle(seen)
         return result
 

@@ -10,6 +10,7 @@ __all__ = [
     "fsync_directory",
     "fsync_file",
     "lock_exclusive",
+    "lock_shared",
     "lock_shared_nonblocking",
     "try_lock_exclusive",
     "unlock",
@@ -50,6 +51,11 @@ def try_lock_exclusive(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def lock_shared(fd: int) -> None:
+    """Takes a shared lock, waiting while someone holds an exclusive one."""
+    fcntl.flock(fd, fcntl.LOCK_SH)
 
 
 def lock_shared_nonblocking(fd: int) -> bool:

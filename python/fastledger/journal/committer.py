@@ -94,9 +94,9 @@ class Committer:
         return self._locked
 
     def hold(self) -> None:
-        """Takes the append lock for one caller, or joins the hold in progress; the caller
-        must `release` once its batch is queued (or it gave up). Called outside the ledger's
-        lock: it may wait for other processes."""
+        """Takes the append lock for one caller, or joins the hold in progress; the caller's
+        `append` ends its pin, or its `release` if it queues nothing. Called outside the
+        ledger's lock: it may wait for other processes."""
         with self._lock:
             while True:
                 self.raise_if_failed()
@@ -123,11 +123,16 @@ class Committer:
             self._changed.notify_all()
 
     def release(self) -> None:
-        """Ends one caller's pin of the append lock."""
+        """Ends the pin of a caller that queued nothing."""
         with self._lock:
-            self._pins -= 1
-            if self._pins == 0 and not self._queue:
-                self._changed.notify_all()
+            self._unpin()
+
+    def _unpin(self) -> None:
+        # Called with the lock held. The committer lets the lock go once nothing is pinned or
+        # queued.
+        self._pins -= 1
+        if self._pins == 0:
+            self._changed.notify_all()
 
     def caught_up(self, tip: Tip) -> None:
         """Records that the engine applied what others appended, through `tip`. Called under
@@ -139,14 +144,16 @@ class Committer:
             self._appended = self._durable = tip.sequence
 
     def append(self, kind: int, timestamp: int, body: bytes) -> int:
-        """Queues a batch that the engine is about to apply; returns its sequence. Called
-        under the ledger's lock, by a caller that holds the append lock."""
+        """Queues a batch that the engine is about to apply, ending the caller's pin; returns
+        its sequence. Called under the ledger's lock, by a caller that pinned the lock."""
         with self._lock:
-            self.raise_if_failed()
             assert self._locked and self._pins > 0
+            self._unpin()
+            self.raise_if_failed()
             self._appended = sequence = self._appended + 1
             self._queue.append((sequence, kind, timestamp, body))
-            self._changed.notify_all()
+            if self._pins == 0:
+                self._changed.notify_all()
             return sequence
 
     def wait(self, sequence: int) -> None:

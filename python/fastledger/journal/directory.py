@@ -21,9 +21,7 @@ checksum, so that a writer killed while it updates one leaves the other intact.
     offset  size  field
     0       8     magic b"FLTIP\\0\\0\\0"
     8       16    the ledger's id, as in the journal header
-    24      1     1 while a process waits for the append lock: the holder then lets it go
-                  as soon as its writes are done, rather than keeping it for its next ones
-    25      39    reserved, zeros
+    24      40    reserved, zeros
     64      64    slot A: u64 sequence, u64 header offset, u64 end, 16 the batch's checksum,
                   8 zeros, 16 checksum of the ledger's id and the slot's first 48 bytes
     128     64    slot B, the same
@@ -62,7 +60,6 @@ JOURNAL = "journal"
 TIP = "tip"
 TIP_MAGIC = b"FLTIP\0\0\0"
 _TIP_SIZE = 256
-_WANTED = 24
 _SLOTS = (64, 128)
 _SLOT = struct.Struct("<QQQ16s8x")
 # The sequences of the two slots, read in one go.
@@ -114,6 +111,7 @@ class DirectoryJournal:
                 )
             self.header = JournalHeader.decode(block, self.checksums, self.file)
             self._tip_map = self._open_tip_file()
+            self._waiting_fd = os.open(os.path.join(self.path, TIP), os.O_RDONLY)
         except BaseException:
             os.close(self._fd)
             raise
@@ -319,19 +317,27 @@ class DirectoryJournal:
 
     def lock(self) -> None:
         self._check_identity()
-        if not _platform.try_lock_exclusive(self._fd):
-            self._tip_map[_WANTED] = 1
+        if _platform.try_lock_exclusive(self._fd):
+            self._locked = True
+            return
+        # Waiting, it holds a shared lock of the tip file, which tells the holder that someone
+        # waits: the kernel keeps it exact, and drops it with a process that dies waiting.
+        _platform.lock_shared(self._waiting_fd)
+        try:
             _platform.lock_exclusive(self._fd)
+        finally:
+            _platform.unlock(self._waiting_fd)
         self._locked = True
 
     def contended(self) -> bool:
-        """Whether another process waits for the append lock. A hint, not a count: when two
-        wait, the one that comes second may wait for the holder's linger."""
-        return self._tip_map[_WANTED] != 0
+        """Whether another process waits for the append lock."""
+        if _platform.try_lock_exclusive(self._waiting_fd):
+            _platform.unlock(self._waiting_fd)
+            return False
+        return True
 
     def unlock(self) -> None:
         self._locked = False
-        self._tip_map[_WANTED] = 0
         _platform.unlock(self._fd)
 
     def write(self, group: list[Queued], after: Tip) -> list[Tip]:
@@ -371,6 +377,7 @@ class DirectoryJournal:
             if not self.read_only:
                 self._tip_map.flush()
         self._tip_map.close()
+        os.close(self._waiting_fd)
         os.close(self._fd)
         self._fd = -1
 

@@ -25,8 +25,7 @@ caller submitted them. Header layout, all integers little-endian:
     12      4     u32 count: records in the body, 1..8189 (0 for an expiry)
     16      8     u64 sequence: 1 for the first batch, then one more per batch
     24      8     u64 timestamp: the batch timestamp the ledger gave (its last event's)
-    32      8     u64 write sequence: the sequence of the first batch of the write (the group
-                  commit) that carried this batch
+    32      8     reserved, zeros
     40      16    body checksum: of the records
     56      16    previous checksum: the checksum (bytes 112..128) of the batch before, and
                   for sequence 1 the journal header's; this is the hash chain
@@ -94,7 +93,7 @@ FLAG_KEYED = 1
 
 _CHECKED = HEADER_SIZE - CHECKSUM_SIZE
 _JOURNAL_HEADER = struct.Struct("<8sHHI16sQ72s")
-_BATCH_HEADER = struct.Struct("<8sHHIQQQ16s16s40s")
+_BATCH_HEADER = struct.Struct("<8sHHIQQ8s16s16s40s")
 assert _JOURNAL_HEADER.size == _BATCH_HEADER.size == _CHECKED
 assert HEADER_SIZE == RECORD_SIZE and SECTOR_SIZE % HEADER_SIZE == 0
 _ZERO_SECTOR = bytes(SECTOR_SIZE)
@@ -234,7 +233,6 @@ class BatchHeader:
     count: int
     sequence: int
     timestamp: int
-    write_sequence: int
     body_checksum: bytes
     previous: bytes
     checksum: bytes
@@ -248,10 +246,11 @@ def encode_batches(
     group: list[Queued], tip: Tip, checksums: Checksums
 ) -> tuple[list[bytes], list[Tip]]:
     """The bytes of a group of batches written after `tip` as one write (a group commit): a
-    header and a body per batch; and the tip after each."""
+    header and a body per batch; and the tip after each. A batch's bytes depend only on the
+    batch and the one before it, never on how batches were grouped, so a copy of a journal
+    holds the very same bytes."""
     parts: list[bytes] = []
     tips: list[Tip] = []
-    first = group[0][0]
     for sequence, kind, timestamp, body in group:
         checked = _BATCH_HEADER.pack(
             BATCH_MAGIC,
@@ -260,7 +259,7 @@ def encode_batches(
             len(body) // RECORD_SIZE,
             sequence,
             timestamp,
-            first,
+            bytes(8),
             checksums(body),
             tip.checksum,
             bytes(40),
@@ -286,7 +285,7 @@ def decode_batch_header(
         return None
     if block[_CHECKED:] != checksums(block[:_CHECKED]):
         raise refuse(f"the header of batch {after.sequence + 1} fails its checksum")
-    magic, version, kind, count, sequence, timestamp, write, body_sum, previous, reserved = (
+    magic, version, kind, count, sequence, timestamp, zeros, body_sum, previous, reserved = (
         _BATCH_HEADER.unpack(block[:_CHECKED])
     )
     why = None
@@ -300,9 +299,7 @@ def decode_batch_header(
         why = f"an expiry of {count} records"
     elif kind != KIND_EXPIRY and not 1 <= count <= BATCH_MAX:
         why = f"a batch of {count} records"
-    elif not 1 <= write <= sequence:
-        why = f"write sequence {write} of batch {sequence}"
-    elif reserved != bytes(40):
+    elif zeros != bytes(8) or reserved != bytes(40):
         why = "non-zero reserved header bytes"
     elif sequence != after.sequence + 1:
         why = f"batch {sequence} where batch {after.sequence + 1} belongs"
@@ -313,9 +310,7 @@ def decode_batch_header(
         )
     if why is not None:
         raise refuse(why)
-    return BatchHeader(
-        kind, count, sequence, timestamp, write, body_sum, previous, block[_CHECKED:]
-    )
+    return BatchHeader(kind, count, sequence, timestamp, body_sum, previous, block[_CHECKED:])
 
 
 def body_is_torn(body: bytes, offset: int) -> bool:

@@ -55,9 +55,17 @@ def open_accounts(path: Path, engine: str) -> None:
         ledger.create_accounts([account(n) for n in range(1, ACCOUNTS + 1)])
 
 
-def post_from(path: str, engine: str, worker: int, results: multiprocessing.Queue) -> None:
+def post_from(
+    path: str,
+    engine: str,
+    worker: int,
+    results: multiprocessing.Queue,  # type: ignore[type-arg]
+    marker: Path | None = None,
+) -> None:
     """A worker process: posts plain, linked and two-phase transfers; posts the pending
-    transfers the worker before it made (they cross processes); reports its final digest."""
+    transfers the worker before it made (they cross processes); reports its final digest once
+    the file `finished` appears in `marker` (default: the ledger's directory)."""
+    finished = os.path.join(marker or path, "finished")
     rng = random.Random(worker)
     acknowledged = []
     with Ledger.open(path, engine=engine) as ledger:
@@ -76,7 +84,7 @@ def post_from(path: str, engine: str, worker: int, results: multiprocessing.Queu
             ledger.create_transfers([post(base + 2, other)])
         # Wait until every worker is done, then read: the last batches of all are seen.
         results.put(("done", worker, acknowledged))
-        while not os.path.exists(os.path.join(path, "finished")):
+        while not os.path.exists(finished):
             time.sleep(0.01)
         results.put(("digest", worker, state_digest(ledger), ledger.sequence))
 

@@ -398,6 +398,7 @@ class Ledger:
         """Applies what other processes appended to the journal, whatever `max_staleness_s`
         says; returns `sequence`."""
         if self._committer is not None:
+            self._rebuild_if_stopped()
             with self._lock:
                 self._check_usable()
                 self._follow(now=True)
@@ -515,7 +516,15 @@ class Ledger:
             raise ReadOnlyLedgerError(
                 f"the ledger of {self.path} was opened read-only: it cannot create {kind.name}"
             )
+        self._rebuild_if_stopped()
+        committer = self._committer
+        assert committer is not None
         self._check_usable()
+        if not committer.holding:
+            # What others appended is applied before waiting for the lock, while they still
+            # hold it, rather than in the span in which this process holds it.
+            with self._lock:
+                self._follow(now=True)
         committer.hold()
         queued = False
         try:
@@ -742,12 +751,13 @@ class Ledger:
         A read that finds reservations to release journals their expiry, under the append
         lock like any batch. A read-only ledger never does: it shows the journal's state, in
         which a reservation past its timeout stays pending until a writer releases it."""
-        committer = self._committer
-        if committer is None:
+        if self._committer is None:
             with self._lock:
                 self._check_usable()
                 self._expire_now(self._expiry_time())
                 return read()
+        self._rebuild_if_stopped()
+        committer = self._committer
         with self._lock:
             self._check_usable()
             self._follow()
@@ -819,6 +829,34 @@ class Ledger:
             self._fail_applying(tip.sequence + 1, error)
             raise
         committer.caught_up(tip)
+
+    def _rebuild_if_stopped(self) -> None:
+        """After a write to a journal on a server failed, or its outcome is unknown, builds the
+        state again from the journal before the next call: the batches in flight were applied
+        in memory but acknowledged to no one, and the journal alone says which of them are
+        there. A directory's journal cannot say as much after a failed write or flush, so a
+        ledger on a directory stops until it is opened again. Called outside the lock."""
+        committer = self._committer
+        if committer is None or not committer.stopped or self._closed or self._forked:
+            return
+        if isinstance(self._journal, DirectoryJournal):
+            return
+        with self._snapshot_lock:
+            if self._committer is not committer:
+                return  # Another thread rebuilt it meanwhile.
+            journal = self._journal
+            assert journal is not None
+            log.warning(
+                "fastledger: an append to %s failed or may have failed; reading the journal "
+                "again before the next call",
+                self.path,
+            )
+            committer.close()
+            with self._lock:
+                self._engine = _make_engine(self._engine_name)
+                self._timestamp = self._expired_through = 0
+                self._epoch = 0
+            self._recover(journal, cut_everything=False)
 
     def _check_usable(self) -> None:
         if self._closed:

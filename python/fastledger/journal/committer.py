@@ -41,6 +41,9 @@ GROUPS_PER_HOLD = 2
 # it looks whether one does meanwhile.
 LINGER_S = 0.002
 _LINGER_POLL_S = 0.0005
+# How long a process that let the lock go to a waiting one waits for that one's batch before it
+# takes the lock again.
+YIELD_S = 0.005
 
 
 class Committer:
@@ -60,6 +63,7 @@ class Committer:
         # callers that pinned it, the writes of this hold, and how many holds there were.
         self._locked = False
         self._acquiring = False
+        self._yielded = False
         self._pins = 0
         self._groups = 0
         self.epoch = 0
@@ -107,7 +111,12 @@ class Committer:
                     break
                 self._changed.wait()
             self._acquiring = True
+            yielded, self._yielded = self._yielded, False
         try:
+            if yielded:
+                # Let the process this one yielded to take the lock first: taking it straight
+                # back, as a lock without a queue allows, would starve the others.
+                self.journal.wait(self._tip, YIELD_S)
             self.journal.lock()
         except BaseException:
             with self._lock:
@@ -207,6 +216,12 @@ class Committer:
     def failed(self) -> bool:
         return self._failure is not None
 
+    @property
+    def stopped(self) -> bool:
+        """Whether a write failed, or its outcome is unknown: then no batch of this committer
+        becomes durable any more."""
+        return self._stopped
+
     def raise_if_failed(self) -> None:
         if self._failure is not None:
             raise self._failed() from self._failure
@@ -249,8 +264,10 @@ class Committer:
         while not self._queue:
             if self._locked and self._pins == 0:
                 lingered = time.monotonic() - idle_since
-                if self._closing or lingered >= LINGER_S or self.journal.contended():
+                contended = self.journal.contended()
+                if self._closing or lingered >= LINGER_S or contended:
                     self._locked = False
+                    self._yielded = contended
                     self.journal.unlock()
                     self._changed.notify_all()
                 else:

@@ -2,7 +2,7 @@
 
 This file and `rust/core/src/engine.rs` implement one deterministic state machine with the same
 rule order and the same helper names; read them side by side. Each create is one function with
-one guard per status, in TigerBeetle 0.17's precedence order (`_types.py` lists it); effects
+one guard per status, in TigerBeetle 0.17's precedence order (`_statuses.py` lists it); effects
 are applied only after every guard has passed.
 
 The engine trusts its input: the `Ledger` facade has already checked every field's type and
@@ -32,6 +32,7 @@ from ._records import (
     unpack_accounts,
 )
 from ._state import EngineState, decode_state, encode_state
+from ._statuses import TRANSIENT_ACCOUNT_STATUSES, TRANSIENT_TRANSFER_STATUSES
 from ._types import (
     ACCOUNT_FLAGS_KNOWN,
     AMOUNT_MAX,
@@ -83,21 +84,6 @@ _CREDITS_MUST_NOT_EXCEED_DEBITS = AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS.va
 _ACCOUNT_IMPORTED = AccountFlags.IMPORTED.value
 _HISTORY = AccountFlags.HISTORY.value
 _CLOSED = AccountFlags.CLOSED.value
-
-# Statuses that depend on the ledger's state at the time, not on the event alone. A transfer
-# id that failed with one of them can never be used again (`ID_ALREADY_FAILED`), so a retry
-# with the same id cannot succeed later by accident.
-TRANSIENT_STATUSES = frozenset(
-    {
-        T.DEBIT_ACCOUNT_NOT_FOUND,
-        T.CREDIT_ACCOUNT_NOT_FOUND,
-        T.PENDING_TRANSFER_NOT_FOUND,
-        T.EXCEEDS_CREDITS,
-        T.EXCEEDS_DEBITS,
-        T.DEBIT_ACCOUNT_ALREADY_CLOSED,
-        T.CREDIT_ACCOUNT_ALREADY_CLOSED,
-    }
-)
 
 # The life of a pending transfer: it resolves at most once.
 PENDING = 1
@@ -908,6 +894,7 @@ class PythonEngine:
         count = len(events)
         assert 0 < count <= timestamp <= TIMESTAMP_MAX
         imported_bit = _ACCOUNT_IMPORTED if statuses is A else _IMPORTED
+        transient = TRANSIENT_ACCOUNT_STATUSES if statuses is A else TRANSIENT_TRANSFER_STATUSES
         linked_or_imported = _LINKED | imported_bit
         batch_imported = events[0].flags & imported_bit
         created = statuses.CREATED
@@ -959,7 +946,7 @@ class PythonEngine:
                     for chained in range(chain, index):
                         failed = (statuses.LINKED_EVENT_FAILED, results[chained][1])
                         results[chained] = new(result, failed)
-                if statuses is T and status in TRANSIENT_STATUSES:
+                if status in transient:
                     self._failed_ids.add(event.id)
             append(new(result, (status, event_timestamp)))
             if chain is not None and (not linked or status == statuses.LINKED_EVENT_CHAIN_OPEN):

@@ -72,19 +72,6 @@ macro_rules! guard {
     };
 }
 
-/// Statuses that depend on the ledger's state at the time, not on the event alone. A transfer
-/// id that failed with one of them can never be used again (`IdAlreadyFailed`), so a retry with
-/// the same id cannot succeed later by accident.
-pub const TRANSIENT_STATUSES: [T; 7] = [
-    T::DebitAccountNotFound,
-    T::CreditAccountNotFound,
-    T::PendingTransferNotFound,
-    T::ExceedsCredits,
-    T::ExceedsDebits,
-    T::DebitAccountAlreadyClosed,
-    T::CreditAccountAlreadyClosed,
-];
-
 /// The life of a pending transfer: it resolves at most once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PendingStatus {
@@ -106,8 +93,6 @@ pub trait Event: Copy + Timestamped {
     fn flags(&self) -> u16;
     /// The timestamp of the record that an `Exists` event found.
     fn existing_timestamp(engine: &Engine, id: u128) -> u64;
-    /// Whether a failure with `status` burns the event's id (`TRANSIENT_STATUSES`).
-    fn failed_transiently(status: Self::Status) -> bool;
     /// Starts reading the index slots that creating this event will look up.
     fn prefetch(&self, engine: &Engine);
     /// Starts reading the records that creating this event will read, once `prefetch` has
@@ -140,9 +125,6 @@ impl Event for Account {
     fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
         engine.account_log[engine.account_index(id).expect("it exists")].timestamp
     }
-    fn failed_transiently(_: CreateAccountStatus) -> bool {
-        false
-    }
     fn prefetch(&self, engine: &Engine) {
         engine.accounts.prefetch(self.id);
     }
@@ -164,9 +146,6 @@ impl Event for Transfer {
     }
     fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
         engine.transfer_log[engine.transfer_index(id).expect("it exists")].timestamp
-    }
-    fn failed_transiently(status: CreateTransferStatus) -> bool {
-        TRANSIENT_STATUSES.contains(&status)
     }
     fn prefetch(&self, engine: &Engine) {
         engine.transfers.prefetch(self.id);
@@ -209,9 +188,6 @@ impl Event for TransferRecord {
     }
     fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
         Transfer::existing_timestamp(engine, id)
-    }
-    fn failed_transiently(status: CreateTransferStatus) -> bool {
-        Transfer::failed_transiently(status)
     }
     fn prefetch(&self, engine: &Engine) {
         self.transfer().prefetch(engine);
@@ -869,7 +845,7 @@ impl Engine {
                         chained.0 = E::Status::LINKED_EVENT_FAILED;
                     }
                 }
-                if E::failed_transiently(status) {
+                if status.is_transient() {
                     self.failed_ids.insert(event.id());
                 }
             }

@@ -237,3 +237,23 @@ def assert_transfer_created(ledger: Ledger, event: Transfer) -> Transfer:
     stored = stored_transfer(ledger, event.id)
     assert stored.timestamp == result.timestamp
     return stored
+
+
+class LyingInt(int):
+    """An int whose operators and conversions say that it is small and not negative: what a
+    check that trusts an int subclass's methods lets through, whatever its exact value."""
+
+    def __rshift__(self, other: object) -> int:
+        return 0
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __and__(self, other: object) -> int:
+        return 0
+
+    def __index__(self) -> int:
+        return 0
+
+    def __int__(self) -> int:
+        return 0

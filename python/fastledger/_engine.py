@@ -5,8 +5,11 @@ rule order and the same helper names; read them side by side. Each create is one
 one guard per status, in TigerBeetle 0.17's precedence order (`_statuses.py` lists it); effects
 are applied only after every guard has passed.
 
-The engine trusts its input: the `Ledger` facade has already checked every field's type and
-width, and hands over the batch timestamp. The engine never reads a clock.
+Each entry point checks its input as the Rust engine's binding does, with the checks and
+messages of `_check.py`, and refuses a bad batch whole, changing nothing; the rules then trust
+what the checks handed on, which holds plain ints only. The facade hands over the batch
+timestamp: the engine never reads a clock. Before a batch of transfers, the engine releases the
+pending transfers that expired by its first timestamp, as a rule of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any, TypeVar
 
+from . import _check
 from ._balances import pack_u128
 from ._records import (
     RECORD_SIZE,
@@ -36,6 +40,7 @@ from ._statuses import TRANSIENT_ACCOUNT_STATUSES, TRANSIENT_TRANSFER_STATUSES
 from ._types import (
     ACCOUNT_FLAGS_KNOWN,
     AMOUNT_MAX,
+    BATCH_MAX,
     TIMESTAMP_MAX,
     TRANSFER_FLAGS_KNOWN,
     U64_MAX,
@@ -54,6 +59,8 @@ from ._types import (
     Transfer,
     TransferFlags,
 )
+from .errors import InvalidArgumentError
+from .packed import as_records
 
 A = CreateAccountStatus
 T = CreateTransferStatus
@@ -65,6 +72,9 @@ K = TypeVar("K")
 R = TypeVar("R")
 
 NS_PER_S = 1_000_000_000
+
+# The most ids that `balances_at` takes, as the facade allows them.
+BALANCES_AT_IDS_MAX = 1 << 32
 
 _LINKED = TransferFlags.LINKED.value
 _PENDING = TransferFlags.PENDING.value
@@ -288,7 +298,8 @@ assert _stored(Transfer(*range(1, 14))) == tuple(range(1, 14))
 
 
 class PythonEngine:
-    """The reference state machine. Not thread-safe: the `Ledger` facade holds the lock."""
+    """The reference state machine, with the methods of the engine contract
+    (`_contract.Engine`). Not thread-safe: the `Ledger` facade holds the lock."""
 
     name = "python"
 
@@ -313,6 +324,15 @@ class PythonEngine:
     ) -> list[CreateAccountResult]:
         """Applies a batch whose last event takes `timestamp`; returns a `CreateAccountResult`
         per event."""
+        batch = _check.check_batch(accounts, "accounts", BATCH_MAX)
+        return self._create_accounts(_check.checked_accounts(batch, "accounts"), timestamp)
+
+    def _create_accounts(
+        self, accounts: Sequence[Account], timestamp: int
+    ) -> list[CreateAccountResult]:
+        _check_batch_timestamp(len(accounts), timestamp)
+        if not accounts:
+            return []
         return self._execute(accounts, timestamp, self._create_account, A, CreateAccountResult)
 
     def _create_account(self, a: Account, timestamp: int) -> int:
@@ -363,6 +383,16 @@ class PythonEngine:
     ) -> list[CreateTransferResult]:
         """Applies a batch whose last event takes `timestamp`; returns a `CreateTransferResult`
         per event."""
+        batch = _check.check_batch(transfers, "transfers", BATCH_MAX)
+        return self._create_transfers(_check.checked_transfers(batch, "transfers"), timestamp)
+
+    def _create_transfers(
+        self, transfers: Sequence[Transfer], timestamp: int
+    ) -> list[CreateTransferResult]:
+        _check_batch_timestamp(len(transfers), timestamp)
+        if not transfers:
+            return []
+        self._expire_before_batch(len(transfers), timestamp)
         return self._execute(transfers, timestamp, self._create_transfer, T, CreateTransferResult)
 
     def _create_transfer(self, t: Transfer, timestamp: int) -> int:
@@ -641,14 +671,43 @@ class PythonEngine:
     # -- packed batches --------------------------------------------------------------------
 
     def create_accounts_packed(self, records: memoryview, timestamp: int) -> tuple[bytes, bytes]:
-        """A packed batch, unpacked into records: the reference engine reads objects."""
-        return _pack_results(self.create_accounts(list(unpack_accounts(records)), timestamp))
+        """A packed batch of accounts: whole 128-byte records; returns the packed status (u32)
+        and timestamp (u64) columns."""
+        return _pack_results(self.create_accounts_from_packed(records, timestamp))
 
     def create_transfers_packed(self, records: memoryview, timestamp: int) -> tuple[bytes, bytes]:
-        transfers = list(map(_transfer_record, iter_transfer_fields(records)))
-        return _pack_results(self.create_transfers(transfers, timestamp))
+        """A packed batch of transfers, as `create_accounts_packed`."""
+        return _pack_results(self.create_transfers_from_packed(records, timestamp))
+
+    def create_accounts_from_packed(
+        self, records: memoryview, timestamp: int
+    ) -> list[CreateAccountResult]:
+        """A packed batch of accounts with the results of `create_accounts`: the records the
+        facade packed once, for the journal and the engine alike. The reference engine reads
+        them as objects; a record holds plain ints only, so they need no check of their own."""
+        view = _packed_records(records, "accounts")
+        return self._create_accounts(list(unpack_accounts(view)), timestamp)
+
+    def create_transfers_from_packed(
+        self, records: memoryview, timestamp: int
+    ) -> list[CreateTransferResult]:
+        """A packed batch of transfers with the results of `create_transfers`."""
+        view = _packed_records(records, "transfers")
+        transfers = list(map(_transfer_record, iter_transfer_fields(view)))
+        return self._create_transfers(transfers, timestamp)
 
     # -- expiry ----------------------------------------------------------------------------
+
+    def _expire_before_batch(self, count: int, timestamp: int) -> None:
+        """Before a batch of transfers whose last event takes `timestamp`, releases what
+        expired by the batch's first timestamp: a pending transfer that expires at or before
+        an event's timestamp is expired for that event, and for every event after it."""
+        self.expire_pending_transfers(timestamp - count + 1)
+
+    def expiry_due(self, now_ns: int) -> bool:
+        """Whether an expiry is due by `now_ns`: then `expire_pending_transfers` has work, if
+        only to drop the entry of a transfer that was posted or voided meanwhile."""
+        return bool(self._expiry) and self._expiry[0][0] <= now_ns
 
     def expire_pending_transfers(self, timestamp: int) -> int:
         """Releases every pending transfer whose timeout has passed by `timestamp`.
@@ -658,7 +717,7 @@ class PythonEngine:
         """
         assert self._undo is None
         expired = 0
-        while self._expiry and self._expiry[0][0] <= timestamp:
+        while self.expiry_due(timestamp):
             expires_at, pending_timestamp, pending_id = heapq.heappop(self._expiry)
             p = self._transfer(pending_id)
             if p is None or p[TIMESTAMP] != pending_timestamp or not p[TIMEOUT]:
@@ -678,17 +737,23 @@ class PythonEngine:
     # -- lookups ---------------------------------------------------------------------------
 
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
+        """The accounts with these ids, in the order asked; missing ids are left out."""
         accounts = self._accounts
+        ids = _check.check_ids(ids, "ids", BATCH_MAX)
         return [accounts[i].record() for i in ids if i in accounts]
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
-        found = (self._transfer(i) for i in ids)
+        """The transfers with these ids, in the order asked; missing ids are left out."""
+        found = map(self._transfer, _check.check_ids(ids, "ids", BATCH_MAX))
         return [_transfer_record(t) for t in found if t is not None]
 
     def lookup_accounts_packed(self, ids: Sequence[int]) -> bytes:
+        """`lookup_accounts` as packed 128-byte records."""
         return pack_accounts(self.lookup_accounts(ids))
 
     def lookup_transfers_packed(self, ids: Sequence[int]) -> bytes:
+        """`lookup_transfers` as packed 128-byte records."""
+        ids = _check.check_ids(ids, "ids", BATCH_MAX)
         log, index = self._transfer_log, self._transfer_index
         found = (index[i] * RECORD_SIZE for i in ids if i in index)
         return b"".join(log[offset : offset + RECORD_SIZE] for offset in found)
@@ -759,6 +824,8 @@ class PythonEngine:
         pending, debits posted, credits pending, credits posted) and the four column sums.
         `ledger` > 0 keeps only the accounts of that ledger.
         """
+        if account_ids is not None:
+            account_ids = _check.check_ids(account_ids, "account_ids", BALANCES_AT_IDS_MAX)
         existing = bisect.bisect_right(self._account_log, timestamp, key=_account_timestamp)
         if account_ids is None:
             chosen = self._account_log[:existing]
@@ -1224,6 +1291,23 @@ def _select(
             if len(picks) == f.limit:
                 break
     return picks
+
+
+def _check_batch_timestamp(count: int, timestamp: int) -> None:
+    """Refuses a batch timestamp that the engine cannot take: every event of a batch of
+    `count` needs its own timestamp in `1..=TIMESTAMP_MAX`, the last being `timestamp`."""
+    if not count <= timestamp <= TIMESTAMP_MAX:
+        raise InvalidArgumentError(
+            f"timestamp must be in {count}..={TIMESTAMP_MAX} for a batch of {count}, "
+            f"not {timestamp}"
+        )
+
+
+def _packed_records(records: memoryview, kind: str) -> memoryview:
+    """The bytes of a packed batch, checked: whole 128-byte records, at most `BATCH_MAX`."""
+    view = as_records(records, kind)
+    _check.check_count(len(view) // RECORD_SIZE, kind, BATCH_MAX)
+    return view
 
 
 def _pack_results(results: Sequence[tuple[int, int]]) -> tuple[bytes, bytes]:

@@ -6,7 +6,9 @@
 //! every guard has passed.
 //!
 //! The engine trusts its input: the caller has already checked every field's width (the Rust
-//! types enforce it) and hands over the batch timestamp. The engine never reads a clock.
+//! types enforce it) and hands over the batch timestamp. The engine never reads a clock. Before
+//! a batch of transfers, the engine releases the pending transfers that expired by its first
+//! timestamp, as a rule of its own.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -483,6 +485,7 @@ impl Engine {
     /// The batch is not empty and `len <= timestamp <= TIMESTAMP_MAX`.
     pub fn create_transfers(&mut self, transfers: &[Transfer], timestamp: u64) -> Vec<(T, u64)> {
         self.transfers.reserve(transfers.len());
+        self.expire_before_batch(transfers.len(), timestamp);
         self.execute(transfers, timestamp, Self::create_transfer)
     }
 
@@ -494,6 +497,7 @@ impl Engine {
         timestamp: u64,
     ) -> Vec<(T, u64)> {
         self.transfers.reserve(records.len());
+        self.expire_before_batch(records.len(), timestamp);
         let create = |engine: &mut Self, record: &TransferRecord, timestamp, found| {
             engine.create_transfer(&record.transfer(), timestamp, found)
         };
@@ -732,10 +736,18 @@ impl Engine {
 
     // -- expiry ----------------------------------------------------------------------------
 
-    /// Whether an expiry is due by `timestamp`: then `expire_pending_transfers` has work, if only
+    /// Before a batch of `count` transfers whose last event takes `timestamp`, releases what
+    /// expired by the batch's first timestamp: a pending transfer that expires at or before an
+    /// event's timestamp is expired for that event, and for every event after it.
+    fn expire_before_batch(&mut self, count: usize, timestamp: u64) {
+        assert!(0 < count && count as u64 <= timestamp);
+        self.expire_pending_transfers(timestamp - count as u64 + 1);
+    }
+
+    /// Whether an expiry is due by `now_ns`: then `expire_pending_transfers` has work, if only
     /// to drop the entry of a transfer that was posted or voided meanwhile.
-    pub fn expiry_due(&self, timestamp: u64) -> bool {
-        self.expiry.peek().is_some_and(|&Reverse((expires, _, _))| expires <= timestamp)
+    pub fn expiry_due(&self, now_ns: u64) -> bool {
+        self.expiry.peek().is_some_and(|&Reverse((expires, _, _))| expires <= now_ns)
     }
 
     /// Releases every pending transfer whose timeout has passed by `timestamp`.
@@ -745,11 +757,9 @@ impl Engine {
     pub fn expire_pending_transfers(&mut self, timestamp: u64) -> usize {
         assert!(!self.undo.active);
         let mut expired = 0;
-        while let Some(&Reverse((expires, pending_timestamp, pending_id))) = self.expiry.peek() {
-            if expires > timestamp {
-                break;
-            }
-            self.expiry.pop();
+        while self.expiry_due(timestamp) {
+            let Reverse((expires, pending_timestamp, pending_id)) =
+                self.expiry.pop().expect("an expiry is due");
             let Some(p_index) = self.transfer_index(pending_id) else {
                 continue; // Its chain was rolled back.
             };

@@ -150,6 +150,12 @@ impl Engine {
         convert::transfer_results(py, &results)
     }
 
+    /// Whether any pending transfer expires at or before `now_ns`: a cheap look at the earliest
+    /// expiry, with no other effect.
+    fn expiry_due(&self, now_ns: u64) -> bool {
+        self.core.expiry_due(now_ns)
+    }
+
     /// Releases every pending transfer whose timeout has passed by `timestamp`; returns how
     /// many expired.
     fn expire_pending_transfers(&mut self, py: Python<'_>, timestamp: u64) -> usize {

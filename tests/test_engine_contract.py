@@ -223,3 +223,18 @@ def test_a_lying_int_that_fits_is_stored_as_its_exact_value_by_both_engines() ->
         assert all(type(t.amount) is int and type(t.id) is int for t in stored)
         states.append(engine.export_state())
     assert states[0] == states[1]
+
+
+def test_both_engines_refuse_a_batch_not_stamped_after_their_newest_event() -> None:
+    """The engines' asserts rely on it: a transfer comes after its accounts."""
+    refusals = []
+    for name in ENGINE_NAMES:
+        engine = new_engine(name)
+        engine.create_accounts(accounts(1, 2), START)
+        state = engine.export_state()
+        refusals.append(error_of(lambda: engine.create_transfers([plain(10)], START)))  # noqa: B023
+        assert engine.export_state() == state
+        [result] = engine.create_transfers([plain(10)], START + 1)
+        assert result.status == T.CREATED
+    assert refusals[0][0] is InvalidArgumentError
+    assert refusals[0] == refusals[1]

@@ -36,6 +36,7 @@ from ._records import (
     unpack_accounts,
 )
 from ._state import EngineState, decode_state, encode_state
+from ._state_check import check_state
 from ._statuses import TRANSIENT_ACCOUNT_STATUSES, TRANSIENT_TRANSFER_STATUSES
 from ._types import (
     ACCOUNT_FLAGS_KNOWN,
@@ -330,7 +331,7 @@ class PythonEngine:
     def _create_accounts(
         self, accounts: Sequence[Account], timestamp: int
     ) -> list[CreateAccountResult]:
-        _check_batch_timestamp(len(accounts), timestamp)
+        _check_batch_timestamp(len(accounts), timestamp, self._newest_timestamp())
         if not accounts:
             return []
         return self._execute(accounts, timestamp, self._create_account, A, CreateAccountResult)
@@ -389,7 +390,7 @@ class PythonEngine:
     def _create_transfers(
         self, transfers: Sequence[Transfer], timestamp: int
     ) -> list[CreateTransferResult]:
-        _check_batch_timestamp(len(transfers), timestamp)
+        _check_batch_timestamp(len(transfers), timestamp, self._newest_timestamp())
         if not transfers:
             return []
         self._expire_before_batch(len(transfers), timestamp)
@@ -657,6 +658,13 @@ class PythonEngine:
         timestamp: int = _TIMESTAMP_FIELD.unpack_from(self._transfer_log, offset)[0]
         return timestamp
 
+    def _newest_timestamp(self) -> int:
+        """The timestamp of the newest account or transfer, 0 for an empty engine: every event
+        of a later batch must be stamped after it, which the engine's asserts rely on."""
+        account = self._account_log[-1].timestamp if self._account_log else 0
+        count = self._transfer_count()
+        return max(account, self._transfer_timestamp(count - 1) if count else 0)
+
     def _transfer_count(self) -> int:
         return len(self._transfer_log) // RECORD_SIZE
 
@@ -903,43 +911,36 @@ class PythonEngine:
     def import_state(self, state: bytes) -> None:
         """Loads a state that `export_state` made into this fresh engine and rebuilds every
         index from it: the id maps, the per-account transfer lists and the expiry heap.
-        Raises ValueError if the state does not hang together."""
+        Raises ValueError, changing nothing, unless the state hangs together
+        (`_state_check.py`)."""
         assert not self._account_log and not self._transfer_log, "import into a fresh engine"
         decoded = decode_state(state)
+        check_state(decoded)
         for a in decoded.accounts:
             account = _AccountState(a, a.timestamp)
             balances = (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
             account.restore((*balances, a.flags))
             self._accounts[a.id] = account
             self._account_log.append(account)
-        pending = [t for t in decoded.transfers if t.flags & _PENDING]
-        if len(pending) != len(decoded.pending):
-            raise ValueError("the engine state holds a status for each pending transfer")
         for t in decoded.transfers:
-            if (
-                t.debit_account_id not in self._accounts
-                or t.credit_account_id not in self._accounts
-            ):
-                raise ValueError(f"transfer {t.id} of the engine state names a missing account")
             position = self._transfer_count()
             self._transfer_index[t.id] = position
             self._transfer_log += pack_transfer_fields(_stored(t))
             self._accounts[t.debit_account_id].transfers.append(position)
             self._accounts[t.credit_account_id].transfers.append(position)
+        pending = [t for t in decoded.transfers if t.flags & _PENDING]
         for t, status in zip(pending, decoded.pending, strict=True):
             self._pending_status[t.id] = status
             if status == PENDING and t.timeout:
                 heapq.heappush(self._expiry, (_expires_at(_stored(t)), t.timestamp, t.id))
         self._failed_ids.update(decoded.failed_ids)
-        with_history = [a for a in self._account_log if a.history is not None]
-        if sum(len(a.transfers) for a in with_history) != len(decoded.history):
-            raise ValueError("the engine state holds a balance for each history transfer")
         entries = iter(decoded.history)
-        for account in with_history:
-            account.history = [
-                replace(next(entries), timestamp=self._transfer_timestamp(position))
-                for position in account.transfers
-            ]
+        for account in self._account_log:
+            if account.history is not None:
+                account.history = [
+                    replace(next(entries), timestamp=self._transfer_timestamp(position))
+                    for position in account.transfers
+                ]
 
     # -- the batch loop: linked chains and imported batches ----------------------------------
 
@@ -1293,13 +1294,15 @@ def _select(
     return picks
 
 
-def _check_batch_timestamp(count: int, timestamp: int) -> None:
+def _check_batch_timestamp(count: int, timestamp: int, newest: int) -> None:
     """Refuses a batch timestamp that the engine cannot take: every event of a batch of
-    `count` needs its own timestamp in `1..=TIMESTAMP_MAX`, the last being `timestamp`."""
-    if not count <= timestamp <= TIMESTAMP_MAX:
+    `count` needs its own timestamp in `1..=TIMESTAMP_MAX`, after the `newest` that the engine
+    holds, the last being `timestamp`."""
+    low = newest + count
+    if not low <= timestamp <= TIMESTAMP_MAX:
         raise InvalidArgumentError(
-            f"timestamp must be in {count}..={TIMESTAMP_MAX} for a batch of {count}, "
-            f"not {timestamp}"
+            f"timestamp must be in {low}..={TIMESTAMP_MAX} for a batch of {count} after the "
+            f"newest event, at {newest}, not {timestamp}"
         )
 
 

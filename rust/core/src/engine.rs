@@ -399,6 +399,14 @@ impl Engine {
         (dr as usize, cr as usize)
     }
 
+    /// The timestamp of the newest account or transfer, 0 for an empty engine: every event of a
+    /// later batch must be stamped after it, which the engine's asserts rely on.
+    pub fn newest_timestamp(&self) -> u64 {
+        let account = self.account_log.last().map_or(0, |a| a.timestamp);
+        let transfer = self.transfer_log.last().map_or(0, |t| t.timestamp);
+        account.max(transfer)
+    }
+
     /// Whether the engine holds no account and no transfer yet.
     pub fn is_empty(&self) -> bool {
         self.account_log.is_empty() && self.transfer_log.is_empty()

@@ -25,21 +25,11 @@ from fastledger._engine import PythonEngine
 from fastledger._records import pack_accounts_in_python, pack_transfers_in_python
 
 from .conftest import ENGINE_NAMES, require_engine
-from .helpers import LyingInt
+from .helpers import LyingInt, new_engine
 
 T = CreateTransferStatus
 NS_PER_S = 1_000_000_000
 START = 1_000 * NS_PER_S
-
-
-def new_engine(name: str) -> Engine:
-    require_engine(name)
-    if name == "python":
-        return PythonEngine()
-    from fastledger import _native
-
-    engine: Engine = _native.Engine()
-    return engine
 
 
 @pytest.fixture(params=ENGINE_NAMES)

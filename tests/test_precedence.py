@@ -26,7 +26,7 @@ from fastledger import (
 )
 
 from .conftest import ENGINE_NAMES
-from .test_engine_contract import new_engine
+from .helpers import new_engine
 
 A = CreateAccountStatus
 T = CreateTransferStatus

@@ -29,7 +29,7 @@ from fastledger import (
 from fastledger._state import EngineState, decode_state, encode_state
 
 from .conftest import ENGINE_NAMES, require_engine
-from .test_engine_contract import new_engine
+from .helpers import new_engine
 
 NS_PER_S = 1_000_000_000
 START = 1_000 * NS_PER_S

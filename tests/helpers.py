@@ -20,6 +20,10 @@ from fastledger import (
     Transfer,
     TransferFlags,
 )
+from fastledger._contract import Engine
+from fastledger._engine import PythonEngine
+
+from .conftest import require_engine
 
 LEDGER = 1
 CODE = 1
@@ -237,3 +241,35 @@ def assert_transfer_created(ledger: Ledger, event: Transfer) -> Transfer:
     stored = stored_transfer(ledger, event.id)
     assert stored.timestamp == result.timestamp
     return stored
+
+
+class LyingInt(int):
+    """An int whose operators and conversions say that it is small and not negative: what a
+    check that trusts an int subclass's methods lets through, whatever its exact value."""
+
+    def __rshift__(self, other: object) -> int:
+        return 0
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __and__(self, other: object) -> int:
+        return 0
+
+    def __index__(self) -> int:
+        return 0
+
+    def __int__(self) -> int:
+        return 0
+
+
+def new_engine(name: str) -> Engine:
+    """A fresh engine of that name, driven directly, without the facade; a missing Rust engine
+    skips the test (or fails it, where CI requires it)."""
+    require_engine(name)
+    if name == "python":
+        return PythonEngine()
+    from fastledger import _native
+
+    engine: Engine = _native.Engine()
+    return engine

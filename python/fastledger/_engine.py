@@ -2,11 +2,14 @@
 
 This file and `rust/core/src/engine.rs` implement one deterministic state machine with the same
 rule order and the same helper names; read them side by side. Each create is one function with
-one guard per status, in TigerBeetle 0.17's precedence order (`_types.py` lists it); effects
+one guard per status, in TigerBeetle 0.17's precedence order (`_statuses.py` lists it); effects
 are applied only after every guard has passed.
 
-The engine trusts its input: the `Ledger` facade has already checked every field's type and
-width, and hands over the batch timestamp. The engine never reads a clock.
+Each entry point checks its input as the Rust engine's binding does, with the checks and
+messages of `_check.py`, and refuses a bad batch whole, changing nothing; the rules then trust
+what the checks handed on, which holds plain ints only. The facade hands over the batch
+timestamp: the engine never reads a clock. Before a batch of transfers, the engine releases the
+pending transfers that expired by its first timestamp, as a rule of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any, TypeVar
 
+from . import _check
 from ._balances import pack_u128
 from ._records import (
     RECORD_SIZE,
@@ -32,9 +36,12 @@ from ._records import (
     unpack_accounts,
 )
 from ._state import EngineState, decode_state, encode_state
+from ._state_check import check_state
+from ._statuses import TRANSIENT_ACCOUNT_STATUSES, TRANSIENT_TRANSFER_STATUSES
 from ._types import (
     ACCOUNT_FLAGS_KNOWN,
     AMOUNT_MAX,
+    BATCH_MAX,
     TIMESTAMP_MAX,
     TRANSFER_FLAGS_KNOWN,
     U64_MAX,
@@ -53,6 +60,8 @@ from ._types import (
     Transfer,
     TransferFlags,
 )
+from .errors import InvalidArgumentError
+from .packed import as_records
 
 A = CreateAccountStatus
 T = CreateTransferStatus
@@ -64,6 +73,9 @@ K = TypeVar("K")
 R = TypeVar("R")
 
 NS_PER_S = 1_000_000_000
+
+# The most ids that `balances_at` takes, as the facade allows them.
+BALANCES_AT_IDS_MAX = 1 << 32
 
 _LINKED = TransferFlags.LINKED.value
 _PENDING = TransferFlags.PENDING.value
@@ -83,21 +95,6 @@ _CREDITS_MUST_NOT_EXCEED_DEBITS = AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS.va
 _ACCOUNT_IMPORTED = AccountFlags.IMPORTED.value
 _HISTORY = AccountFlags.HISTORY.value
 _CLOSED = AccountFlags.CLOSED.value
-
-# Statuses that depend on the ledger's state at the time, not on the event alone. A transfer
-# id that failed with one of them can never be used again (`ID_ALREADY_FAILED`), so a retry
-# with the same id cannot succeed later by accident.
-TRANSIENT_STATUSES = frozenset(
-    {
-        T.DEBIT_ACCOUNT_NOT_FOUND,
-        T.CREDIT_ACCOUNT_NOT_FOUND,
-        T.PENDING_TRANSFER_NOT_FOUND,
-        T.EXCEEDS_CREDITS,
-        T.EXCEEDS_DEBITS,
-        T.DEBIT_ACCOUNT_ALREADY_CLOSED,
-        T.CREDIT_ACCOUNT_ALREADY_CLOSED,
-    }
-)
 
 # The life of a pending transfer: it resolves at most once.
 PENDING = 1
@@ -302,7 +299,8 @@ assert _stored(Transfer(*range(1, 14))) == tuple(range(1, 14))
 
 
 class PythonEngine:
-    """The reference state machine. Not thread-safe: the `Ledger` facade holds the lock."""
+    """The reference state machine, with the methods of the engine contract
+    (`_contract.Engine`). Not thread-safe: the `Ledger` facade holds the lock."""
 
     name = "python"
 
@@ -327,6 +325,15 @@ class PythonEngine:
     ) -> list[CreateAccountResult]:
         """Applies a batch whose last event takes `timestamp`; returns a `CreateAccountResult`
         per event."""
+        batch = _check.check_batch(accounts, "accounts", BATCH_MAX)
+        return self._create_accounts(_check.checked_accounts(batch, "accounts"), timestamp)
+
+    def _create_accounts(
+        self, accounts: Sequence[Account], timestamp: int
+    ) -> list[CreateAccountResult]:
+        _check_batch_timestamp(len(accounts), timestamp, self._newest_timestamp())
+        if not accounts:
+            return []
         return self._execute(accounts, timestamp, self._create_account, A, CreateAccountResult)
 
     def _create_account(self, a: Account, timestamp: int) -> int:
@@ -377,6 +384,16 @@ class PythonEngine:
     ) -> list[CreateTransferResult]:
         """Applies a batch whose last event takes `timestamp`; returns a `CreateTransferResult`
         per event."""
+        batch = _check.check_batch(transfers, "transfers", BATCH_MAX)
+        return self._create_transfers(_check.checked_transfers(batch, "transfers"), timestamp)
+
+    def _create_transfers(
+        self, transfers: Sequence[Transfer], timestamp: int
+    ) -> list[CreateTransferResult]:
+        _check_batch_timestamp(len(transfers), timestamp, self._newest_timestamp())
+        if not transfers:
+            return []
+        self._expire_before_batch(len(transfers), timestamp)
         return self._execute(transfers, timestamp, self._create_transfer, T, CreateTransferResult)
 
     def _create_transfer(self, t: Transfer, timestamp: int) -> int:
@@ -641,6 +658,13 @@ class PythonEngine:
         timestamp: int = _TIMESTAMP_FIELD.unpack_from(self._transfer_log, offset)[0]
         return timestamp
 
+    def _newest_timestamp(self) -> int:
+        """The timestamp of the newest account or transfer, 0 for an empty engine: every event
+        of a later batch must be stamped after it, which the engine's asserts rely on."""
+        account = self._account_log[-1].timestamp if self._account_log else 0
+        count = self._transfer_count()
+        return max(account, self._transfer_timestamp(count - 1) if count else 0)
+
     def _transfer_count(self) -> int:
         return len(self._transfer_log) // RECORD_SIZE
 
@@ -655,19 +679,43 @@ class PythonEngine:
     # -- packed batches --------------------------------------------------------------------
 
     def create_accounts_packed(self, records: memoryview, timestamp: int) -> tuple[bytes, bytes]:
-        """A packed batch, unpacked into records: the reference engine reads objects."""
-        return _pack_results(self.create_accounts(list(unpack_accounts(records)), timestamp))
+        """A packed batch of accounts: whole 128-byte records; returns the packed status (u32)
+        and timestamp (u64) columns."""
+        return _pack_results(self.create_accounts_from_packed(records, timestamp))
 
     def create_transfers_packed(self, records: memoryview, timestamp: int) -> tuple[bytes, bytes]:
-        transfers = list(map(_transfer_record, iter_transfer_fields(records)))
-        return _pack_results(self.create_transfers(transfers, timestamp))
+        """A packed batch of transfers, as `create_accounts_packed`."""
+        return _pack_results(self.create_transfers_from_packed(records, timestamp))
+
+    def create_accounts_from_packed(
+        self, records: memoryview, timestamp: int
+    ) -> list[CreateAccountResult]:
+        """A packed batch of accounts with the results of `create_accounts`: the records the
+        facade packed once, for the journal and the engine alike. The reference engine reads
+        them as objects; a record holds plain ints only, so they need no check of their own."""
+        view = _packed_records(records, "accounts")
+        return self._create_accounts(list(unpack_accounts(view)), timestamp)
+
+    def create_transfers_from_packed(
+        self, records: memoryview, timestamp: int
+    ) -> list[CreateTransferResult]:
+        """A packed batch of transfers with the results of `create_transfers`."""
+        view = _packed_records(records, "transfers")
+        transfers = list(map(_transfer_record, iter_transfer_fields(view)))
+        return self._create_transfers(transfers, timestamp)
 
     # -- expiry ----------------------------------------------------------------------------
 
-    def expiry_due(self, timestamp: int) -> bool:
-        """Whether an expiry is due by `timestamp`: then `expire_pending_transfers` has work,
-        if only to drop the entry of a transfer that was posted or voided meanwhile."""
-        return bool(self._expiry) and self._expiry[0][0] <= timestamp
+    def _expire_before_batch(self, count: int, timestamp: int) -> None:
+        """Before a batch of transfers whose last event takes `timestamp`, releases what
+        expired by the batch's first timestamp: a pending transfer that expires at or before
+        an event's timestamp is expired for that event, and for every event after it."""
+        self.expire_pending_transfers(timestamp - count + 1)
+
+    def expiry_due(self, now_ns: int) -> bool:
+        """Whether an expiry is due by `now_ns`: then `expire_pending_transfers` has work, if
+        only to drop the entry of a transfer that was posted or voided meanwhile."""
+        return bool(self._expiry) and self._expiry[0][0] <= now_ns
 
     def expire_pending_transfers(self, timestamp: int) -> int:
         """Releases every pending transfer whose timeout has passed by `timestamp`.
@@ -677,7 +725,7 @@ class PythonEngine:
         """
         assert self._undo is None
         expired = 0
-        while self._expiry and self._expiry[0][0] <= timestamp:
+        while self.expiry_due(timestamp):
             expires_at, pending_timestamp, pending_id = heapq.heappop(self._expiry)
             p = self._transfer(pending_id)
             if p is None or p[TIMESTAMP] != pending_timestamp or not p[TIMEOUT]:
@@ -697,17 +745,23 @@ class PythonEngine:
     # -- lookups ---------------------------------------------------------------------------
 
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
+        """The accounts with these ids, in the order asked; missing ids are left out."""
         accounts = self._accounts
+        ids = _check.check_ids(ids, "ids", BATCH_MAX)
         return [accounts[i].record() for i in ids if i in accounts]
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
-        found = (self._transfer(i) for i in ids)
+        """The transfers with these ids, in the order asked; missing ids are left out."""
+        found = map(self._transfer, _check.check_ids(ids, "ids", BATCH_MAX))
         return [_transfer_record(t) for t in found if t is not None]
 
     def lookup_accounts_packed(self, ids: Sequence[int]) -> bytes:
+        """`lookup_accounts` as packed 128-byte records."""
         return pack_accounts(self.lookup_accounts(ids))
 
     def lookup_transfers_packed(self, ids: Sequence[int]) -> bytes:
+        """`lookup_transfers` as packed 128-byte records."""
+        ids = _check.check_ids(ids, "ids", BATCH_MAX)
         log, index = self._transfer_log, self._transfer_index
         found = (index[i] * RECORD_SIZE for i in ids if i in index)
         return b"".join(log[offset : offset + RECORD_SIZE] for offset in found)
@@ -778,6 +832,8 @@ class PythonEngine:
         pending, debits posted, credits pending, credits posted) and the four column sums.
         `ledger` > 0 keeps only the accounts of that ledger.
         """
+        if account_ids is not None:
+            account_ids = _check.check_ids(account_ids, "account_ids", BALANCES_AT_IDS_MAX)
         existing = bisect.bisect_right(self._account_log, timestamp, key=_account_timestamp)
         if account_ids is None:
             chosen = self._account_log[:existing]
@@ -855,43 +911,36 @@ class PythonEngine:
     def import_state(self, state: bytes) -> None:
         """Loads a state that `export_state` made into this fresh engine and rebuilds every
         index from it: the id maps, the per-account transfer lists and the expiry heap.
-        Raises ValueError if the state does not hang together."""
+        Raises ValueError, changing nothing, unless the state hangs together
+        (`_state_check.py`)."""
         assert not self._account_log and not self._transfer_log, "import into a fresh engine"
         decoded = decode_state(state)
+        check_state(decoded)
         for a in decoded.accounts:
             account = _AccountState(a, a.timestamp)
             balances = (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
             account.restore((*balances, a.flags))
             self._accounts[a.id] = account
             self._account_log.append(account)
-        pending = [t for t in decoded.transfers if t.flags & _PENDING]
-        if len(pending) != len(decoded.pending):
-            raise ValueError("the engine state holds a status for each pending transfer")
         for t in decoded.transfers:
-            if (
-                t.debit_account_id not in self._accounts
-                or t.credit_account_id not in self._accounts
-            ):
-                raise ValueError(f"transfer {t.id} of the engine state names a missing account")
             position = self._transfer_count()
             self._transfer_index[t.id] = position
             self._transfer_log += pack_transfer_fields(_stored(t))
             self._accounts[t.debit_account_id].transfers.append(position)
             self._accounts[t.credit_account_id].transfers.append(position)
+        pending = [t for t in decoded.transfers if t.flags & _PENDING]
         for t, status in zip(pending, decoded.pending, strict=True):
             self._pending_status[t.id] = status
             if status == PENDING and t.timeout:
                 heapq.heappush(self._expiry, (_expires_at(_stored(t)), t.timestamp, t.id))
         self._failed_ids.update(decoded.failed_ids)
-        with_history = [a for a in self._account_log if a.history is not None]
-        if sum(len(a.transfers) for a in with_history) != len(decoded.history):
-            raise ValueError("the engine state holds a balance for each history transfer")
         entries = iter(decoded.history)
-        for account in with_history:
-            account.history = [
-                replace(next(entries), timestamp=self._transfer_timestamp(position))
-                for position in account.transfers
-            ]
+        for account in self._account_log:
+            if account.history is not None:
+                account.history = [
+                    replace(next(entries), timestamp=self._transfer_timestamp(position))
+                    for position in account.transfers
+                ]
 
     # -- the batch loop: linked chains and imported batches ----------------------------------
 
@@ -913,6 +962,7 @@ class PythonEngine:
         count = len(events)
         assert 0 < count <= timestamp <= TIMESTAMP_MAX
         imported_bit = _ACCOUNT_IMPORTED if statuses is A else _IMPORTED
+        transient = TRANSIENT_ACCOUNT_STATUSES if statuses is A else TRANSIENT_TRANSFER_STATUSES
         linked_or_imported = _LINKED | imported_bit
         batch_imported = events[0].flags & imported_bit
         created = statuses.CREATED
@@ -964,7 +1014,7 @@ class PythonEngine:
                     for chained in range(chain, index):
                         failed = (statuses.LINKED_EVENT_FAILED, results[chained][1])
                         results[chained] = new(result, failed)
-                if statuses is T and status in TRANSIENT_STATUSES:
+                if status in transient:
                     self._failed_ids.add(event.id)
             append(new(result, (status, event_timestamp)))
             if chain is not None and (not linked or status == statuses.LINKED_EVENT_CHAIN_OPEN):
@@ -1242,6 +1292,25 @@ def _select(
             if len(picks) == f.limit:
                 break
     return picks
+
+
+def _check_batch_timestamp(count: int, timestamp: int, newest: int) -> None:
+    """Refuses a batch timestamp that the engine cannot take: every event of a batch of
+    `count` needs its own timestamp in `1..=TIMESTAMP_MAX`, after the `newest` that the engine
+    holds, the last being `timestamp`."""
+    low = newest + count
+    if not low <= timestamp <= TIMESTAMP_MAX:
+        raise InvalidArgumentError(
+            f"timestamp must be in {low}..={TIMESTAMP_MAX} for a batch of {count} after the "
+            f"newest event, at {newest}, not {timestamp}"
+        )
+
+
+def _packed_records(records: memoryview, kind: str) -> memoryview:
+    """The bytes of a packed batch, checked: whole 128-byte records, at most `BATCH_MAX`."""
+    view = as_records(records, kind)
+    _check.check_count(len(view) // RECORD_SIZE, kind, BATCH_MAX)
+    return view
 
 
 def _pack_results(results: Sequence[tuple[int, int]]) -> tuple[bytes, bytes]:

@@ -22,12 +22,14 @@ RECORD_SIZE: Final[int]
 
 @final
 class Engine:
-    """The Rust engine: the same methods, with the same results, as `PythonEngine`.
+    """The Rust engine: the methods of the engine contract (`fastledger._contract.Engine`),
+    with the same results as `PythonEngine`.
 
     Creates and lookups check their whole input first and raise `RecordTypeError`,
-    `InvalidRecordError` or `BatchTooLargeError` with the messages of the facade's checks,
-    changing nothing; a batch timestamp outside `len(batch)..=2**63 - 1` raises
-    `InvalidArgumentError`.
+    `InvalidRecordError` or `BatchTooLargeError` with the messages of `_check.py`, changing
+    nothing; a batch timestamp outside `len(batch)..=2**63 - 1` raises
+    `InvalidArgumentError`. A batch of transfers first releases what expired by its first
+    timestamp.
     """
 
     # A class attribute ("rust"); declared as a plain attribute to match `Engine.name` of the
@@ -55,7 +57,7 @@ class Engine:
     def create_transfers_from_packed(
         self, records: memoryview, timestamp: int
     ) -> list[CreateTransferResult]: ...
-    def expiry_due(self, timestamp: int) -> bool: ...
+    def expiry_due(self, now_ns: int) -> bool: ...
     def expire_pending_transfers(self, timestamp: int) -> int: ...
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]: ...
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]: ...

@@ -64,13 +64,13 @@ def pack_transfer(t: Transfer) -> bytes:
 
 def pack_accounts_in_python(accounts: Sequence[Account]) -> bytes:
     accounts = _check.check_batch(accounts, "accounts", _UNLIMITED)
-    _check.check_accounts(accounts, "accounts")
+    accounts = _check.checked_accounts(accounts, "accounts")
     return b"".join(map(pack_account, accounts))
 
 
 def pack_transfers_in_python(transfers: Sequence[Transfer]) -> bytes:
     transfers = _check.check_batch(transfers, "transfers", _UNLIMITED)
-    _check.check_transfers(transfers, "transfers")
+    transfers = _check.checked_transfers(transfers, "transfers")
     return b"".join(map(pack_transfer, transfers))
 
 

@@ -91,13 +91,17 @@ def encode_state(state: EngineState) -> bytes:
 
 
 def decode_state(data: bytes | bytearray | memoryview) -> EngineState:
-    """Decodes `encode_state`'s bytes; raises ValueError if they are not exactly that."""
+    """Decodes `encode_state`'s bytes; raises ValueError if they are not laid out as that.
+    Whether the decoded state hangs together is for `_state_check.check_state` to say."""
     view = memoryview(data)
     if len(view) < _HEADER.size:
         raise ValueError("the engine state is shorter than its header")
-    magic, version, _, accounts, transfers, pending, failed, history, _ = _HEADER.unpack_from(view)
+    header = _HEADER.unpack_from(view)
+    magic, version, reserved, accounts, transfers, pending, failed, history, reserved_64 = header
     if magic != STATE_MAGIC or version != STATE_VERSION:
         raise ValueError(f"not an engine state of format {STATE_VERSION}")
+    if reserved != 0 or reserved_64 != 0:
+        raise ValueError("the reserved fields of the engine state's header are not zero")
     offset = _HEADER.size
     sizes = (accounts * RECORD_SIZE, transfers * RECORD_SIZE, pending)
     end_of_pending = offset + sum(sizes)
@@ -108,6 +112,8 @@ def decode_state(data: bytes | bytearray | memoryview) -> EngineState:
     for size in sizes:
         sections.append(view[offset : offset + size])
         offset += size
+    if any(view[offset : offset + _padding(offset)]):
+        raise ValueError("the padding of the engine state is not zero")
     offset += _padding(offset)
     failed_ids = [
         int.from_bytes(view[i : i + _U128], "little")

@@ -6,7 +6,9 @@
 //! every guard has passed.
 //!
 //! The engine trusts its input: the caller has already checked every field's width (the Rust
-//! types enforce it) and hands over the batch timestamp. The engine never reads a clock.
+//! types enforce it) and hands over the batch timestamp. The engine never reads a clock. Before
+//! a batch of transfers, the engine releases the pending transfers that expired by its first
+//! timestamp, as a rule of its own.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -72,19 +74,6 @@ macro_rules! guard {
     };
 }
 
-/// Statuses that depend on the ledger's state at the time, not on the event alone. A transfer
-/// id that failed with one of them can never be used again (`IdAlreadyFailed`), so a retry with
-/// the same id cannot succeed later by accident.
-pub const TRANSIENT_STATUSES: [T; 7] = [
-    T::DebitAccountNotFound,
-    T::CreditAccountNotFound,
-    T::PendingTransferNotFound,
-    T::ExceedsCredits,
-    T::ExceedsDebits,
-    T::DebitAccountAlreadyClosed,
-    T::CreditAccountAlreadyClosed,
-];
-
 /// The life of a pending transfer: it resolves at most once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PendingStatus {
@@ -106,8 +95,6 @@ pub trait Event: Copy + Timestamped {
     fn flags(&self) -> u16;
     /// The timestamp of the record that an `Exists` event found.
     fn existing_timestamp(engine: &Engine, id: u128) -> u64;
-    /// Whether a failure with `status` burns the event's id (`TRANSIENT_STATUSES`).
-    fn failed_transiently(status: Self::Status) -> bool;
     /// Starts reading the index slots that creating this event will look up.
     fn prefetch(&self, engine: &Engine);
     /// Starts reading the records that creating this event will read, once `prefetch` has
@@ -140,9 +127,6 @@ impl Event for Account {
     fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
         engine.account_log[engine.account_index(id).expect("it exists")].timestamp
     }
-    fn failed_transiently(_: CreateAccountStatus) -> bool {
-        false
-    }
     fn prefetch(&self, engine: &Engine) {
         engine.accounts.prefetch(self.id);
     }
@@ -164,9 +148,6 @@ impl Event for Transfer {
     }
     fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
         engine.transfer_log[engine.transfer_index(id).expect("it exists")].timestamp
-    }
-    fn failed_transiently(status: CreateTransferStatus) -> bool {
-        TRANSIENT_STATUSES.contains(&status)
     }
     fn prefetch(&self, engine: &Engine) {
         engine.transfers.prefetch(self.id);
@@ -209,9 +190,6 @@ impl Event for TransferRecord {
     }
     fn existing_timestamp(engine: &Engine, id: u128) -> u64 {
         Transfer::existing_timestamp(engine, id)
-    }
-    fn failed_transiently(status: CreateTransferStatus) -> bool {
-        Transfer::failed_transiently(status)
     }
     fn prefetch(&self, engine: &Engine) {
         self.transfer().prefetch(engine);
@@ -421,6 +399,14 @@ impl Engine {
         (dr as usize, cr as usize)
     }
 
+    /// The timestamp of the newest account or transfer, 0 for an empty engine: every event of a
+    /// later batch must be stamped after it, which the engine's asserts rely on.
+    pub fn newest_timestamp(&self) -> u64 {
+        let account = self.account_log.last().map_or(0, |a| a.timestamp);
+        let transfer = self.transfer_log.last().map_or(0, |t| t.timestamp);
+        account.max(transfer)
+    }
+
     /// Whether the engine holds no account and no transfer yet.
     pub fn is_empty(&self) -> bool {
         self.account_log.is_empty() && self.transfer_log.is_empty()
@@ -507,6 +493,7 @@ impl Engine {
     /// The batch is not empty and `len <= timestamp <= TIMESTAMP_MAX`.
     pub fn create_transfers(&mut self, transfers: &[Transfer], timestamp: u64) -> Vec<(T, u64)> {
         self.transfers.reserve(transfers.len());
+        self.expire_before_batch(transfers.len(), timestamp);
         self.execute(transfers, timestamp, Self::create_transfer)
     }
 
@@ -518,6 +505,7 @@ impl Engine {
         timestamp: u64,
     ) -> Vec<(T, u64)> {
         self.transfers.reserve(records.len());
+        self.expire_before_batch(records.len(), timestamp);
         let create = |engine: &mut Self, record: &TransferRecord, timestamp, found| {
             engine.create_transfer(&record.transfer(), timestamp, found)
         };
@@ -756,10 +744,18 @@ impl Engine {
 
     // -- expiry ----------------------------------------------------------------------------
 
-    /// Whether an expiry is due by `timestamp`: then `expire_pending_transfers` has work, if only
+    /// Before a batch of `count` transfers whose last event takes `timestamp`, releases what
+    /// expired by the batch's first timestamp: a pending transfer that expires at or before an
+    /// event's timestamp is expired for that event, and for every event after it.
+    fn expire_before_batch(&mut self, count: usize, timestamp: u64) {
+        assert!(0 < count && count as u64 <= timestamp);
+        self.expire_pending_transfers(timestamp - count as u64 + 1);
+    }
+
+    /// Whether an expiry is due by `now_ns`: then `expire_pending_transfers` has work, if only
     /// to drop the entry of a transfer that was posted or voided meanwhile.
-    pub fn expiry_due(&self, timestamp: u64) -> bool {
-        self.expiry.peek().is_some_and(|&Reverse((expires, _, _))| expires <= timestamp)
+    pub fn expiry_due(&self, now_ns: u64) -> bool {
+        self.expiry.peek().is_some_and(|&Reverse((expires, _, _))| expires <= now_ns)
     }
 
     /// Releases every pending transfer whose timeout has passed by `timestamp`.
@@ -769,11 +765,9 @@ impl Engine {
     pub fn expire_pending_transfers(&mut self, timestamp: u64) -> usize {
         assert!(!self.undo.active);
         let mut expired = 0;
-        while let Some(&Reverse((expires, pending_timestamp, pending_id))) = self.expiry.peek() {
-            if expires > timestamp {
-                break;
-            }
-            self.expiry.pop();
+        while self.expiry_due(timestamp) {
+            let Reverse((expires, pending_timestamp, pending_id)) =
+                self.expiry.pop().expect("an expiry is due");
             let Some(p_index) = self.transfer_index(pending_id) else {
                 continue; // Its chain was rolled back.
             };
@@ -869,7 +863,7 @@ impl Engine {
                         chained.0 = E::Status::LINKED_EVENT_FAILED;
                     }
                 }
-                if E::failed_transiently(status) {
+                if status.is_transient() {
                     self.failed_ids.insert(event.id());
                 }
             }

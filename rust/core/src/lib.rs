@@ -2,9 +2,9 @@
 //!
 //! `types` holds the records and flags, `status` the create statuses in precedence order,
 //! `engine` the state machine itself, the twin of `python/fastledger/_engine.py`, `query` its
-//! read side (filters and point-in-time balances) and `state` its snapshot format. The binding
-//! crate (`rust/python`) converts Python objects to these types and back; nothing in here knows
-//! about Python.
+//! read side (filters and point-in-time balances), `state` its snapshot format and `state_check`
+//! the checks that an imported state passes. The binding crate (`rust/python`) converts Python
+//! objects to these types and back; nothing in here knows about Python.
 
 pub mod engine;
 mod index;
@@ -12,6 +12,7 @@ mod log;
 mod memory;
 pub mod query;
 pub mod state;
+mod state_check;
 pub mod status;
 pub mod types;
 

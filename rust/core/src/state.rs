@@ -2,9 +2,10 @@
 //! documents the layout): both engines export and import these exact bytes, so a snapshot
 //! written by one opens in the other.
 
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 
 use crate::engine::{expires_at, Engine, PendingStatus};
+use crate::state_check::check_state;
 use crate::types::{transfer_flags, Account, AccountBalance, Transfer, RECORD_SIZE};
 
 pub const STATE_MAGIC: &[u8; 8] = b"FLSTATE\0";
@@ -97,9 +98,13 @@ impl Engine {
     }
 
     /// A fresh engine holding a state that `export_state` made, with every index rebuilt from
-    /// it: the id maps, the per-account transfer lists and the expiry heap.
+    /// it: the id maps, the per-account transfer lists and the expiry heap. Refuses a state
+    /// that does not hang together (`state_check.rs`).
     pub fn import_state(state: &[u8]) -> Result<Engine, StateError> {
         let sections = Sections::decode(state)?;
+        let view = StateView { state, sections: &sections };
+        view.check_pending_statuses()?;
+        check_state(&view)?;
         let mut engine = Engine::new();
         // Sized once: growing the indexes and logs record by record rehashed and copied them
         // again and again, which made importing slower than replaying the journal.
@@ -109,95 +114,135 @@ impl Engine {
         engine.newest_transfers.reserve_exact(sections.accounts);
         engine.transfers.reserve(sections.transfers);
         for i in 0..sections.accounts {
-            let a = Account::from_bytes(record_at(state, sections.accounts_at + i * RECORD_SIZE));
-            engine.log_account(Account { reserved: 0, ..a });
+            engine.log_account(view.account(i));
         }
-        let transfer = |i: usize| {
-            Transfer::from_bytes(record_at(state, sections.transfers_at + i * RECORD_SIZE))
-        };
-        let statuses = &state[sections.pending_at..sections.pending_at + sections.pending];
-        // Checked where the reference engine's decoder checks them: paired in order with the
-        // pending transfers, before their count is compared.
-        let pending = (0..sections.transfers)
-            .map(&transfer)
-            .filter(|t| t.flags & transfer_flags::PENDING != 0);
-        let mut pending_count = 0;
-        for t in pending {
-            if let Some(&byte) = statuses.get(pending_count) {
-                if PendingStatus::from_byte(byte).is_none() {
-                    let message = format!("pending transfer {} has status {byte}", t.id);
-                    return Err(StateError(message));
-                }
-            }
-            pending_count += 1;
-        }
-        if pending_count != sections.pending {
-            return Err(StateError(
-                "the engine state holds a status for each pending transfer".into(),
-            ));
-        }
-        let mut statuses = statuses.iter();
+        let mut statuses = (0..sections.pending).map(|i| view.status(i));
         for i in 0..sections.transfers {
-            engine.import_transfer(&transfer(i), &mut statuses)?;
+            engine.import_transfer(&view.transfer(i), &mut statuses);
         }
         engine.sweep_trails();
         for i in 0..sections.failed {
-            engine.failed_ids.insert(u128_at(state, sections.failed_at + i * U128_SIZE));
+            engine.failed_ids.insert(view.failed_id(i));
         }
-        engine.import_history(&state[sections.history_at..], sections.history)?;
+        engine.import_history(&view);
         engine.fence_logs();
         Ok(engine)
     }
 
-    fn import_transfer<'a>(
-        &mut self,
-        t: &Transfer,
-        statuses: &mut impl Iterator<Item = &'a u8>,
-    ) -> Result<(), StateError> {
-        let missing =
-            || StateError(format!("transfer {} of the engine state names a missing account", t.id));
-        let dr = self.account_index(t.debit_account_id).ok_or_else(missing)?;
-        let cr = self.account_index(t.credit_account_id).ok_or_else(missing)?;
+    /// Logs a transfer of a checked state, with its pending status if it is pending.
+    fn import_transfer(&mut self, t: &Transfer, statuses: &mut impl Iterator<Item = u8>) {
+        let dr = self.account_index(t.debit_account_id).expect("checked: its accounts exist");
+        let cr = self.account_index(t.credit_account_id).expect("checked: its accounts exist");
         self.log_transfer(t, dr, cr);
         if t.flags & transfer_flags::PENDING != 0 {
-            let byte = *statuses.next().expect("the statuses were counted");
-            let status = PendingStatus::from_byte(byte).expect("the statuses were checked");
+            let byte = statuses.next().expect("checked: a status per pending transfer");
+            let status = PendingStatus::from_byte(byte).expect("checked: a known status");
             self.pending_status.insert(t.id, status);
             if status == PendingStatus::Pending && t.timeout != 0 {
                 self.expiry.push(Reverse((expires_at(t), t.timestamp, t.id)));
             }
         }
-        Ok(())
     }
 
-    /// Hands the history entries, in order, to the transfers of each account flagged HISTORY.
-    fn import_history(&mut self, entries: &[u8], count: usize) -> Result<(), StateError> {
-        let needed: usize = self
-            .account_trails
-            .iter()
-            .filter(|trail| trail.history.is_some())
-            .map(|trail| trail.transfers.len())
-            .sum();
-        if needed != count {
-            return Err(StateError(
-                "the engine state holds a balance for each history transfer".into(),
-            ));
-        }
-        let mut offset = 0;
+    /// Hands the history entries, in order, to the transfers of each account flagged HISTORY;
+    /// the state was checked to hold one for each.
+    fn import_history(&mut self, view: &StateView<'_>) {
+        let mut entry = 0;
         for trail in &mut self.account_trails {
             let Some(history) = &mut trail.history else {
                 continue;
             };
             for &index in &trail.transfers {
-                let value = |i: usize| u128_at(entries, offset + i * U128_SIZE);
+                let [debits_pending, debits_posted, credits_pending, credits_posted] =
+                    view.history_entry(entry);
+                let timestamp = self.transfer_log[index as usize].timestamp;
                 history.push(AccountBalance {
-                    debits_pending: value(0),
-                    debits_posted: value(1),
-                    credits_pending: value(2),
-                    credits_posted: value(3),
-                    timestamp: self.transfer_log[index as usize].timestamp,
+                    debits_pending,
+                    debits_posted,
+                    credits_pending,
+                    credits_posted,
+                    timestamp,
                 });
-                offset += BALANCE_SIZE;
+                entry += 1;
+            }
+        }
+    }
+}
+
+/// A decoded state read in place: the records and entries of each section, by index.
+pub(crate) struct StateView<'a> {
+    state: &'a [u8],
+    sections: &'a Sections,
+}
+
+impl StateView<'_> {
+    pub(crate) fn accounts(&self) -> usize {
+        self.sections.accounts
+    }
+
+    pub(crate) fn transfers(&self) -> usize {
+        self.sections.transfers
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.sections.pending
+    }
+
+    pub(crate) fn failed(&self) -> usize {
+        self.sections.failed
+    }
+
+    pub(crate) fn history(&self) -> usize {
+        self.sections.history
+    }
+
+    pub(crate) fn account(&self, i: usize) -> Account {
+        Account::from_bytes(record_at(self.state, self.sections.accounts_at + i * RECORD_SIZE))
+    }
+
+    pub(crate) fn transfer(&self, i: usize) -> Transfer {
+        Transfer::from_bytes(record_at(self.state, self.sections.transfers_at + i * RECORD_SIZE))
+    }
+
+    /// The status byte of the `i`th pending transfer.
+    pub(crate) fn status(&self, i: usize) -> u8 {
+        self.state[self.sections.pending_at + i]
+    }
+
+    pub(crate) fn failed_id(&self, i: usize) -> u128 {
+        u128_at(self.state, self.sections.failed_at + i * U128_SIZE)
+    }
+
+    /// The four balances of the `i`th history entry.
+    pub(crate) fn history_entry(&self, i: usize) -> [u128; 4] {
+        let at = self.sections.history_at + i * BALANCE_SIZE;
+        [0, 1, 2, 3].map(|j| u128_at(self.state, at + j * U128_SIZE))
+    }
+
+    /// Whether an account is stamped `timestamp`; the accounts were checked to be in order.
+    pub(crate) fn holds_account_timestamp(&self, timestamp: u64) -> bool {
+        let (mut low, mut high) = (0, self.accounts());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match self.account(middle).timestamp.cmp(&timestamp) {
+                Ordering::Less => low = middle + 1,
+                Ordering::Equal => return true,
+                Ordering::Greater => high = middle,
+            }
+        }
+        false
+    }
+
+    /// Refuses an unknown status byte, where the reference engine's decoder does: paired in
+    /// order with the pending transfers, before their count is compared.
+    fn check_pending_statuses(&self) -> Result<(), StateError> {
+        let pending = (0..self.transfers())
+            .map(|i| self.transfer(i))
+            .filter(|t| t.flags & transfer_flags::PENDING != 0);
+        for (i, t) in pending.take(self.pending()).enumerate() {
+            let byte = self.status(i);
+            if PendingStatus::from_byte(byte).is_none() {
+                return Err(StateError(format!("pending transfer {} has status {byte}", t.id)));
             }
         }
         Ok(())
@@ -205,7 +250,7 @@ impl Engine {
 }
 
 /// Where each section of a state starts, and how many entries it holds.
-struct Sections {
+pub(crate) struct Sections {
     accounts: usize,
     accounts_at: usize,
     transfers: usize,
@@ -228,6 +273,12 @@ impl Sections {
         if &state[..8] != STATE_MAGIC || version != STATE_VERSION {
             return Err(StateError(format!("not an engine state of format {STATE_VERSION}")));
         }
+        let reserved = u32::from_le_bytes(state[12..16].try_into().expect("4 bytes"));
+        if reserved != 0 || u64_at(state, 56) != 0 {
+            return Err(StateError(
+                "the reserved fields of the engine state's header are not zero".into(),
+            ));
+        }
         let count = |i: usize| u64_at(state, 16 + 8 * i);
         let counts = [count(0), count(1), count(2), count(3), count(4)];
         let expected = Self::expected_length(counts);
@@ -241,6 +292,9 @@ impl Sections {
         let transfers_at = HEADER_SIZE + accounts * RECORD_SIZE;
         let pending_at = transfers_at + transfers * RECORD_SIZE;
         let failed_at = pending_at + pending + padding(pending_at + pending);
+        if state[pending_at + pending..failed_at].iter().any(|&byte| byte != 0) {
+            return Err(StateError("the padding of the engine state is not zero".into()));
+        }
         let history_at = failed_at + failed * U128_SIZE;
         Ok(Self {
             accounts,

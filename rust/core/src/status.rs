@@ -1,112 +1,169 @@
-//! The outcome of one create, as `python/fastledger/_types.py` lists it: TigerBeetle 0.17's
-//! statuses in its precedence order (when several apply, the first listed is returned), with
-//! TigerBeetle's wire codes as discriminants.
+//! The outcome of one create: TigerBeetle 0.17's statuses, written once, here.
+//!
+//! Each table below is the whole truth about its statuses: their order is the precedence order
+//! (when several apply, the first listed is returned), their values are TigerBeetle's wire
+//! codes, and each row says whether the status is transient: whether it depends on the ledger's
+//! state at the time rather than on the event alone. A transfer id that failed with a transient
+//! status can never be used again (`IdAlreadyFailed`), so that a retry with the same id cannot
+//! succeed later by accident.
+//!
+//! `python/fastledger/_statuses.py` is generated from these tables by `tools/gen_statuses.py`,
+//! and `tests/test_status_table.py` fails, with the difference, when the two disagree. A row
+//! without its classification does not compile: adding a status is a row here, its guard in
+//! each engine, and its tests.
 
-/// The outcome of one account create, in precedence order.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CreateAccountStatus {
-    Created = 0xFFFF_FFFF,
-    LinkedEventFailed = 1,
-    LinkedEventChainOpen = 2,
-    ImportedEventExpected = 22,
-    ImportedEventNotExpected = 23,
-    TimestampMustBeZero = 3,
-    ImportedEventTimestampOutOfRange = 24,
-    ImportedEventTimestampMustNotAdvance = 25,
-    ReservedField = 4,
-    ReservedFlag = 5,
-    IdMustNotBeZero = 6,
-    IdMustNotBeIntMax = 7,
-    ExistsWithDifferentFlags = 15,
-    ExistsWithDifferentUserData128 = 16,
-    ExistsWithDifferentUserData64 = 17,
-    ExistsWithDifferentUserData32 = 18,
-    ExistsWithDifferentLedger = 19,
-    ExistsWithDifferentCode = 20,
-    Exists = 21,
-    FlagsAreMutuallyExclusive = 8,
-    DebitsPendingMustBeZero = 9,
-    DebitsPostedMustBeZero = 10,
-    CreditsPendingMustBeZero = 11,
-    CreditsPostedMustBeZero = 12,
-    LedgerMustNotBeZero = 13,
-    CodeMustNotBeZero = 14,
-    ImportedEventTimestampMustNotRegress = 26,
+/// Whether a failure depends on the ledger's state at the time (see the module's comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    /// The event alone decides it: the same event fails the same way in any state.
+    Permanent,
+    /// The state at the time decides it: the event's id is spent, never to be used again.
+    Transient,
 }
 
-/// The outcome of one transfer create, in precedence order.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CreateTransferStatus {
-    Created = 0xFFFF_FFFF,
-    LinkedEventFailed = 1,
-    LinkedEventChainOpen = 2,
-    ImportedEventExpected = 56,
-    ImportedEventNotExpected = 57,
-    TimestampMustBeZero = 3,
-    ImportedEventTimestampOutOfRange = 58,
-    ImportedEventTimestampMustNotAdvance = 59,
-    ReservedFlag = 4,
-    IdMustNotBeZero = 5,
-    IdMustNotBeIntMax = 6,
-    ExistsWithDifferentFlags = 36,
-    ExistsWithDifferentPendingId = 40,
-    ExistsWithDifferentTimeout = 44,
-    ExistsWithDifferentDebitAccountId = 37,
-    ExistsWithDifferentCreditAccountId = 38,
-    ExistsWithDifferentAmount = 39,
-    ExistsWithDifferentUserData128 = 41,
-    ExistsWithDifferentUserData64 = 42,
-    ExistsWithDifferentUserData32 = 43,
-    ExistsWithDifferentLedger = 67,
-    ExistsWithDifferentCode = 45,
-    Exists = 46,
-    IdAlreadyFailed = 68,
-    FlagsAreMutuallyExclusive = 7,
-    DebitAccountIdMustNotBeZero = 8,
-    DebitAccountIdMustNotBeIntMax = 9,
-    CreditAccountIdMustNotBeZero = 10,
-    CreditAccountIdMustNotBeIntMax = 11,
-    AccountsMustBeDifferent = 12,
-    PendingIdMustBeZero = 13,
-    PendingIdMustNotBeZero = 14,
-    PendingIdMustNotBeIntMax = 15,
-    PendingIdMustBeDifferent = 16,
-    TimeoutReservedForPendingTransfer = 17,
-    ClosingTransferMustBePending = 64,
-    LedgerMustNotBeZero = 19,
-    CodeMustNotBeZero = 20,
-    DebitAccountNotFound = 21,
-    CreditAccountNotFound = 22,
-    AccountsMustHaveTheSameLedger = 23,
-    TransferMustHaveTheSameLedgerAsAccounts = 24,
-    PendingTransferNotFound = 25,
-    PendingTransferNotPending = 26,
-    PendingTransferHasDifferentDebitAccountId = 27,
-    PendingTransferHasDifferentCreditAccountId = 28,
-    PendingTransferHasDifferentLedger = 29,
-    PendingTransferHasDifferentCode = 30,
-    ExceedsPendingTransferAmount = 31,
-    PendingTransferHasDifferentAmount = 32,
-    PendingTransferAlreadyPosted = 33,
-    PendingTransferAlreadyVoided = 34,
-    PendingTransferExpired = 35,
-    ImportedEventTimestampMustNotRegress = 60,
-    ImportedEventTimestampMustPostdateDebitAccount = 61,
-    ImportedEventTimestampMustPostdateCreditAccount = 62,
-    ImportedEventTimeoutMustBeZero = 63,
-    DebitAccountAlreadyClosed = 65,
-    CreditAccountAlreadyClosed = 66,
-    OverflowsDebitsPending = 47,
-    OverflowsCreditsPending = 48,
-    OverflowsDebitsPosted = 49,
-    OverflowsCreditsPosted = 50,
-    OverflowsDebits = 51,
-    OverflowsCredits = 52,
-    OverflowsTimeout = 53,
-    ExceedsCredits = 54,
-    ExceedsDebits = 55,
+/// Declares a status enum from its table: one row `Name = code, Persistence;` per status, in
+/// precedence order. It derives everything else from the rows, so that nothing about a status
+/// is written twice: `ALL` in precedence order, `name` and the exhaustive `persistence`.
+macro_rules! status_table {
+    (
+        $(#[$meta:meta])*
+        pub enum $enum:ident {
+            $($status:ident = $code:literal, $persistence:ident;)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $enum {
+            $($status = $code,)*
+        }
+
+        impl $enum {
+            /// Every status, in precedence order.
+            pub const ALL: &'static [Self] = &[$(Self::$status,)*];
+
+            /// The status's name as the table spells it.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Self::$status => stringify!($status),)*
+                }
+            }
+
+            /// Whether the status depends on the ledger's state at the time.
+            pub const fn persistence(self) -> Persistence {
+                match self {
+                    $(Self::$status => Persistence::$persistence,)*
+                }
+            }
+        }
+    };
+}
+
+status_table! {
+    /// The outcome of one account create, in precedence order.
+    pub enum CreateAccountStatus {
+        Created = 0xFFFF_FFFF, Permanent;
+        LinkedEventFailed = 1, Permanent;
+        LinkedEventChainOpen = 2, Permanent;
+        ImportedEventExpected = 22, Permanent;
+        ImportedEventNotExpected = 23, Permanent;
+        TimestampMustBeZero = 3, Permanent;
+        ImportedEventTimestampOutOfRange = 24, Permanent;
+        ImportedEventTimestampMustNotAdvance = 25, Permanent;
+        ReservedField = 4, Permanent;
+        ReservedFlag = 5, Permanent;
+        IdMustNotBeZero = 6, Permanent;
+        IdMustNotBeIntMax = 7, Permanent;
+        ExistsWithDifferentFlags = 15, Permanent;
+        ExistsWithDifferentUserData128 = 16, Permanent;
+        ExistsWithDifferentUserData64 = 17, Permanent;
+        ExistsWithDifferentUserData32 = 18, Permanent;
+        ExistsWithDifferentLedger = 19, Permanent;
+        ExistsWithDifferentCode = 20, Permanent;
+        Exists = 21, Permanent;
+        FlagsAreMutuallyExclusive = 8, Permanent;
+        DebitsPendingMustBeZero = 9, Permanent;
+        DebitsPostedMustBeZero = 10, Permanent;
+        CreditsPendingMustBeZero = 11, Permanent;
+        CreditsPostedMustBeZero = 12, Permanent;
+        LedgerMustNotBeZero = 13, Permanent;
+        CodeMustNotBeZero = 14, Permanent;
+        ImportedEventTimestampMustNotRegress = 26, Permanent;
+    }
+}
+
+status_table! {
+    /// The outcome of one transfer create, in precedence order.
+    pub enum CreateTransferStatus {
+        Created = 0xFFFF_FFFF, Permanent;
+        LinkedEventFailed = 1, Permanent;
+        LinkedEventChainOpen = 2, Permanent;
+        ImportedEventExpected = 56, Permanent;
+        ImportedEventNotExpected = 57, Permanent;
+        TimestampMustBeZero = 3, Permanent;
+        ImportedEventTimestampOutOfRange = 58, Permanent;
+        ImportedEventTimestampMustNotAdvance = 59, Permanent;
+        ReservedFlag = 4, Permanent;
+        IdMustNotBeZero = 5, Permanent;
+        IdMustNotBeIntMax = 6, Permanent;
+        ExistsWithDifferentFlags = 36, Permanent;
+        ExistsWithDifferentPendingId = 40, Permanent;
+        ExistsWithDifferentTimeout = 44, Permanent;
+        ExistsWithDifferentDebitAccountId = 37, Permanent;
+        ExistsWithDifferentCreditAccountId = 38, Permanent;
+        ExistsWithDifferentAmount = 39, Permanent;
+        ExistsWithDifferentUserData128 = 41, Permanent;
+        ExistsWithDifferentUserData64 = 42, Permanent;
+        ExistsWithDifferentUserData32 = 43, Permanent;
+        ExistsWithDifferentLedger = 67, Permanent;
+        ExistsWithDifferentCode = 45, Permanent;
+        Exists = 46, Permanent;
+        IdAlreadyFailed = 68, Permanent;
+        FlagsAreMutuallyExclusive = 7, Permanent;
+        DebitAccountIdMustNotBeZero = 8, Permanent;
+        DebitAccountIdMustNotBeIntMax = 9, Permanent;
+        CreditAccountIdMustNotBeZero = 10, Permanent;
+        CreditAccountIdMustNotBeIntMax = 11, Permanent;
+        AccountsMustBeDifferent = 12, Permanent;
+        PendingIdMustBeZero = 13, Permanent;
+        PendingIdMustNotBeZero = 14, Permanent;
+        PendingIdMustNotBeIntMax = 15, Permanent;
+        PendingIdMustBeDifferent = 16, Permanent;
+        TimeoutReservedForPendingTransfer = 17, Permanent;
+        ClosingTransferMustBePending = 64, Permanent;
+        LedgerMustNotBeZero = 19, Permanent;
+        CodeMustNotBeZero = 20, Permanent;
+        DebitAccountNotFound = 21, Transient;
+        CreditAccountNotFound = 22, Transient;
+        AccountsMustHaveTheSameLedger = 23, Permanent;
+        TransferMustHaveTheSameLedgerAsAccounts = 24, Permanent;
+        PendingTransferNotFound = 25, Transient;
+        PendingTransferNotPending = 26, Permanent;
+        PendingTransferHasDifferentDebitAccountId = 27, Permanent;
+        PendingTransferHasDifferentCreditAccountId = 28, Permanent;
+        PendingTransferHasDifferentLedger = 29, Permanent;
+        PendingTransferHasDifferentCode = 30, Permanent;
+        ExceedsPendingTransferAmount = 31, Permanent;
+        PendingTransferHasDifferentAmount = 32, Permanent;
+        PendingTransferAlreadyPosted = 33, Permanent;
+        PendingTransferAlreadyVoided = 34, Permanent;
+        PendingTransferExpired = 35, Permanent;
+        ImportedEventTimestampMustNotRegress = 60, Permanent;
+        ImportedEventTimestampMustPostdateDebitAccount = 61, Permanent;
+        ImportedEventTimestampMustPostdateCreditAccount = 62, Permanent;
+        ImportedEventTimeoutMustBeZero = 63, Permanent;
+        DebitAccountAlreadyClosed = 65, Transient;
+        CreditAccountAlreadyClosed = 66, Transient;
+        OverflowsDebitsPending = 47, Permanent;
+        OverflowsCreditsPending = 48, Permanent;
+        OverflowsDebitsPosted = 49, Permanent;
+        OverflowsCreditsPosted = 50, Permanent;
+        OverflowsDebits = 51, Permanent;
+        OverflowsCredits = 52, Permanent;
+        OverflowsTimeout = 53, Permanent;
+        ExceedsCredits = 54, Transient;
+        ExceedsDebits = 55, Transient;
+    }
 }
 
 /// The statuses that the batch loop decides for either kind of event, before the create itself
@@ -124,6 +181,9 @@ pub trait BatchStatus: Copy + Eq + core::fmt::Debug {
 
     /// The wire code.
     fn code(self) -> u32;
+
+    /// Whether a failure with this status spends the event's id (see `Persistence`).
+    fn is_transient(self) -> bool;
 }
 
 /// Both status enums answer the batch loop's statuses with their own variants of one name.
@@ -145,6 +205,10 @@ macro_rules! batch_status {
             fn code(self) -> u32 {
                 self as u32
             }
+
+            fn is_transient(self) -> bool {
+                self.persistence() == Persistence::Transient
+            }
         }
     };
 }
@@ -160,6 +224,26 @@ mod tests {
     fn created_is_the_all_ones_wire_code() {
         assert_eq!(CreateAccountStatus::Created.code(), 0xFFFF_FFFF);
         assert_eq!(CreateTransferStatus::Created.code(), 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn wire_codes_are_unique() {
+        let mut accounts: Vec<u32> = CreateAccountStatus::ALL.iter().map(|s| s.code()).collect();
+        let mut transfers: Vec<u32> = CreateTransferStatus::ALL.iter().map(|s| s.code()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        transfers.sort_unstable();
+        transfers.dedup();
+        assert_eq!(accounts.len(), CreateAccountStatus::ALL.len());
+        assert_eq!(transfers.len(), CreateTransferStatus::ALL.len());
+    }
+
+    #[test]
+    fn only_transfers_fail_transiently_and_created_never_does() {
+        assert!(CreateAccountStatus::ALL.iter().all(|s| !s.is_transient()));
+        assert!(!CreateTransferStatus::Created.is_transient());
+        assert!(CreateTransferStatus::ExceedsCredits.is_transient());
+        assert!(!CreateTransferStatus::LedgerMustNotBeZero.is_transient());
     }
 
     #[test]

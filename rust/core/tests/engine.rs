@@ -1,13 +1,14 @@
 //! Scenarios of the state machine, one per rule, read as a specification. Each drives the engine
-//! as the Python facade does: every batch gets fresh, strictly increasing timestamps, and pending
-//! transfers are expired up to the batch's first timestamp before it runs.
+//! as the Python facade does: every batch gets fresh, strictly increasing timestamps. The engine
+//! itself expires pending transfers up to a batch's first timestamp before it runs.
 
+mod common;
+
+use common::{account, pending, post, transfer, void, NS_PER_S};
 use fastledger_core::{
     account_flags, transfer_flags, Account, CreateAccountStatus as A, CreateTransferStatus as T,
     Engine, Transfer, TransferRecord, AMOUNT_MAX, RECORD_SIZE, U128_MAX,
 };
-
-const NS_PER_S: u64 = 1_000_000_000;
 
 /// An engine with a clock that the scenario moves by hand, in nanoseconds.
 struct Ledger {
@@ -40,8 +41,6 @@ impl Ledger {
 
     fn create_transfers_at(&mut self, transfers: &[Transfer]) -> Vec<(T, u64)> {
         let timestamp = self.batch_timestamp(transfers.len());
-        let first = timestamp - transfers.len() as u64 + 1;
-        self.engine.expire_pending_transfers(first);
         self.engine.create_transfers(transfers, timestamp)
     }
 
@@ -69,41 +68,6 @@ impl Ledger {
     fn advance_s(&mut self, seconds: u64) {
         self.now_ns += seconds * NS_PER_S;
     }
-}
-
-fn account(id: u128, flags: u16) -> Account {
-    Account { id, ledger: 1, code: 1, flags, ..Account::default() }
-}
-
-fn transfer(id: u128, debit: u128, credit: u128, amount: u128, flags: u16) -> Transfer {
-    Transfer {
-        id,
-        debit_account_id: debit,
-        credit_account_id: credit,
-        amount,
-        ledger: 1,
-        code: 1,
-        flags,
-        ..Transfer::default()
-    }
-}
-
-fn pending(id: u128, debit: u128, credit: u128, amount: u128, timeout_s: u32) -> Transfer {
-    Transfer { timeout: timeout_s, ..transfer(id, debit, credit, amount, transfer_flags::PENDING) }
-}
-
-fn post(id: u128, pending_id: u128, amount: u128) -> Transfer {
-    Transfer {
-        id,
-        pending_id,
-        amount,
-        flags: transfer_flags::POST_PENDING_TRANSFER,
-        ..Transfer::default()
-    }
-}
-
-fn void(id: u128, pending_id: u128) -> Transfer {
-    Transfer { id, pending_id, flags: transfer_flags::VOID_PENDING_TRANSFER, ..Transfer::default() }
 }
 
 /// A ledger with accounts 1 and 2 (no limits) and 3 (debits must not exceed credits).
@@ -267,6 +231,21 @@ fn pending_transfer_expires_after_its_timeout() {
     assert_eq!(ledger.balances(1), (5, 0, 0, 0), "a pending transfer without timeout stays");
     assert_eq!(ledger.create_transfers(&[post(12, 10, 1)]), [T::PendingTransferExpired]);
     assert_eq!(ledger.engine.expire_pending_transfers(u64::MAX >> 1), 0, "it expires once");
+}
+
+#[test]
+fn a_batch_of_transfers_first_releases_what_expired_by_its_first_timestamp() {
+    let mut ledger = ledger();
+    let results = ledger.create_transfers_at(&[pending(10, 1, 2, 10, 2)]);
+    let expires_at = results[0].1 + 2 * NS_PER_S;
+    assert!(!ledger.engine.expiry_due(expires_at - 1));
+    assert!(ledger.engine.expiry_due(expires_at), "due at its expiry, not after");
+    // A batch of two whose first event takes the very time of the expiry.
+    ledger.now_ns = expires_at + 1;
+    let batch = [transfer(11, 1, 2, 1, 0), post(12, 10, 1)];
+    assert_eq!(ledger.create_transfers(&batch), [T::Created, T::PendingTransferExpired]);
+    assert!(!ledger.engine.expiry_due(u64::MAX >> 1), "nothing is left to expire");
+    assert_eq!(ledger.balances(1), (0, 1, 0, 0));
 }
 
 #[test]
@@ -447,7 +426,6 @@ fn a_packed_batch_read_in_place_gives_the_results_and_state_of_the_same_transfer
         let bytes: Vec<u8> = batch.iter().flat_map(|t| t.to_bytes()).collect();
         let records = TransferRecord::records_of(&bytes).expect("whole records");
         let timestamp = packed.batch_timestamp(records.len());
-        packed.engine.expire_pending_transfers(timestamp - records.len() as u64 + 1);
         let got = packed.engine.create_transfers_packed(records, timestamp);
         assert_eq!(got, expected);
     }

@@ -1,30 +1,15 @@
 //! Scenarios of the read side: account transfers and history, queries, point-in-time balances.
 
+mod common;
+
+use common::{account, transfer, NS_PER_S};
 use fastledger_core::query::account_filter_flags::{CREDITS, DEBITS, REVERSED};
 use fastledger_core::{
-    account_flags, transfer_flags, Account, AccountFilter, CreateTransferStatus as T, Engine,
-    QueryFilter, Transfer, WideSum, AMOUNT_MAX, U128_MAX,
+    account_flags, transfer_flags, AccountFilter, CreateTransferStatus as T, Engine, QueryFilter,
+    Transfer, WideSum, AMOUNT_MAX, U128_MAX,
 };
 
-const NS_PER_S: u64 = 1_000_000_000;
 const START: u64 = 1_000 * NS_PER_S;
-
-fn account(id: u128, flags: u16) -> Account {
-    Account { id, ledger: 1, code: 1, flags, ..Account::default() }
-}
-
-fn transfer(id: u128, debit: u128, credit: u128, amount: u128, flags: u16) -> Transfer {
-    Transfer {
-        id,
-        debit_account_id: debit,
-        credit_account_id: credit,
-        amount,
-        ledger: 1,
-        code: 1,
-        flags,
-        ..Transfer::default()
-    }
-}
 
 /// Accounts 1 (with history) and 2, then transfers 10, 11, 12 of 1, 2, 3 from 1 to 2, one per
 /// batch, at START + 1, + 2 and + 3.

@@ -266,8 +266,9 @@ fn check_count(count: usize, kind: &str, limit: usize) -> PyResult<()> {
     )))
 }
 
-/// Reads an unsigned integer of `bits` bits, refusing what `_check` refuses: a non-int (an int
-/// subclass such as `IntFlag` is welcome, `bool` is not), a negative value, a value too wide.
+/// Reads an unsigned integer of `bits` bits from its exact value (`exact_int`), refusing what
+/// `_check` refuses: a non-int (an int subclass such as `IntFlag` is welcome, `bool` is not), a
+/// negative value, a value too wide.
 fn unsigned(value: &Bound<'_, PyAny>, place: &Place<'_>, bits: u32) -> PyResult<u128> {
     debug_assert!(bits <= 128);
     if !value.is_exact_instance_of::<PyInt>()
@@ -276,6 +277,8 @@ fn unsigned(value: &Bound<'_, PyAny>, place: &Place<'_>, bits: u32) -> PyResult<
         let name = type_name(value)?;
         return Err(RecordTypeError::new_err(format!("{place} must be an int, not {name}")));
     }
+    let exact = exact_int(value)?;
+    let value = &exact;
     let py = value.py();
     let mut overflow: c_int = 0;
     // SAFETY: `value` is a live int; the call only reads it.
@@ -295,6 +298,18 @@ fn unsigned(value: &Bound<'_, PyAny>, place: &Place<'_>, bits: u32) -> PyResult<
         Some(number) if bits == 128 || number >> bits == 0 => Ok(number),
         _ => Err(InvalidRecordError::new_err(field_message(value, place, bits)?)),
     }
+}
+
+/// The exact value of an int: the int itself, or for an instance of a subclass a plain int of
+/// its value, read without calling any of its methods (`PyNumber_Index`). A subclass may
+/// override the operators that reading a wide int goes through (the `>>` of PyO3's 128-bit
+/// conversion), and its own `__index__`; the copy has int's own.
+fn exact_int<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if value.is_exact_instance_of::<PyInt>() {
+        return Ok(value.clone());
+    }
+    // SAFETY: `value` is a live object; the call returns a new reference or NULL with an error.
+    unsafe { Bound::from_owned_ptr_or_err(value.py(), ffi::PyNumber_Index(value.as_ptr())) }
 }
 
 /// The message of `_check.field_message` for a value that does not fit its field.
@@ -519,10 +534,11 @@ pub fn packed_results<'py, S: BatchStatus>(
     Ok((statuses, timestamps))
 }
 
-/// `f.<name>` as the unsigned type `$ty`; the facade has checked the filter's fields.
+/// `f.<name>` as the unsigned type it is assigned to, read from its exact value (see
+/// `exact_int`); the facade has checked the filter's fields.
 macro_rules! filter_field {
     ($f:expr, $name:literal) => {
-        $f.getattr(pyo3::intern!($f.py(), $name))?.extract()?
+        exact_int(&$f.getattr(pyo3::intern!($f.py(), $name))?)?.extract()?
     };
 }
 

@@ -50,13 +50,17 @@ fn run<T: Send>(py: Python<'_>, events: usize, work: impl FnOnce() -> T + Send) 
 }
 
 /// Refuses a batch timestamp that the core cannot take: every event of a batch of `count` needs
-/// its own timestamp in `1..=TIMESTAMP_MAX`, the last being `timestamp`.
-fn check_batch_timestamp(count: usize, timestamp: u64) -> PyResult<()> {
-    if (count as u64) <= timestamp && timestamp <= TIMESTAMP_MAX {
+/// its own timestamp in `1..=TIMESTAMP_MAX`, after the `newest` that the engine holds, the last
+/// being `timestamp`.
+fn check_batch_timestamp(count: usize, timestamp: u64, newest: u64) -> PyResult<()> {
+    // At most TIMESTAMP_MAX + BATCH_MAX: no overflow.
+    let low = newest + count as u64;
+    if low <= timestamp && timestamp <= TIMESTAMP_MAX {
         return Ok(());
     }
     Err(InvalidArgumentError::new_err(format!(
-        "timestamp must be in {count}..={TIMESTAMP_MAX} for a batch of {count}, not {timestamp}"
+        "timestamp must be in {low}..={TIMESTAMP_MAX} for a batch of {count} after the newest \
+         event, at {newest}, not {timestamp}"
     )))
 }
 
@@ -150,10 +154,10 @@ impl Engine {
         convert::transfer_results(py, &results)
     }
 
-    /// Whether an expiry is due by `timestamp`: then `expire_pending_transfers` has work, if only
-    /// to drop the entry of a transfer that was posted or voided meanwhile.
-    fn expiry_due(&self, timestamp: u64) -> bool {
-        self.core.expiry_due(timestamp)
+    /// Whether any pending transfer expires at or before `now_ns`: a cheap look at the earliest
+    /// expiry, with no other effect.
+    fn expiry_due(&self, now_ns: u64) -> bool {
+        self.core.expiry_due(now_ns)
     }
 
     /// Releases every pending transfer whose timeout has passed by `timestamp`; returns how
@@ -301,7 +305,7 @@ impl Engine {
         py: Python<'_>,
         timestamp: u64,
     ) -> PyResult<Vec<(CreateAccountStatus, u64)>> {
-        check_batch_timestamp(self.accounts.len(), timestamp)?;
+        check_batch_timestamp(self.accounts.len(), timestamp, self.core.newest_timestamp())?;
         let (core, batch) = (&mut self.core, &self.accounts);
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -324,7 +328,7 @@ impl Engine {
             return self.apply_transfers(py, timestamp);
         };
         let batch = TransferRecord::records_of(bytes.as_bytes()).expect("checked: whole records");
-        check_batch_timestamp(batch.len(), timestamp)?;
+        check_batch_timestamp(batch.len(), timestamp, self.core.newest_timestamp())?;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -338,7 +342,7 @@ impl Engine {
         py: Python<'_>,
         timestamp: u64,
     ) -> PyResult<Vec<(CreateTransferStatus, u64)>> {
-        check_batch_timestamp(self.transfers.len(), timestamp)?;
+        check_batch_timestamp(self.transfers.len(), timestamp, self.core.newest_timestamp())?;
         let (core, batch) = (&mut self.core, &self.transfers);
         if batch.is_empty() {
             return Ok(Vec::new());

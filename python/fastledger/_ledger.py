@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
 from . import _check, packed
 from ._balances import Balances, TrialBalance
+from ._contract import Engine
 from ._engine import PythonEngine
 from ._records import RECORD_SIZE, pack_accounts, pack_transfers
 from ._types import (
@@ -72,42 +73,42 @@ ENGINES = ("auto", "rust", "python")
 log = logging.getLogger("fastledger")
 
 
+# An engine's create of object records, and of packed records with packed or object results.
+_Create = Callable[[Engine, Any, int], list[Any]]
+_CreatePacked = Callable[[Engine, memoryview, int], tuple[bytes, bytes]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Kind:
     """What differs between creating accounts and creating transfers."""
 
     name: str
-    # Checks a list of records for the Python engine (the Rust engine checks as it converts).
-    check: Callable[[Sequence[Any], str], None]
     result: type
     status_enum: type[CreateAccountStatus] | type[CreateTransferStatus]
-    create: str
-    create_packed: str
-    # The Rust engine's create of packed records with the results of `create`.
-    create_from_packed: str
+    create: _Create
+    create_packed: _CreatePacked
+    create_from_packed: _Create
     journal_kind: int
     pack: Callable[[Any], bytes]
 
 
 _ACCOUNTS = _Kind(
     "accounts",
-    _check.check_accounts,
     CreateAccountResult,
     CreateAccountStatus,
-    "create_accounts",
-    "create_accounts_packed",
-    "create_accounts_from_packed",
+    lambda engine, events, timestamp: engine.create_accounts(events, timestamp),
+    lambda engine, records, timestamp: engine.create_accounts_packed(records, timestamp),
+    lambda engine, records, timestamp: engine.create_accounts_from_packed(records, timestamp),
     KIND_ACCOUNTS,
     pack_accounts,
 )
 _TRANSFERS = _Kind(
     "transfers",
-    _check.check_transfers,
     CreateTransferResult,
     CreateTransferStatus,
-    "create_transfers",
-    "create_transfers_packed",
-    "create_transfers_from_packed",
+    lambda engine, events, timestamp: engine.create_transfers(events, timestamp),
+    lambda engine, records, timestamp: engine.create_transfers_packed(records, timestamp),
+    lambda engine, records, timestamp: engine.create_transfers_from_packed(records, timestamp),
     KIND_TRANSFERS,
     pack_transfers,
 )
@@ -122,52 +123,6 @@ SNAPSHOT_EVERY = 128
 DURABILITY = ("fsync", "unsafe_no_fsync")
 
 R = TypeVar("R")
-
-
-class Engine(Protocol):
-    """What the facade needs of an engine; `PythonEngine` and `_native.Engine` provide it."""
-
-    name: str
-
-    def create_accounts(
-        self, accounts: Sequence[Account], timestamp: int
-    ) -> list[CreateAccountResult]: ...
-
-    def create_transfers(
-        self, transfers: Sequence[Transfer], timestamp: int
-    ) -> list[CreateTransferResult]: ...
-
-    def create_accounts_packed(
-        self, records: memoryview, timestamp: int
-    ) -> tuple[bytes, bytes]: ...
-
-    def create_transfers_packed(
-        self, records: memoryview, timestamp: int
-    ) -> tuple[bytes, bytes]: ...
-
-    def expiry_due(self, timestamp: int) -> bool: ...
-
-    def expire_pending_transfers(self, timestamp: int) -> int: ...
-
-    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]: ...
-
-    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]: ...
-
-    def lookup_accounts_packed(self, ids: Sequence[int]) -> bytes: ...
-
-    def lookup_transfers_packed(self, ids: Sequence[int]) -> bytes: ...
-
-    def get_account_transfers(self, f: AccountFilter) -> list[Transfer]: ...
-
-    def get_account_balances(self, f: AccountFilter) -> list[AccountBalance]: ...
-
-    def query_accounts(self, f: QueryFilter) -> list[Account]: ...
-
-    def query_transfers(self, f: QueryFilter) -> list[Transfer]: ...
-
-    def balances_at(
-        self, timestamp: int, account_ids: Sequence[int] | None, ledger: int
-    ) -> tuple[tuple[bytes, bytes, bytes, bytes, bytes], tuple[int, int, int, int]]: ...
 
 
 class SnapshotEngine(Protocol):
@@ -467,24 +422,20 @@ class Ledger:
             return self._create_packed(kind, events)
         if not events:
             return []
-        rust = self._engine.name == "rust"
-        if not rust:
-            kind.check(events, kind.name)
         if self._committer is None:
+            # The engine checks the records as it reads them, once.
             with self._lock:
-                timestamp = self._begin_batch(kind, len(events))
-                raw: list[Any] = getattr(self._engine, kind.create)(events, timestamp)
-            return raw
+                timestamp = self._begin_batch(len(events))
+                created: list[Any] = kind.create(self._engine, events, timestamp)
+                return created
         # Packed once: the journal and the engine take the same bytes, so that what was
         # checked is what is applied is what is journaled, whatever the caller's objects do.
         body = kind.pack(events)
-        if rust:
-            sequence, raw = self._journaled(kind, body, kind.create_from_packed, memoryview(body))
-        else:
-            sequence, raw = self._journaled(kind, body, kind.create, events)
+        sequence, answer = self._journaled(kind, body, kind.create_from_packed)
         self._settle(sequence)
         # Each engine makes the result records itself, the cheapest place to make them.
-        return raw
+        results: list[Any] = answer
+        return results
 
     def _create_packed(self, kind: _Kind, events: object) -> PackedResults[Any]:
         records = packed.as_records(events, kind.name)
@@ -494,19 +445,21 @@ class Ledger:
             return PackedResults(b"", b"", kind.result, kind.status_enum)
         if self._committer is None:
             with self._lock:
-                timestamp = self._begin_batch(kind, count)
-                statuses, timestamps = getattr(self._engine, kind.create_packed)(records, timestamp)
+                timestamp = self._begin_batch(count)
+                statuses, timestamps = kind.create_packed(self._engine, records, timestamp)
             return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
         body = _immutable(records)
-        sequence, answer = self._journaled(kind, body, kind.create_packed, memoryview(body))
+        sequence, answer = self._journaled(kind, body, kind.create_packed)
         self._settle(sequence)
         statuses, timestamps = answer
         return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
 
-    def _journaled(self, kind: _Kind, body: bytes, create: str, records: object) -> tuple[int, Any]:
-        """Appends a batch to the journal and has the engine apply it with its method `create`
-        on `records`, the events of `body`; returns the batch's sequence and the engine's
-        answer, before the batch is durable (see `_settle`).
+    def _journaled(
+        self, kind: _Kind, body: bytes, create: _Create | _CreatePacked
+    ) -> tuple[int, Any]:
+        """Appends a batch to the journal and has the engine apply it with `create` on the
+        same bytes; returns the batch's sequence and the engine's answer, before the batch is
+        durable (see `_settle`).
 
         The batch is stamped and queued under the append lock, once this ledger has applied
         every batch that others appended before it."""
@@ -530,17 +483,17 @@ class Ledger:
         try:
             with self._lock:
                 self._catch_up_to_append()
-                timestamp = self._begin_batch(kind, len(body) // RECORD_SIZE)
+                timestamp = self._begin_batch(len(body) // RECORD_SIZE)
                 # From here the batch's append ends the pin, so that the committer need not
                 # wait for the engine before it writes.
                 queued = True
-                return self._apply_journaled(kind, timestamp, body, create, records)
+                return self._apply_journaled(kind, timestamp, body, create)
         finally:
             if not queued:
                 committer.release()
 
     def _apply_journaled(
-        self, kind: _Kind, timestamp: int, body: bytes, create: str, records: object
+        self, kind: _Kind, timestamp: int, body: bytes, create: _Create | _CreatePacked
     ) -> tuple[int, Any]:
         """Queues a batch for the journal, then has the engine apply it; returns the batch's
         sequence and the engine's answer. Called under both locks.
@@ -552,22 +505,18 @@ class Ledger:
         self._policy.note_batch(len(body))
         sequence = committer.append(kind.journal_kind, timestamp, body)
         try:
-            return sequence, getattr(self._engine, create)(records, timestamp)
+            return sequence, create(self._engine, memoryview(body), timestamp)
         except BaseException as error:
             self._fail_applying(sequence, error)
             raise
 
-    def _begin_batch(self, kind: _Kind, count: int, journaled: int | None = None) -> int:
-        """Stamps a batch (on replay, with its `journaled` stamp); before transfers, releases
-        the pending transfers that expired."""
+    def _begin_batch(self, count: int, journaled: int | None = None) -> int:
+        """Stamps a batch (on replay, with its `journaled` stamp). The engine releases the
+        pending transfers that expired before it applies a batch of transfers."""
         self._check_usable()
         if journaled is None:
-            timestamp = self._batch_timestamp(count)
-        else:
-            timestamp = self._advance(journaled, count)
-        if kind is _TRANSFERS:
-            self._engine.expire_pending_transfers(timestamp - count + 1)
-        return timestamp
+            return self._batch_timestamp(count)
+        return self._advance(journaled, count)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -1025,8 +974,8 @@ class Ledger:
             self._expired_through = batch.timestamp
             return
         kind = _KINDS[batch.kind]
-        timestamp = self._begin_batch(kind, batch.count, batch.timestamp)
-        getattr(self._engine, kind.create_packed)(memoryview(batch.body), timestamp)
+        timestamp = self._begin_batch(batch.count, batch.timestamp)
+        kind.create_packed(self._engine, memoryview(batch.body), timestamp)
 
 
 def _name(snapshot: Snapshot | None) -> str:

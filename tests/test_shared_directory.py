@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,7 @@ from fastledger import (
     LedgerForkedError,
     QueryFilter,
     ReadOnlyLedgerError,
+    Transfer,
     TransferFlags,
 )
 from fastledger._verify import verify
@@ -301,3 +304,35 @@ def test_a_url_that_is_not_postgresql_is_refused_and_creates_nothing(tmp_path: P
     with pytest.raises(InvalidArgumentError, match="postgresql://"):
         Ledger.open("mysql://localhost/ledger")
     assert not list(tmp_path.iterdir())
+
+
+class Shifting(Sequence[Transfer]):
+    """A sequence whose items change each time they are read: honest the first time."""
+
+    def __init__(self, honest: list[Transfer]) -> None:
+        self._honest = honest
+        self._reads = 0
+
+    def __len__(self) -> int:
+        return len(self._honest)
+
+    def __getitem__(self, index: Any) -> Any:
+        self._reads += 1
+        item = self._honest[index]
+        if self._reads <= len(self._honest):
+            return item
+        return dataclasses.replace(item, amount=10**30, debit_account_id=2)
+
+
+def test_a_sequence_that_changes_as_it_is_read_is_applied_as_journaled(
+    engine: str, tmp_path: Path
+) -> None:
+    with Ledger.open(tmp_path, engine=engine) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        batch = Shifting([transfer(10, 1, 2, 5), transfer(11, 1, 2, 6)])
+        statuses = [r.status for r in ledger.create_transfers(batch)]
+        live = state_digest(ledger)
+    with Ledger.open(tmp_path, engine=engine) as reopened:
+        assert state_digest(reopened) == live, "memory and journal agree"
+        assert statuses == [T.CREATED, T.CREATED]
+        assert reopened.lookup_accounts([1])[0].debits_posted == 11

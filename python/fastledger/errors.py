@@ -17,6 +17,9 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidRecordError",
     "JournalCorruptError",
+    "JournalOutcomeUnknownError",
+    "JournalReadOnlyError",
+    "JournalUnavailableError",
     "JournalWriteError",
     "LedgerClosedError",
     "LedgerLockedError",
@@ -102,4 +105,29 @@ class LedgerLockedError(FastledgerError, OSError):
     """Another ledger (in this process or another) has the directory open for writing.
 
     One writer at a time keeps the journal a single hash chain: close the other ledger first.
+    """
+
+
+class JournalOutcomeUnknownError(JournalWriteError):
+    """The connection to the journal was lost while a write was being committed: the batches
+    may or may not be in the journal, and nothing was acknowledged.
+
+    Find out from the journal before going on: take the append lock again (which connects
+    anew) and read after the tip that the write started from. A batch found there is kept and
+    applied once; one not found was never written.
+    """
+
+
+class JournalUnavailableError(FastledgerError, OSError):
+    """The journal cannot be reached or read: its server is down, the connection was lost and
+    could not be made again, or its tables are missing.
+
+    Nothing was changed by the call that failed: retry it once the journal is back.
+    """
+
+
+class JournalReadOnlyError(FastledgerError, PermissionError):
+    """A journal opened read-only was asked to take the append lock or to write.
+
+    Nothing was written: open the journal without `read_only` to append to it.
     """

@@ -40,7 +40,9 @@ survives: `synchronous_commit = on` keeps a batch through a crash of the server,
 replication through the loss of its machine. A write that fails before its commit raises
 JournalWriteError: nothing was written. A connection lost during COMMIT raises
 JournalOutcomeUnknownError: the batches may be there; the session and its lock are gone, so
-`lock()` connects anew, and `read` after the old tip tells what is there. No statement timeout
+`lock()` connects anew, and `read` after the old tip tells what is there. That answer is final:
+the old session held the lock until its backend ended, which is after its commit finished one
+way or the other, and `lock()` waits for it. No statement timeout
 is set: cancelling a commit that waits for a synchronous standby leaves it committed on the
 primary without a word.
 
@@ -271,26 +273,35 @@ class PostgresJournal:
             raise self._refuse("the head of the empty journal is not its header's", empty)
 
     def _create(self, connection: Connection) -> None:
-        with connection.transaction():
-            # Processes that open a new journal at once queue here: one makes the tables, the
-            # others find them made.
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._create_key,))
-            found = self._tables_found(connection)
-            if found == (True, True):
-                return
-            if found != (False, False):
-                raise JournalCorruptError(
-                    f"only one of the tables {self.table}_head and {self.table}_batches is "
-                    "there: restore the other, or drop both to begin a new ledger",
-                    path=self.location,
-                    offset=0,
-                )
-            for statement in self._sql.create:
-                connection.execute(statement)
-            header = JournalHeader.new(self.checksums)
-            empty = header.empty_tip(self.checksums)
-            block = header.encode(self.checksums)
-            connection.execute(self._sql.init_head, (empty.end, empty.checksum, block))
+        # Processes that open a new journal at once queue here: one makes the tables, the others
+        # find them made. The lock is taken before the transaction begins, because a backend
+        # sees the tables another one made only from its next transaction on (its catalog
+        # caches take the news at a transaction's start, not at an advisory lock).
+        connection.execute("SELECT pg_advisory_lock(%s)", (self._create_key,))
+        try:
+            with connection.transaction():
+                self._create_tables(connection)
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                connection.execute("SELECT pg_advisory_unlock(%s)", (self._create_key,))
+
+    def _create_tables(self, connection: Connection) -> None:
+        found = self._tables_found(connection)
+        if found == (True, True):
+            return
+        if found != (False, False):
+            raise JournalCorruptError(
+                f"only one of the tables {self.table}_head and {self.table}_batches is there: "
+                "restore the other, or drop both to begin a new ledger",
+                path=self.location,
+                offset=0,
+            )
+        for statement in self._sql.create:
+            connection.execute(statement)
+        header = JournalHeader.new(self.checksums)
+        empty = header.empty_tip(self.checksums)
+        block = header.encode(self.checksums)
+        connection.execute(self._sql.init_head, (empty.end, empty.checksum, block))
 
     def _tables_found(self, connection: Connection) -> tuple[bool, bool]:
         names = (f"{self.table}_head", f"{self.table}_batches")

@@ -417,6 +417,26 @@ def test_a_writer_whose_session_was_lost_writes_nothing_and_locks_again(
     assert [t.sequence for t in append(journal, empty, 1)] == [1]
 
 
+def test_a_write_interrupted_half_way_leaves_no_transaction_to_go_on_in(
+    journals: OpenJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = journals()
+    empty = empty_tip(journal)
+    psycopg = require_postgres()
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(psycopg.Cursor, "executemany", interrupted)
+    journal.lock()
+    with pytest.raises(KeyboardInterrupt):
+        journal.write(batches_after(empty, 1), empty)
+    monkeypatch.undo()
+    journal.unlock()
+    assert [t.sequence for t in append(journal, empty, 1)] == [1]
+    assert [b.sequence for b in journal.read(empty, locked=False)] == [1]
+
+
 def test_a_commit_cut_off_before_the_server_had_it_is_unknown_and_not_there(
     journals: OpenJournal, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

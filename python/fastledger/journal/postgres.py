@@ -230,6 +230,11 @@ class PostgresJournal:
         except psycopg.Error as error:
             self._abandon(connection)
             raise JournalWriteError(f"{self.location}: {batches} not written: {error}") from error
+        except BaseException:
+            # Interrupted half way (Ctrl-C): end the session, which rolls the transaction back,
+            # rather than leave it open for the next write to go on in.
+            self._lose_session()
+            raise
         if not moved:
             raise self._stale(connection, after, batches)
         self._commit(connection, batches)
@@ -413,13 +418,17 @@ class PostgresJournal:
                 raise JournalWriteError(
                     f"{self.location}: {batches} not written: the commit failed: {error}"
                 ) from error
-            self._locked_on = None
-            self._appender.drop()
+            self._lose_session()
             raise JournalOutcomeUnknownError(
                 f"{self.location}: the connection was lost while {batches} was being "
                 "committed, so it may or may not be in the journal: take the append lock again "
                 "and read after the tip this write began from to find out"
             ) from error
+        except BaseException:
+            # Interrupted while committing: the outcome is as unknown as after a lost
+            # connection, and the session must go the same way, so that `lock` connects anew.
+            self._lose_session()
+            raise
 
     def _abandon(self, connection: Connection) -> None:
         """Rolls back a write that failed before its commit; a lost connection rolled it back
@@ -427,8 +436,12 @@ class PostgresJournal:
         with contextlib.suppress(psycopg.Error):
             connection.execute("ROLLBACK")
         if connection.closed:
-            self._locked_on = None
-            self._appender.drop()
+            self._lose_session()
+
+    def _lose_session(self) -> None:
+        """Ends the append session, and with it the lock and any transaction it had open."""
+        self._locked_on = None
+        self._appender.drop()
 
     def _stale(self, connection: Connection, after: Tip, batches: str) -> JournalWriteError:
         try:

@@ -581,9 +581,14 @@ class _Session:
         if connection is None or connection.closed:
             self._connection = None
             connection = psycopg.connect(self._conninfo, autocommit=True)
+            try:
+                if self._setup is not None:
+                    self._setup(connection)
+            except BaseException:
+                # Kept, it would serve the next call without its setup (a LISTEN, say).
+                connection.close()
+                raise
             self._connection = connection
-            if self._setup is not None:
-                self._setup(connection)
         return connection
 
     def _unavailable(self, action: str, error: psycopg.Error) -> JournalUnavailableError:

@@ -13,6 +13,8 @@ import pytest
 
 import fastledger
 
+from .postgres import journal_url
+
 ENGINE_NAMES = ("python", "rust")
 
 
@@ -59,3 +61,11 @@ def make_ledger(engine: str, clock: FakeClock) -> Iterator[Callable[[], fastledg
 @pytest.fixture
 def ledger(make_ledger: Callable[[], fastledger.Ledger]) -> fastledger.Ledger:
     return make_ledger()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a PostgreSQL journal in tables of the test's own, dropped after it. Without
+    a server the test skips, or fails where FASTLEDGER_REQUIRE_POSTGRES=1: see postgres.py."""
+    with journal_url() as url:
+        yield url

@@ -18,6 +18,8 @@ __all__ = [
     "InvalidRecordError",
     "JournalCorruptError",
     "JournalOutcomeUnknownError",
+    "JournalReadOnlyError",
+    "JournalUnavailableError",
     "JournalWriteError",
     "LedgerClosedError",
     "LedgerForkedError",
@@ -120,3 +122,18 @@ class LedgerForkedError(FastledgerError, RuntimeError):
 class ReadOnlyLedgerError(FastledgerError, RuntimeError):
     """A create was called on a ledger opened with `read_only=True`: it follows the journal
     and never writes."""
+
+
+class JournalUnavailableError(FastledgerError, OSError):
+    """The journal cannot be reached or read: its server is down, the connection was lost and
+    could not be made again, or its tables are missing.
+
+    Nothing was changed by the call that failed: retry it once the journal is back.
+    """
+
+
+class JournalReadOnlyError(FastledgerError, PermissionError):
+    """A journal opened read-only was asked to take the append lock or to write.
+
+    Nothing was written: open the journal without `read_only` to append to it.
+    """

@@ -1,0 +1,675 @@
+"""A journal kept in PostgreSQL, shared by processes on any number of machines.
+
+`PostgresJournal.open("postgresql://user@host/db")` opens the journal named "fastledger" in
+that database; `table=` or the URL's `?table=` names another (a lowercase identifier of at most
+48 characters), so that one database can hold several ledgers. The rest of the URL is libpq's:
+several hosts with `target_session_attrs=read-write` follow a failover to the new primary.
+
+Tables. A journal named `t` is two tables in the connection's current schema, made by the first
+process that opens it for writing (processes racing to make it queue on an advisory lock):
+
+    t_batches  (sequence bigint primary key, batch bytea)
+        one row per batch holding exactly the bytes a directory journal holds for it: its
+        128-byte header, then its records. The column is STORAGE EXTERNAL: a large batch is
+        kept out of line and never handed to pglz, which would spend time failing to shrink
+        ids and amounts that are as good as random.
+    t_head     (one row: sequence, end_offset, checksum, header)
+        the 128-byte journal header, given when the journal was made, and the journal's tip:
+        the last batch's sequence, the byte offset just after it in a directory journal, and its
+        checksum. Offsets are those of a directory journal, so both places name a batch alike.
+
+Order. An append is one transaction: it moves the head from the tip its writer caught up to
+(`UPDATE ... WHERE sequence = and end_offset = and checksum =`) to the new tip, inserts the
+rows, notifies, and commits. Every writer passes through the head row: a second writer's update
+waits for the first's row lock and, once the first commits, finds the head moved, updates
+nothing and inserts nothing. So sequences are dense and commit in sequence order, and a reader
+that sees batch n has seen every batch before it. A bigserial would not do (it is given at
+insert and seen at commit, so a reader tailing `id > last` skips a row that commits late), nor
+would a table or advisory lock alone (a rollback still leaves a hole).
+
+Append lock. `lock()` takes a session-level advisory lock, keyed by 64 bits derived from the
+table name, on a connection of its own, so that writers queue instead of failing on the head.
+The lock is for speed; the head check is what keeps appends right, even those of a writer whose
+lock went with a lost session. Locks and LISTEN live in sessions: connect to PostgreSQL directly
+or through a pooler in session mode, never one in transaction mode (pgbouncer's default), which
+would hand the lock to whichever client's transaction runs next. The server is asked to probe
+the append session, so the lock of a writer whose machine vanished is freed within about 25 s.
+
+Durability. Nothing is acknowledged before COMMIT returned, so PostgreSQL's settings decide what
+survives: `synchronous_commit = on` keeps a batch through a crash of the server, synchronous
+replication through the loss of its machine. A write that fails before its commit raises
+JournalWriteError: nothing was written. A connection lost during COMMIT raises
+JournalOutcomeUnknownError: the batches may be there; the session and its lock are gone, so
+`lock()` connects anew, and `read` after the old tip tells what is there. That answer is final:
+the old session held the lock until its backend ended, which is after its commit finished one
+way or the other, and `lock()` waits for it. No statement timeout
+is set: cancelling a commit that waits for a synchronous standby leaves it committed on the
+primary without a word.
+
+Forks. With asynchronous replication a failover can lose committed batches and give their
+sequences to others. Every read first checks the head and the batch at the reader's tip against
+what the reader applied: a head behind that tip, or another batch at it, is a fork, raised as
+JournalCorruptError, for the ledger must stop rather than diverge from its journal.
+
+Connections. Three, each made again once lost: one for reads and head checks, one for appends
+(made by `lock()`), one that LISTENs (made by the first `wait`). A read or check that fails on a
+lost connection connects anew and tries once more, then raises JournalUnavailableError. NOTIFY
+is only a wake-up: `wait` checks the head after each one and at least every second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.rows import TupleRow
+except ImportError as error:
+    raise ImportError(
+        'a journal in PostgreSQL needs psycopg 3: pip install "fastledger[postgres]"'
+    ) from error
+
+from ..errors import (
+    InvalidArgumentError,
+    JournalCorruptError,
+    JournalOutcomeUnknownError,
+    JournalReadOnlyError,
+    JournalUnavailableError,
+    JournalWriteError,
+    LedgerClosedError,
+)
+from .format import (
+    CHECKSUM_SIZE,
+    HEADER_SIZE,
+    Batch,
+    Checksums,
+    JournalHeader,
+    Queued,
+    Tip,
+    decode_batch,
+    encode_batches,
+)
+
+__all__ = ["DEFAULT_TABLE", "PostgresJournal"]
+
+DEFAULT_TABLE = "fastledger"
+# A lowercase identifier, so that it needs no quoting in messages or in `to_regclass`, short
+# enough that "<table>_appended" stays within PostgreSQL's 63 bytes.
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+# A read fetches batches in pages: the first of a few rows (batches reach 1 MiB), then as many
+# as fit in the byte budget going by the largest batch of the page before.
+_PAGE_ROWS_FIRST = 32
+_PAGE_ROWS_MAX = 4096
+_PAGE_BYTES = 32 * 2**20
+# `wait` checks the head at least this often: a notification sent while the listening
+# connection was being made again is lost.
+_POLL_S = 1.0
+# What every connection gets unless its URL says otherwise: a bounded connect, a name that
+# shows in pg_stat_activity, and probes that notice a vanished server within about 25 s.
+_CONNECT_DEFAULTS = {
+    "connect_timeout": "10",
+    "application_name": "fastledger",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+}
+
+T = TypeVar("T")
+Connection = psycopg.Connection[TupleRow]
+
+
+class PostgresJournal:
+    """A journal in two PostgreSQL tables; see the module's documentation for the design."""
+
+    location: str
+    header: JournalHeader
+    checksums: Checksums
+    read_only: bool
+
+    def __init__(
+        self, conninfo: str, table: str, location: str, checksums: Checksums, read_only: bool
+    ) -> None:
+        """Use `open`, which also makes or checks the tables."""
+        self.location = location
+        self.checksums = checksums
+        self.read_only = read_only
+        self.table = table
+        self._sql = _Statements.of(table)
+        self._append_key = _lock_key("append", table)
+        self._create_key = _lock_key("create", table)
+        conninfo = _with_defaults(conninfo)
+        self._reader = _Session(conninfo, location, _guard_reads if read_only else None)
+        self._appender = _Session(conninfo, location, _probe_client)
+        self._listener = _Session(conninfo, location, self._listen)
+        # The connection on which this process holds the append lock; the lock goes with it.
+        self._locked_on: Connection | None = None
+        self._header_block = b""
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        key: bytes | None = None,
+        read_only: bool = False,
+        table: str | None = None,
+    ) -> PostgresJournal:
+        """Opens the journal at `url`, making its tables if they are absent (never when
+        `read_only`), and checks its header: the rules version, and the key (`key` must be
+        the journal's, or None for a journal without one). `table` names the journal, as the
+        URL's `?table=` may; "fastledger" when neither does."""
+        conninfo, table, location = _parse_url(url, table)
+        journal = cls(conninfo, table, location, Checksums(key), read_only)
+        try:
+            journal._attach()
+        except BaseException:
+            journal.close()
+            raise
+        return journal
+
+    def read(self, after: Tip, *, locked: bool) -> Iterator[Batch]:
+        # A row is seen only once its transaction committed, so whoever reads, holding the
+        # append lock or not, sees durable batches only, and never a torn one.
+        del locked
+        head = self._reader.run("read the journal's head", partial(self._head, after.sequence))
+        self._check_not_forked(head, after)
+        tip = after
+        limit = _PAGE_ROWS_FIRST
+        while True:
+            rows = self._reader.run("read the journal", partial(self._page, tip.sequence, limit))
+            for sequence, data in rows:
+                batch = decode_batch(data, tip, self.checksums, self.location)
+                if batch.sequence != sequence:
+                    raise self._refuse(f"row {sequence} holds batch {batch.sequence}", tip)
+                tip = batch.tip
+                yield batch
+            if len(rows) < limit:
+                break
+            limit = max(1, min(_PAGE_ROWS_MAX, _PAGE_BYTES // max(len(d) for _, d in rows)))
+        self._check_head(head, tip)
+
+    def changed(self, tip: Tip) -> bool:
+        sequence, checksum = self._reader.run("check the journal's head", self._tip)
+        return sequence != tip.sequence or checksum != tip.checksum
+
+    def lock(self) -> None:
+        self._refuse_read_only("take the append lock")
+        if self._locked_on is not None and not self._locked_on.closed:
+            return
+        self._locked_on = self._appender.run("take the append lock", self._take_lock)
+
+    def unlock(self) -> None:
+        connection, self._locked_on = self._locked_on, None
+        if connection is None or connection.closed:
+            return
+        try:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (self._append_key,))
+        except psycopg.Error:
+            # The session is lost, and the lock with it; the next `lock` connects anew.
+            self._appender.drop()
+
+    def write(self, group: list[Queued], after: Tip) -> list[Tip]:
+        connection = self._lock_holder()
+        parts, tips = encode_batches(group, after, self.checksums)
+        rows = [(tip.sequence, parts[2 * i] + parts[2 * i + 1]) for i, tip in enumerate(tips)]
+        batches = _name_batches(tips)
+        try:
+            moved = self._append(connection, rows, after, tips[-1])
+        except psycopg.Error as error:
+            self._abandon(connection)
+            raise JournalWriteError(f"{self.location}: {batches} not written: {error}") from error
+        except BaseException:
+            # Interrupted half way (Ctrl-C): end the session, which rolls the transaction back,
+            # rather than leave it open for the next write to go on in.
+            self._lose_session()
+            raise
+        if not moved:
+            raise self._stale(connection, after, batches)
+        self._commit(connection, batches)
+        return tips
+
+    def wait(self, tip: Tip, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            # Listen first, then check: a batch committed before the check is seen by it, one
+            # committed after it notifies.
+            self._listener.run("listen for new batches", _connected)
+            if self.changed(tip):
+                return True
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return False
+            self._listener.run(
+                "wait for new batches", partial(_await_notification, min(remaining_s, _POLL_S))
+            )
+
+    def close(self) -> None:
+        self._locked_on = None
+        for session in (self._listener, self._appender, self._reader):
+            session.close()
+
+    def _attach(self) -> None:
+        """Makes the tables if they are absent, then reads and checks the journal header."""
+        if self._reader.run("look for the journal", self._tables_found) != (True, True):
+            if self.read_only:
+                raise JournalUnavailableError(
+                    f"{self.location}: there is no journal here (no tables {self.table}_head "
+                    f"and {self.table}_batches), and a read-only open never makes one: open it "
+                    "for writing once first"
+                )
+            self._reader.run("make the journal", self._create)
+        head = self._reader.run("read the journal's head", partial(self._head, 0))
+        self.header = JournalHeader.decode(head.header, self.checksums, self.location)
+        self._header_block = head.header
+        empty = self.header.empty_tip(self.checksums)
+        if head.sequence == 0 and (head.end, head.checksum) != (empty.end, empty.checksum):
+            raise self._refuse("the head of the empty journal is not its header's", empty)
+
+    def _create(self, connection: Connection) -> None:
+        # Processes that open a new journal at once queue here: one makes the tables, the others
+        # find them made. The lock is taken before the transaction begins, because a backend
+        # sees the tables another one made only from its next transaction on (its catalog
+        # caches take the news at a transaction's start, not at an advisory lock).
+        connection.execute("SELECT pg_advisory_lock(%s)", (self._create_key,))
+        try:
+            with connection.transaction():
+                self._create_tables(connection)
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                connection.execute("SELECT pg_advisory_unlock(%s)", (self._create_key,))
+
+    def _create_tables(self, connection: Connection) -> None:
+        found = self._tables_found(connection)
+        if found == (True, True):
+            return
+        if found != (False, False):
+            raise JournalCorruptError(
+                f"only one of the tables {self.table}_head and {self.table}_batches is there: "
+                "restore the other, or drop both to begin a new ledger",
+                path=self.location,
+                offset=0,
+            )
+        for statement in self._sql.create:
+            connection.execute(statement)
+        header = JournalHeader.new(self.checksums)
+        empty = header.empty_tip(self.checksums)
+        block = header.encode(self.checksums)
+        connection.execute(self._sql.init_head, (empty.end, empty.checksum, block))
+
+    def _tables_found(self, connection: Connection) -> tuple[bool, bool]:
+        names = (f"{self.table}_head", f"{self.table}_batches")
+        row = connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL", names
+        ).fetchone()
+        assert row is not None
+        return bool(row[0]), bool(row[1])
+
+    def _head(self, sequence: int, connection: Connection) -> _Head:
+        row = connection.execute(self._sql.head, (sequence,), binary=True).fetchone()
+        if row is None:
+            raise self._refuse(f"the table {self.table}_head is empty", Tip())
+        return _Head(*row)
+
+    def _tip(self, connection: Connection) -> tuple[int, bytes]:
+        row = connection.execute(self._sql.tip, binary=True).fetchone()
+        if row is None:
+            raise self._refuse(f"the table {self.table}_head is empty", Tip())
+        return row[0], row[1]
+
+    def _page(self, after: int, limit: int, connection: Connection) -> list[tuple[int, bytes]]:
+        # COPY out, one message a row, takes a 1 MiB batch in about half the time of a result
+        # set, whose rows libpq gathers whole before handing them over.
+        with connection.cursor().copy(self._sql.page, (after, limit)) as copy:
+            copy.set_types(["int8", "bytea"])
+            return [(row[0], row[1]) for row in copy.rows()]
+
+    def _check_not_forked(self, head: _Head, after: Tip) -> None:
+        """Refuses a journal that no longer holds the batches this process applied."""
+        if head.header != self._header_block:
+            raise self._refuse("the journal was made anew since this process opened it", after)
+        if head.sequence < after.sequence:
+            raise self._refuse(
+                f"the journal ends at batch {head.sequence}, yet this process applied batches "
+                f"up to {after.sequence}: committed batches were lost (a failover to a replica "
+                "that lacked them?)",
+                after,
+            )
+        if after.sequence > 0 and head.link != after.checksum:
+            what = "is missing" if head.link is None else "is another than this process applied"
+            raise self._refuse(
+                f"batch {after.sequence} {what}: the journal forked (a failover lost committed "
+                "batches and others took their sequences?)",
+                after,
+            )
+
+    def _check_head(self, head: _Head, tip: Tip) -> None:
+        """Refuses a head that the batches read up to it do not end at."""
+        if tip.sequence < head.sequence:
+            raise self._refuse(
+                f"the head names batch {head.sequence}, yet the batches end at {tip.sequence}",
+                tip,
+            )
+        if tip.sequence == head.sequence and (tip.end, tip.checksum) != (head.end, head.checksum):
+            raise self._refuse(f"the head does not match batch {tip.sequence}", tip)
+
+    def _refuse(self, why: str, tip: Tip) -> JournalCorruptError:
+        return JournalCorruptError(
+            f"{why}; the ledger must stop rather than diverge from its journal",
+            path=self.location,
+            offset=tip.end,
+        )
+
+    def _listen(self, connection: Connection) -> None:
+        connection.execute(self._sql.listen)
+
+    def _take_lock(self, connection: Connection) -> Connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (self._append_key,))
+        return connection
+
+    def _refuse_read_only(self, action: str) -> None:
+        if self.read_only:
+            raise JournalReadOnlyError(
+                f"{self.location} was opened read-only, so it does not {action}: open it "
+                "without read_only to append"
+            )
+
+    def _lock_holder(self) -> Connection:
+        """The connection that holds the append lock, which every write goes through."""
+        self._refuse_read_only("write")
+        connection = self._locked_on
+        if connection is None or connection.closed:
+            raise JournalWriteError(
+                f"{self.location}: not written: this process does not hold the append lock "
+                "(a lost connection takes it along): take it with lock() and catch up first"
+            )
+        return connection
+
+    def _append(
+        self, connection: Connection, rows: list[tuple[int, bytes]], after: Tip, tip: Tip
+    ) -> bool:
+        """Begins the transaction of a write; False, rolled back, if the head is not `after`."""
+        connection.execute("BEGIN")
+        moved = connection.execute(
+            self._sql.move_head,
+            (tip.sequence, tip.end, tip.checksum, after.sequence, after.end, after.checksum),
+        )
+        if moved.rowcount != 1:
+            connection.execute("ROLLBACK")
+            return False
+        connection.cursor().executemany(self._sql.insert, rows)
+        connection.execute(self._sql.notify, (str(tip.sequence),))
+        return True
+
+    def _commit(self, connection: Connection, batches: str) -> None:
+        try:
+            connection.execute("COMMIT")
+        except psycopg.Error as error:
+            if not connection.closed:
+                # The server answered, refusing the commit: it rolled the transaction back.
+                raise JournalWriteError(
+                    f"{self.location}: {batches} not written: the commit failed: {error}"
+                ) from error
+            self._lose_session()
+            raise JournalOutcomeUnknownError(
+                f"{self.location}: the connection was lost while {batches} was being "
+                "committed, so it may or may not be in the journal: take the append lock again "
+                "and read after the tip this write began from to find out"
+            ) from error
+        except BaseException:
+            # Interrupted while committing: the outcome is as unknown as after a lost
+            # connection, and the session must go the same way, so that `lock` connects anew.
+            self._lose_session()
+            raise
+
+    def _abandon(self, connection: Connection) -> None:
+        """Rolls back a write that failed before its commit; a lost connection rolled it back
+        already, and took the lock with it."""
+        with contextlib.suppress(psycopg.Error):
+            connection.execute("ROLLBACK")
+        if connection.closed:
+            self._lose_session()
+
+    def _lose_session(self) -> None:
+        """Ends the append session, and with it the lock and any transaction it had open."""
+        self._locked_on = None
+        self._appender.drop()
+
+    def _stale(self, connection: Connection, after: Tip, batches: str) -> JournalWriteError:
+        try:
+            sequence, checksum = self._tip(connection)
+            there = f"the journal's tip is batch {sequence}"
+            if sequence == after.sequence and checksum != after.checksum:
+                there += ", another than this process read"
+        except psycopg.Error:
+            there = "the journal's tip moved"
+        return JournalWriteError(
+            f"{self.location}: {batches} not written: {there}, not batch {after.sequence} as "
+            "this process read it; another process appended without the append lock, or the "
+            "journal forked: catch up under the lock and write again"
+        )
+
+
+class _Head(NamedTuple):
+    """The head row, and the checksum of the batch at the sequence it was asked with."""
+
+    sequence: int
+    end: int
+    checksum: bytes
+    header: bytes
+    link: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The SQL of one journal's tables."""
+
+    create: tuple[sql.Composed, ...]
+    init_head: sql.Composed
+    head: sql.Composed
+    tip: sql.Composed
+    page: sql.Composed
+    move_head: sql.Composed
+    insert: sql.Composed
+    notify: sql.Composed
+    listen: sql.Composed
+
+    @classmethod
+    def of(cls, table: str) -> _Statements:
+        names: dict[str, sql.Composable] = {
+            "batches": sql.Identifier(f"{table}_batches"),
+            "head": sql.Identifier(f"{table}_head"),
+            "channel": sql.Identifier(f"{table}_appended"),
+            "channel_name": sql.Literal(f"{table}_appended"),
+            "link_at": sql.Literal(HEADER_SIZE - CHECKSUM_SIZE + 1),
+            "link_size": sql.Literal(CHECKSUM_SIZE),
+        }
+
+        def q(text: str) -> sql.Composed:
+            return sql.SQL(text).format(**names)
+
+        return cls(
+            create=(
+                q(
+                    "CREATE TABLE {batches} (sequence bigint PRIMARY KEY CHECK (sequence > 0), "
+                    "batch bytea NOT NULL)"
+                ),
+                q("ALTER TABLE {batches} ALTER COLUMN batch SET STORAGE EXTERNAL"),
+                q(
+                    "CREATE TABLE {head} (one boolean PRIMARY KEY DEFAULT true CHECK (one), "
+                    "sequence bigint NOT NULL CHECK (sequence >= 0), "
+                    "end_offset bigint NOT NULL, "
+                    "checksum bytea NOT NULL CHECK (octet_length(checksum) = {link_size}), "
+                    "header bytea NOT NULL)"
+                ),
+            ),
+            init_head=q(
+                "INSERT INTO {head} (sequence, end_offset, checksum, header) VALUES (0, %s, %b, %b)"
+            ),
+            head=q(
+                "SELECT h.sequence, h.end_offset, h.checksum, h.header, "
+                "substring(b.batch FROM {link_at} FOR {link_size}) "
+                "FROM {head} AS h LEFT JOIN {batches} AS b ON b.sequence = %s"
+            ),
+            tip=q("SELECT sequence, checksum FROM {head}"),
+            page=q(
+                "COPY (SELECT sequence, batch FROM {batches} WHERE sequence > %s "
+                "ORDER BY sequence LIMIT %s) TO STDOUT (FORMAT BINARY)"
+            ),
+            move_head=q(
+                "UPDATE {head} SET sequence = %s, end_offset = %s, checksum = %b "
+                "WHERE sequence = %s AND end_offset = %s AND checksum = %b"
+            ),
+            insert=q("INSERT INTO {batches} (sequence, batch) VALUES (%s, %b)"),
+            notify=q("SELECT pg_notify({channel_name}, %s)"),
+            listen=q("LISTEN {channel}"),
+        )
+
+
+class _Session:
+    """One connection of a journal, made again after it was lost; one user at a time."""
+
+    def __init__(
+        self, conninfo: str, location: str, setup: Callable[[Connection], None] | None
+    ) -> None:
+        self._conninfo = conninfo
+        self._location = location
+        self._setup = setup
+        self._guard = threading.Lock()
+        self._connection: Connection | None = None
+        self._closed = False
+
+    def run(self, action: str, work: Callable[[Connection], T]) -> T:
+        """`work` done on this session's connection. A connection found lost (a server
+        restart, a failover) is made anew and `work` tried once more: only for work that may be
+        repeated, as reads may."""
+        with self._guard:
+            try:
+                return work(self._connect())
+            except psycopg.Error as error:
+                if self._connection is not None and not self._connection.closed:
+                    raise self._unavailable(action, error) from error
+            try:
+                return work(self._connect())
+            except psycopg.Error as error:
+                raise self._unavailable(action, error) from error
+
+    def drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.drop()
+
+    def _connect(self) -> Connection:
+        if self._closed:
+            raise LedgerClosedError(f"the journal at {self._location} was closed")
+        connection = self._connection
+        if connection is None or connection.closed:
+            self._connection = None
+            connection = psycopg.connect(self._conninfo, autocommit=True)
+            try:
+                if self._setup is not None:
+                    self._setup(connection)
+            except BaseException:
+                # Kept, it would serve the next call without its setup (a LISTEN, say).
+                connection.close()
+                raise
+            self._connection = connection
+        return connection
+
+    def _unavailable(self, action: str, error: psycopg.Error) -> JournalUnavailableError:
+        return JournalUnavailableError(f"{self._location}: could not {action}: {error}")
+
+
+def _connected(connection: Connection) -> None:
+    """Nothing: `_Session.run` has made the connection, and its setup has run."""
+
+
+def _await_notification(timeout_s: float, connection: Connection) -> None:
+    """Returns on the first notification, or after `timeout_s`."""
+    for _ in connection.notifies(timeout=timeout_s, stop_after=1):
+        pass
+    # Those that queued up while nobody waited say nothing that the next check will not.
+    for _ in connection.notifies(timeout=0):
+        pass
+
+
+def _probe_client(connection: Connection) -> None:
+    """Asks the server to probe this session's client, so that the append lock of a writer
+    whose machine vanished without closing its connection is freed within about 25 s, not
+    after the two hours of the kernel's default."""
+    connection.execute(
+        "SELECT set_config('tcp_keepalives_idle', '10', false), "
+        "set_config('tcp_keepalives_interval', '5', false), "
+        "set_config('tcp_keepalives_count', '3', false)"
+    )
+
+
+def _guard_reads(connection: Connection) -> None:
+    """Makes the sessions of a read-only journal unable to write, whatever they are sent."""
+    connection.execute("SELECT set_config('default_transaction_read_only', 'on', false)")
+
+
+def _lock_key(purpose: str, table: str) -> int:
+    """The advisory lock key of one purpose for one journal: advisory locks are shared by the
+    whole database, so the key names both."""
+    digest = hashlib.blake2b(f"fastledger {purpose} {table}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def _name_batches(tips: list[Tip]) -> str:
+    first, last = tips[0].sequence, tips[-1].sequence
+    return f"batch {first}" if first == last else f"batches {first}-{last}"
+
+
+def _parse_url(url: str, table: str | None) -> tuple[str, str, str]:
+    """The connection string for libpq, the table name and the location (the URL without its
+    password) of a journal's URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise InvalidArgumentError(
+            f"a journal in PostgreSQL is named by a postgresql:// URL, not a {parts.scheme}: one"
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    named = {value for name, value in query if name == "table"}
+    if table is not None:
+        named.add(table)
+    if len(named) > 1:
+        raise InvalidArgumentError(f"the journal's table is named twice: {sorted(named)}")
+    table = named.pop() if named else DEFAULT_TABLE
+    if not _TABLE_NAME.fullmatch(table):
+        raise InvalidArgumentError(
+            f"a journal's table name is a lowercase identifier of at most 48 characters "
+            f"(letters, digits and _, not first a digit), not {table!r}"
+        )
+    rest = [(name, value) for name, value in query if name != "table"]
+    conninfo = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
+    try:
+        conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as error:
+        raise InvalidArgumentError(f"not a PostgreSQL URL that libpq takes: {error}") from error
+    user, at, hosts = parts.netloc.rpartition("@")
+    netloc = f"{user.partition(':')[0]}@{hosts}" if at else hosts
+    shown = [(name, value) for name, value in rest if name != "password"] + [("table", table)]
+    location = urlunsplit(parts._replace(netloc=netloc, query=urlencode(shown, quote_via=quote)))
+    return conninfo, table, location
+
+
+def _with_defaults(conninfo: str) -> str:
+    given = conninfo_to_dict(conninfo)
+    defaults = {name: value for name, value in _CONNECT_DEFAULTS.items() if name not in given}
+    return make_conninfo(conninfo, **defaults)

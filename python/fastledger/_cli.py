@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from . import __version__, money
+from ._copy import copy_main
 from ._ledger import ENGINES, Ledger, rust_engine_available
 from ._records import pack_transfers
 from ._types import (
@@ -58,9 +59,12 @@ _BatchResults = list[CreateTransferResult] | PackedResults[CreateTransferResult]
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    # `verify` keeps its parser beside the code it runs; the parser here only lists it.
+    # `verify` and `copy` keep their parsers beside the code they run; the parser here only
+    # lists them.
     if argv[:1] == ["verify"]:
         return verify_main(argv[1:])
+    if argv[:1] == ["copy"]:
+        return copy_main(argv[1:])
     args = _parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
     return command(args)
@@ -76,6 +80,7 @@ examples:
   fastledger bench                  # TigerBeetle-style load: 10,000,000 transfers
   fastledger bench --transfers 1000000 --engine both
   fastledger verify ./ledger        # check a directory made by Ledger.open("./ledger")
+  fastledger copy ./ledger postgresql://app@db/ledger   # move a journal to PostgreSQL
   fastledger COMMAND --help         # the options of one command
 """
 
@@ -93,7 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_bench_parser(commands)
     commands.add_parser(
         "verify",
-        help="check a ledger directory end to end: checksums, hash chain, replay, balances",
+        help="check a ledger's journal end to end: checksums, hash chain, replay, balances",
+        add_help=False,
+    )
+    commands.add_parser(
+        "copy",
+        help="copy a ledger's journal between a directory and PostgreSQL, checked batch by batch",
         add_help=False,
     )
     return parser

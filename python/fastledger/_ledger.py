@@ -993,6 +993,10 @@ def _open_journal(
     if key is not None and (type(key) is not bytes or not 16 <= len(key) <= 64):
         raise InvalidArgumentError("key must be bytes of length 16 to 64, or None")
     location = os.fspath(path)
+    if isinstance(location, str) and location.startswith(("postgresql://", "postgres://")):
+        from .journal.postgres import PostgresJournal
+
+        return PostgresJournal.open(location, key=key, read_only=read_only)
     if "://" in str(location):
         raise InvalidArgumentError(
             f"{location!r} looks like a URL of a kind fastledger cannot keep a journal in: "

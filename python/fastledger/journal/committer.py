@@ -41,9 +41,6 @@ GROUPS_PER_HOLD = 2
 # it looks whether one does meanwhile.
 LINGER_S = 0.002
 _LINGER_POLL_S = 0.0005
-# How long a process that let the lock go to a waiting one waits for that one's batch before it
-# takes the lock again.
-YIELD_S = 0.005
 
 
 class Committer:
@@ -63,7 +60,6 @@ class Committer:
         # callers that pinned it, the writes of this hold, and how many holds there were.
         self._locked = False
         self._acquiring = False
-        self._yielded = False
         self._pins = 0
         self._groups = 0
         self.epoch = 0
@@ -111,12 +107,7 @@ class Committer:
                     break
                 self._changed.wait()
             self._acquiring = True
-            yielded, self._yielded = self._yielded, False
         try:
-            if yielded:
-                # Let the process this one yielded to take the lock first: taking it straight
-                # back, as a lock without a queue allows, would starve the others.
-                self.journal.wait(self._tip, YIELD_S)
             self.journal.lock()
         except BaseException:
             with self._lock:
@@ -239,7 +230,9 @@ class Committer:
         return self._groups >= GROUPS_PER_HOLD and self.journal.contended()
 
     def _failed(self) -> JournalWriteError:
-        return JournalWriteError(self._failure_message)
+        # The journal's own kind of failure, such as an outcome unknown, is kept for callers.
+        kind = type(self._failure) if isinstance(self._failure, JournalWriteError) else None
+        return (kind or JournalWriteError)(self._failure_message)
 
     def _run(self) -> None:
         """The committer thread: writes the queue a group at a time until closed or failed."""
@@ -264,10 +257,8 @@ class Committer:
         while not self._queue:
             if self._locked and self._pins == 0:
                 lingered = time.monotonic() - idle_since
-                contended = self.journal.contended()
-                if self._closing or lingered >= LINGER_S or contended:
+                if self._closing or lingered >= LINGER_S or self.journal.contended():
                     self._locked = False
-                    self._yielded = contended
                     self.journal.unlock()
                     self._changed.notify_all()
                 else:
@@ -311,7 +302,8 @@ class Committer:
             if self._failure is None:
                 self._failure = error
                 self._failure_message = (
-                    str(error)
+                    f"{error}. No batch in flight was acknowledged; retrying them with the same "
+                    "ids is safe (one that was kept answers EXISTS)"
                     if isinstance(error, JournalWriteError)
                     else f"appending to the journal {self.journal.location} failed ({error!r}); "
                     "the batches in flight were acknowledged to no one and may or may not be in "

@@ -67,6 +67,9 @@ _SEQUENCES = struct.Struct("<Q56xQ")
 _SLOT_SIZE = 64
 # How often `wait` looks at the tip file: a follower learns of a batch within this.
 _POLL_S = 0.0002
+# How long a process that let the append lock go to a waiting one waits for that one's batch
+# before it takes the lock again.
+_YIELD_S = 0.005
 # The most bytes one read of the journal asks for while replaying it.
 _READ_MAX = 1 << 20
 _FORMAT_1_MAGIC = b"FLBATCH\0"
@@ -83,6 +86,7 @@ class DirectoryJournal:
         read_only: bool = False,
         sync: bool = True,
         cut_damaged_tail: bool = False,
+        header: JournalHeader | None = None,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.location = self.path
@@ -93,7 +97,7 @@ class DirectoryJournal:
         self._cut_damaged_tail = cut_damaged_tail
         if not read_only:
             _make_directory(self.path)
-            self._create_journal()
+            self._create_journal(header)
         elif not os.path.isfile(self.file):
             raise InvalidArgumentError(
                 f"{self.path} holds no ledger: a read-only open never creates one"
@@ -116,18 +120,21 @@ class DirectoryJournal:
             os.close(self._fd)
             raise
         self._locked = False
+        self._yielded_at: Tip | None = None
         self.torn_tail: str | None = None
 
     # -- creation ----------------------------------------------------------------------------
 
-    def _create_journal(self) -> None:
-        """Makes the journal if there is none, whole or not at all: its header is written to a
-        file of its own name first, then linked into place, which fails if another process
-        made the journal meanwhile (its journal is then the one)."""
+    def _create_journal(self, header: JournalHeader | None) -> None:
+        """Makes the journal if there is none, whole or not at all, with `header` (a copy's)
+        or a new one: the header is written to a file of its own name first, then linked
+        into place, which fails if another process made the journal meanwhile (its journal is
+        then the one)."""
         if os.path.exists(self.file):
             return
-        header = JournalHeader.new(self.checksums).encode(self.checksums)
-        with _private_file(self.path, JOURNAL, header) as temporary, _already_there():
+        header = header or JournalHeader.new(self.checksums)
+        encoded = header.encode(self.checksums)
+        with _private_file(self.path, JOURNAL, encoded) as temporary, _already_there():
             os.link(temporary, self.file)
         _platform.fsync_directory(self.path)
 
@@ -317,6 +324,11 @@ class DirectoryJournal:
 
     def lock(self) -> None:
         self._check_identity()
+        if self._yielded_at is not None:
+            # This process let the lock go to a waiting one: that one takes it first, since
+            # taking it straight back, as a lock without a queue allows, would starve it.
+            self.wait(self._yielded_at, _YIELD_S)
+            self._yielded_at = None
         if _platform.try_lock_exclusive(self._fd):
             self._locked = True
             return
@@ -338,6 +350,7 @@ class DirectoryJournal:
 
     def unlock(self) -> None:
         self._locked = False
+        self._yielded_at = self.durable_tip() if self.contended() else None
         _platform.unlock(self._fd)
 
     def write(self, group: list[Queued], after: Tip) -> list[Tip]:

@@ -156,6 +156,7 @@ class PostgresJournal:
         # The connection on which this process holds the append lock; the lock goes with it.
         self._locked_on: Connection | None = None
         self._header_block = b""
+        self._new_header: JournalHeader | None = None
 
     @classmethod
     def open(
@@ -165,13 +166,16 @@ class PostgresJournal:
         key: bytes | None = None,
         read_only: bool = False,
         table: str | None = None,
+        header: JournalHeader | None = None,
     ) -> PostgresJournal:
         """Opens the journal at `url`, making its tables if they are absent (never when
         `read_only`), and checks its header: the rules version, and the key (`key` must be
         the journal's, or None for a journal without one). `table` names the journal, as the
-        URL's `?table=` may; "fastledger" when neither does."""
+        URL's `?table=` may; "fastledger" when neither does. A journal made here gets
+        `header` (a copy's) or a new one."""
         conninfo, table, location = _parse_url(url, table)
         journal = cls(conninfo, table, location, Checksums(key), read_only)
+        journal._new_header = header
         try:
             journal._attach()
         except BaseException:
@@ -209,6 +213,11 @@ class PostgresJournal:
         if self._locked_on is not None and not self._locked_on.closed:
             return
         self._locked_on = self._appender.run("take the append lock", self._take_lock)
+
+    def contended(self) -> bool:
+        # Finding out would take a query of pg_locks, which costs about what taking the lock
+        # again does: so the lock is never kept idle, and PostgreSQL queues the waiters fairly.
+        return True
 
     def unlock(self) -> None:
         connection, self._locked_on = self._locked_on, None
@@ -303,7 +312,7 @@ class PostgresJournal:
             )
         for statement in self._sql.create:
             connection.execute(statement)
-        header = JournalHeader.new(self.checksums)
+        header = self._new_header or JournalHeader.new(self.checksums)
         empty = header.empty_tip(self.checksums)
         block = header.encode(self.checksums)
         connection.execute(self._sql.init_head, (empty.end, empty.checksum, block))

@@ -662,6 +662,12 @@ class PythonEngine:
         transfers = list(map(_transfer_record, iter_transfer_fields(records)))
         return _pack_results(self.create_transfers(transfers, timestamp))
 
+    # -- capacity --------------------------------------------------------------------------
+
+    def reserve_transfers(self, transfers: int) -> None:
+        """Room for `transfers` more transfers: nothing to do here. The Rust engine maps the
+        memory of its logs ahead; a `bytearray` has no room to set aside beyond its length."""
+
     # -- expiry ----------------------------------------------------------------------------
 
     def expire_pending_transfers(self, timestamp: int) -> int:

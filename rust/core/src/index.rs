@@ -280,8 +280,14 @@ impl IdIndex {
         assert!(position < LOG_MAX, "a log holds at most {LOG_MAX} records");
         self.reserve(1);
         let slot = u64::from(self.tag(id)) << 32 | (position as u64 + 1);
-        if !self.moving.as_mut().is_some_and(|old| old.place_ahead(slot)) {
-            self.table.place(slot);
+        match &mut self.moving {
+            Some(old) => {
+                if !old.place_ahead(slot) {
+                    self.table.place(slot);
+                }
+                self.move_some(MOVED_PER_INSERT);
+            }
+            None => self.table.place(slot),
         }
         self.len += 1;
     }
@@ -319,17 +325,12 @@ impl IdIndex {
         position
     }
 
-    /// Makes room for `additional` more ids, so that a batch grows the array at most once, and
-    /// moves their share of a growth's ids (`MOVED_PER_INSERT` each): a batch moves its share
-    /// before its first insert, and so ends no later than its last insert would.
+    /// Makes room for `additional` more ids, so that a batch grows the array at most once.
     #[inline]
     pub(crate) fn reserve(&mut self, additional: usize) {
         let needed = self.len + additional;
         if needed > self.table.slots.len() / 4 * 3 {
             self.grow(needed);
-        }
-        if self.moving.is_some() {
-            self.move_some(additional.saturating_mul(MOVED_PER_INSERT));
         }
     }
 

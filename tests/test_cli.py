@@ -61,6 +61,7 @@ def test_bench_json_reports_positive_figures(capsys: pytest.CaptureFixture[str])
     assert figures, "the report has figures"
     # A small load may add no memory that the process has not already.
     assert figures.pop("rss_bytes_per_transfer") >= 0
+    assert figures.pop("reserve_ns") == 0, "no memory reserved unless asked"
     assert all(isinstance(v, int) and v > 0 for v in figures.values()), figures
     for prefix in ("batch_latency_ns", "transfer_latency_ns", "loaded_transfer_latency_ns"):
         spread = [figures[f"{prefix}_{rank}"] for rank in ("p50", "p99", "p999", "max")]
@@ -136,6 +137,7 @@ def test_bench_posts_every_shape_on_the_rust_engine_with_memory_reserved(
     report = json.loads(capsys.readouterr().out)
     assert (report["shape"], report["reserve"]) == (shape, True)
     assert report["results"]["rust"]["load_accepted_transfers_per_s"] > 0
+    assert report["results"]["rust"]["reserve_ns"] > 0
 
 
 def test_bench_can_build_each_batch_between_calls(capsys: pytest.CaptureFixture[str]) -> None:

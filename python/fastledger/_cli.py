@@ -403,6 +403,8 @@ class _EngineReport:
     engine: str
     load_accepted_transfers_per_s: int
     load_ns: int
+    # The time `--reserve` took to map the memory of the load, before the clock; 0 without it.
+    reserve_ns: int
     batch_latency_ns_p50: int
     batch_latency_ns_p99: int
     batch_latency_ns_p999: int
@@ -602,8 +604,11 @@ def _run_engine(ledger: Ledger, config: _BenchConfig) -> _EngineReport:
     singles = _single_transfers(config, config.transfers + 1)
     loaded = _loaded_load(config, config.transfers + _SAMPLES + 1)
     loaded_singles = _single_transfers(config, config.transfers + _SAMPLES + 1)
+    reserve_ns = 0
     if config.reserve:
+        start = time.perf_counter_ns()
         _reserve(ledger, config.transfers + 2 * _SAMPLES + loaded.transfers)
+        reserve_ns = time.perf_counter_ns() - start
     load_ns, batch_latencies, rss_added = _post_load(ledger, config, progress)
     progress.say(f"sampling {_SAMPLES:,} single transfers and queries of each kind")
     transfers = _latencies(ledger.create_transfers, singles)
@@ -622,6 +627,7 @@ def _run_engine(ledger: Ledger, config: _BenchConfig) -> _EngineReport:
         engine=ledger.engine,
         load_accepted_transfers_per_s=_per_s(config.transfers, load_ns),
         load_ns=load_ns,
+        reserve_ns=reserve_ns,
         batch_latency_ns_p50=_percentile(batch_latencies, 500),
         batch_latency_ns_p99=_percentile(batch_latencies, 990),
         batch_latency_ns_p999=_percentile(batch_latencies, 999),
@@ -1026,6 +1032,7 @@ def _print_report(r: _EngineReport) -> None:
             f"{r.load_accepted_transfers_per_s:,} transfers/s (posting took {d(r.load_ns)})",
         ),
         ("batch latency", _spread(r, "batch_latency_ns")),
+        *([("memory reserved before the clock", f"in {d(r.reserve_ns)}")] if r.reserve_ns else []),
         ("memory added by the load", f"{r.rss_bytes_per_transfer:,} bytes of RSS per transfer"),
         ("single-transfer latency", _spread(r, "transfer_latency_ns")),
         ("single-transfer latency, under load", _spread(r, "loaded_transfer_latency_ns")),
@@ -1054,7 +1061,7 @@ def _speedup(fast: _EngineReport, slow: _EngineReport) -> dict[str, float]:
     latency (or memory) both give a ratio above 1."""
     ratios = {}
     for field in dataclasses.fields(_EngineReport):
-        if field.name in ("engine", "load_ns"):
+        if field.name in ("engine", "load_ns", "reserve_ns"):
             continue
         mine, theirs = getattr(fast, field.name), getattr(slow, field.name)
         higher_is_better = field.name.endswith("_per_s")

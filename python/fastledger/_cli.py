@@ -361,8 +361,11 @@ _SHAPES = ("sequential", "random-ids", "hot-accounts", "two-phase")
 # Single-transfer calls and queries of each kind sampled after the load: enough for a p99.9
 # (the 5th slowest) while keeping the Python engine's run short.
 _SAMPLES = 5000
-# The most transfers the other thread posts while single calls are timed under load.
+# The most transfers the other thread posts while single calls are timed under load, and the
+# pause between those calls, as between the requests a service answers while an import runs:
+# calls made back to back would hold the GIL between them and starve the other thread.
 _LOADED_TRANSFERS_MAX = 1_000_000
+_LOADED_CALL_INTERVAL_S = 0.0002
 _QUERY_LIMIT = 100
 _AMOUNT_MAX = 1000
 # The hot-accounts shape: this share of transfers debits one of this many accounts.
@@ -392,7 +395,7 @@ class _BenchConfig:
     shape: str = "sequential"
     # Build each batch just before its call, rather than all of them before the clock starts.
     build_between_calls: bool = False
-    # Map the memory of the whole load before the clock starts (`reserve_transfers`).
+    # Map the memory of each timed load before its clock starts (`reserve_transfers`).
     reserve: bool = False
 
 
@@ -484,7 +487,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     add(
         "--reserve",
         action="store_true",
-        help="map the memory of the whole load before the clock starts (reserve_transfers)",
+        help="map the memory of the load before the clock starts (reserve_transfers), and of the "
+        "other thread's load before single calls are timed beside it",
     )
     add(
         "--threads",
@@ -604,15 +608,14 @@ def _run_engine(ledger: Ledger, config: _BenchConfig) -> _EngineReport:
     singles = _single_transfers(config, config.transfers + 1)
     loaded = _loaded_load(config, config.transfers + _SAMPLES + 1)
     loaded_singles = _single_transfers(config, config.transfers + _SAMPLES + 1)
-    reserve_ns = 0
-    if config.reserve:
-        start = time.perf_counter_ns()
-        _reserve(ledger, config.transfers + 2 * _SAMPLES + loaded.transfers)
-        reserve_ns = time.perf_counter_ns() - start
-    load_ns, batch_latencies, rss_added = _post_load(ledger, config, progress)
+    reserve = partial(_reserve, ledger, config.transfers)
+    load = _post_load(ledger, config, progress, reserve if config.reserve else None)
+    load_ns, batch_latencies, rss_added, reserve_ns = load
     progress.say(f"sampling {_SAMPLES:,} single transfers and queries of each kind")
     transfers = _latencies(ledger.create_transfers, singles)
     progress.say(f"sampling single transfers while another thread posts {loaded.transfers:,}")
+    if config.reserve:
+        _reserve(ledger, _SAMPLES + loaded.transfers)
     under_load, background_ns = _latencies_under_load(ledger, loaded_singles, loaded.batches)
     _check_singles_created(ledger, [*singles, *loaded_singles[: len(under_load)]])
     rng = random.Random(config.seed + 1)
@@ -770,26 +773,36 @@ def _packed_batch(transfers: list[Transfer]) -> bytes:
 
 
 def _post_load(
-    ledger: Ledger, config: _BenchConfig, progress: _Progress
-) -> tuple[int, list[int], int]:
-    """Posts the load; returns the time spent posting, the latency of each batch (both in ns)
-    and the bytes of RSS that the load added."""
-    if config.build_between_calls:
-        rss_before = _rss_bytes()
-        progress.start(config.transfers)
-        load_ns, latencies = _post_building_between_calls(ledger, config, progress)
-        return load_ns, latencies, _rss_bytes() - rss_before
-    progress.say(f"building {config.transfers:,} transfers in batches of {config.batch_size:,}")
-    batches = list(_transfer_batches(config))
-    progress.say(f"posting {config.transfers:,} transfers back to back")
+    ledger: Ledger,
+    config: _BenchConfig,
+    progress: _Progress,
+    reserve: Callable[[], None] | None,
+) -> tuple[int, list[int], int, int]:
+    """Posts the load, after `reserve` if any; returns the time spent posting, the latency of
+    each batch, the bytes of RSS that the load (with its reservation) added, and the time the
+    reservation took (times in ns)."""
+    batches = None
+    if not config.build_between_calls:
+        say = f"building {config.transfers:,} transfers in batches of {config.batch_size:,}"
+        progress.say(say)
+        batches = list(_transfer_batches(config))
     rss_before = _rss_bytes()
+    reserve_ns = 0
+    if reserve is not None:
+        start = time.perf_counter_ns()
+        reserve()
+        reserve_ns = time.perf_counter_ns() - start
     progress.start(config.transfers)
-    if config.threads == 1:
+    if batches is None:
+        load_ns, latencies = _post_building_between_calls(ledger, config, progress)
+    elif config.threads == 1:
+        progress.say(f"posting {config.transfers:,} transfers back to back")
         load_ns, latencies = _post_back_to_back(ledger, batches, progress)
     else:
+        progress.say(f"posting {config.transfers:,} transfers back to back")
         load_ns, latencies = _post_from_threads(ledger, batches, config.threads, progress)
     # Measured while the batches are still held, so that freeing them does not count.
-    return load_ns, latencies, _rss_bytes() - rss_before
+    return load_ns, latencies, _rss_bytes() - rss_before, reserve_ns
 
 
 def _post_back_to_back(
@@ -918,8 +931,8 @@ def _loaded_load(config: _BenchConfig, first: int) -> _LoadedLoad:
 def _latencies_under_load(
     ledger: Ledger, singles: Sequence[list[Transfer]], batches: Sequence[_Batch]
 ) -> tuple[list[int], int]:
-    """Times single-transfer calls, at least one, while another thread posts `batches` back
-    to back; returns their latencies and the other thread's time."""
+    """Times single-transfer calls, at least one, a pause apart, while another thread posts
+    `batches` back to back; returns their latencies and the other thread's time."""
     done = threading.Event()
     outcome: list[int | BaseException] = []
 
@@ -940,6 +953,7 @@ def _latencies_under_load(
         latencies.append(time.perf_counter_ns() - start)
         if done.is_set():
             break
+        time.sleep(_LOADED_CALL_INTERVAL_S)
     thread.join()
     if isinstance(outcome[0], BaseException):
         raise outcome[0]

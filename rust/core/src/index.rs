@@ -13,8 +13,8 @@
 //!
 //! Growing moves every slot into an array twice the size. A large index moves them a few at each
 //! insert, in the order of their slots, which is the order of their homes in the new array too
-//! (`Moving`): the new array is then written from its start to its end, and the maker thread maps
-//! its pages ahead of the move. Moving them all at once, into an array the kernel mapped page by
+//! (`Moving`): the new array is then written from its start to its end, and the kernel maps its
+//! pages a few at each insert. Moving them all at once, into an array the kernel mapped page by
 //! page as the copy and the new ids reached it, had one batch wait 120 ms for 6 million ids.
 
 use core::hash::BuildHasher;
@@ -216,9 +216,9 @@ impl Default for IdIndex {
 }
 
 /// An array of `count` free slots, whose pages the kernel maps when the ids moving in first
-/// reach them (`Moving`), unless the maker thread got there first (`grow`).
+/// reach them (`Moving`).
 fn free_slots(count: usize) -> HugeVec<u64> {
-    HugeVec::zeros(count, false)
+    HugeVec::zeros(count)
 }
 
 impl IdIndex {
@@ -340,7 +340,6 @@ impl IdIndex {
         self.move_some(usize::MAX);
         let count = (needed * 4 / 3 + 1).next_power_of_two().max(SLOTS_MIN);
         let mut grown = Self::with_slots(free_slots(count), self.hasher.clone());
-        grown.table.slots.populate_elsewhere();
         grown.len = self.len;
         let old = mem::replace(self, grown).table;
         let small = old.slots.len() < MOVE_SLOTS_MIN;

@@ -218,13 +218,13 @@ impl<T: Plain + Send + 'static> Log<T> {
         let ready_room = self.ready.len() * Self::SEGMENT_LEN;
         let missing = additional.saturating_sub(last_room + ready_room);
         for _ in 0..missing.div_ceil(Self::SEGMENT_LEN) {
-            self.ready.push(HugeVec::mapped(Self::SEGMENT_LEN, false));
+            self.ready.push(HugeVec::mapped(Self::SEGMENT_LEN, false, true));
         }
     }
 
     /// How many more records fit in the segments mapped already.
     #[cfg(test)]
-    fn mapped_room(&self) -> usize {
+    pub(crate) fn mapped_room(&self) -> usize {
         let last_room = self.segments_unfenced.last().map_or(0, |s| Self::SEGMENT_LEN - s.len());
         last_room + self.ready.len() * Self::SEGMENT_LEN
     }
@@ -301,7 +301,7 @@ impl<T: Plain + Send + 'static> Log<T> {
 /// then waited for pages itself. The log is written in order, so its stores miss the processor's
 /// table of pages once per 4 KiB page, 32 transfers, which costs far less than the wait.
 fn ask_for_segment<T: Send + 'static>(next_segments: &mut VecDeque<Making<HugeVec<T>>>) {
-    let make = || HugeVec::mapped(Log::<T>::SEGMENT_LEN, false);
+    let make = || HugeVec::mapped(Log::<T>::SEGMENT_LEN, false, false);
     next_segments.extend(Making::start(make));
 }
 

@@ -68,10 +68,14 @@ fn populate(start: *mut u8, bytes: usize) -> bool {
 }
 
 /// Maps all the pages of `room` now, on the thread that calls it: writing to memory for the
-/// first time makes the kernel map (and zero) it then, page by page.
-fn map_pages<T>(room: &mut [MaybeUninit<T>]) {
+/// first time makes the kernel map (and zero) it then, page by page. `populate` if `at_once`:
+/// quicker, but the kernel holds the lock of the process's memory map meanwhile, so only a thread
+/// that the batch loop waits for anyway asks for it. On the maker thread, which runs at the
+/// lowest priority, a loop posting back to back waited up to 330 ms for that lock to map a
+/// segment of its own, while the maker waited for a core.
+fn map_pages<T>(room: &mut [MaybeUninit<T>], at_once: bool) {
     let (start, bytes) = (room.as_mut_ptr().cast::<u8>(), mem::size_of_val(room));
-    if populate(start, bytes) {
+    if at_once && populate(start, bytes) {
         return;
     }
     for offset in (0..bytes).step_by(PAGE) {
@@ -250,16 +254,16 @@ impl<T> HugeVec<T> {
         Self { start, len: 0, capacity }
     }
 
-    /// An empty vector with room for `capacity` records, all its pages mapped (`map_pages`), in
-    /// huge pages if `huge_pages` and the kernel grants them. The kernel may first have to gather
-    /// free memory into huge pages, which took up to 20 ms here: so only threads that no batch
-    /// waits for call this.
-    pub(crate) fn mapped(capacity: usize, huge_pages: bool) -> Self {
+    /// An empty vector with room for `capacity` records, all its pages mapped (`map_pages`, at
+    /// once if `at_once`), in huge pages if `huge_pages` and the kernel grants them. The kernel
+    /// may first have to gather free memory into huge pages, which took up to 20 ms here: so
+    /// only threads that no batch waits for ask for them.
+    pub(crate) fn mapped(capacity: usize, huge_pages: bool, at_once: bool) -> Self {
         let mut records = Self::with_capacity(capacity);
         if huge_pages {
             records.advise_huge_pages();
         }
-        map_pages(records.spare_capacity_mut());
+        map_pages(records.spare_capacity_mut(), at_once);
         records
     }
 
@@ -351,40 +355,18 @@ impl<T> HugeVec<T> {
 }
 
 impl HugeVec<u64> {
-    /// A vector of `len` zeros. Memory of huge-page layout comes from the kernel zeroed, and is
-    /// not written here unless `mapped`: then all its pages are mapped now (`map_pages`), in huge
-    /// pages where the kernel grants them (see `mapped` for what that costs).
-    pub(crate) fn zeros(len: usize, mapped: bool) -> Self {
+    /// A vector of `len` zeros. Memory of huge-page layout comes from the kernel zeroed, and its
+    /// pages are mapped when first written.
+    pub(crate) fn zeros(len: usize) -> Self {
         let mut zeros = Self::with_capacity(len);
         if Self::layout(len).align() != HUGE_PAGE {
             zeros.resize(len, 0);
             return zeros;
         }
-        if mapped {
-            zeros.advise_huge_pages();
-            map_pages(zeros.spare_capacity_mut());
-        }
-        // The kernel maps anonymous memory zeroed, and `map_pages` writes zeros: every one of
-        // the first `len` places holds a valid u64, 0.
+        // The kernel maps anonymous memory zeroed: every one of the first `len` places holds a
+        // valid u64, 0.
         zeros.len = len;
         zeros
-    }
-}
-
-impl<T> HugeVec<T> {
-    /// Has the maker thread map the pages of all the memory, in order from its start, while this
-    /// thread goes on using it: for memory that will be written from its start on. The kernel
-    /// maps them without writing to them, so whatever this thread writes meanwhile stays. A
-    /// kernel that cannot (`populate`) leaves them to be mapped when first written.
-    pub(crate) fn populate_elsewhere(&self) {
-        // Memory from the allocator is small, and mostly mapped already.
-        if self.capacity == 0 || Self::layout(self.capacity).align() != HUGE_PAGE {
-            return;
-        }
-        let (start, bytes) = (self.start.as_ptr() as usize, Self::layout(self.capacity).size());
-        // The memory may be given back before the maker gets to it: then the kernel finds
-        // nothing mapped there, or memory mapped since, which it maps without changing either.
-        let _ = Making::start(move || populate(start as *mut u8, bytes));
     }
 }
 
@@ -693,8 +675,8 @@ mod tests {
         let huge_page_of_pairs = HUGE_PAGE / size_of::<Pair>();
         for mut records in [
             HugeVec::with_capacity(huge_page_of_pairs),
-            HugeVec::mapped(huge_page_of_pairs, true),
-            HugeVec::mapped(huge_page_of_pairs, false),
+            HugeVec::mapped(huge_page_of_pairs, true, false),
+            HugeVec::mapped(huge_page_of_pairs, false, true),
         ] {
             assert_eq!(records.start.as_ptr() as usize % HUGE_PAGE, 0);
             assert!(records.is_empty());
@@ -717,7 +699,7 @@ mod tests {
     fn a_huge_vec_mapped_in_part_of_a_huge_page_still_grows() {
         // 3 MiB: the advice covers the whole mapping, which stays one and can be moved.
         let capacity = 3 * HUGE_PAGE / 2 / size_of::<Pair>();
-        let mut records = HugeVec::mapped(capacity, true);
+        let mut records = HugeVec::mapped(capacity, true, true);
         for n in 0..=capacity {
             records.push(Pair(n, !n));
         }

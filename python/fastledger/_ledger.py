@@ -121,6 +121,8 @@ _KINDS = {KIND_ACCOUNTS: _ACCOUNTS, KIND_TRANSFERS: _TRANSFERS}
 SNAPSHOT_EVERY = 128
 
 DURABILITY = ("fsync", "unsafe_no_fsync")
+# The most transfers a ledger holds, and so the most `reserve_transfers` maps.
+TRANSFERS_RESERVED_MAX = 3 << 30
 
 R = TypeVar("R")
 
@@ -378,6 +380,20 @@ class Ledger:
     @property
     def batch_max(self) -> int:
         return self._batch_max
+
+    def reserve_transfers(self, transfers: int) -> None:
+        """Maps now the memory that `transfers` more transfers will fill (about 176 bytes each
+        with the Rust engine: 1.8 GB for 10,000,000), so that posting them never waits for the
+        operating system to map fresh pages: the way to a flat p99 under sustained load. It
+        takes about as long as the memory takes to map (1-2.4 s per 10,000,000 transfers on a
+        small cloud machine), holding the ledger's lock. The Python engine ignores it."""
+        if type(transfers) is not int or not 0 <= transfers <= TRANSFERS_RESERVED_MAX:
+            raise InvalidArgumentError(
+                f"transfers must be an int in 0..{TRANSFERS_RESERVED_MAX}, not {transfers!r}"
+            )
+        with self._lock:
+            self._check_usable()
+            self._engine.reserve_transfers(transfers)
 
     # -- creates ---------------------------------------------------------------------------
 

@@ -11,18 +11,19 @@
 //! queue: with a million transfers the array fills megabytes that every create reads at random.
 //! Since the home comes from the tag alone, growing the array never reads the log.
 //!
-//! Growing a large index moves every slot into an array twice the size, and most of that time
-//! is the kernel zeroing the new array's pages as they are first written. So once a large index
-//! is five eighths full, another thread makes the next array, in huge pages, and writes all its
-//! slots (`free_slots`), and the growth at three quarters takes it ready: a pause of one batch
-//! becomes much shorter.
+//! Growing moves every slot into an array twice the size. A large index moves them a few at each
+//! insert, in the order of their slots, which is the order of their homes in the new array too
+//! (`Moving`): the new array is then written from its start to its end, and the kernel maps its
+//! pages a few at each insert. Moving them all at once, into an array the kernel mapped page by
+//! page as the copy and the new ids reached it, had one batch wait 120 ms for 6 million ids.
 
 use core::hash::BuildHasher;
+use core::mem;
 
 use foldhash::fast::RandomState;
 
 use crate::log::{partition_point, Log};
-use crate::memory::{self, HugeVec, Making, Plain};
+use crate::memory::{self, HugeVec, Plain};
 
 /// The most records a log may hold: three quarters of the most slots a 32-bit tag can address
 /// (2^32), and so also a count whose positions, plus one, fit in 32 bits.
@@ -31,12 +32,24 @@ pub const LOG_MAX: usize = 3 << 30;
 /// A slot holds `tag << 32 | (position + 1)`; zero is a free slot.
 const FREE: u64 = 0;
 
+/// A slot of the array being moved from whose id was removed: no position plus one reaches it
+/// (`LOG_MAX`), and unlike a free slot it does not end a probe.
+const REMOVED: u64 = u64::MAX;
+
 /// The fewest slots an index has: a power of two.
 const SLOTS_MIN: usize = 16;
 
-/// The fewest slots for which the next array is made ahead on another thread, in huge pages
-/// (4 MiB): a smaller one is made in well under a millisecond.
-const PREPARE_SLOTS_MIN: usize = 1 << 19;
+/// The fewest slots of an array whose ids move into the next a few at each insert
+/// (`MOVED_PER_INSERT`) when the index grows: those of a smaller one move at once, in well under
+/// a millisecond.
+const MOVE_SLOTS_MIN: usize = 1 << 14;
+
+/// How many slots of the old array each insert moves into the new one while an index grows.
+/// Moving all at once had one batch wait for the whole copy: 120 ms for 6 million ids here. The
+/// old array of n slots, three quarters full when the growth began, is passed after n / 8
+/// inserts, and by then the new ids placed ahead of the move (`Moving::place_ahead`) have filled
+/// at most another eighth of it.
+const MOVED_PER_INSERT: usize = 8;
 
 fn tag_of(slot: u64) -> u32 {
     (slot >> 32) as u32
@@ -46,51 +59,20 @@ fn position_of(slot: u64) -> usize {
     (slot as u32 - 1) as usize
 }
 
+/// An array of slots with linear probing, and how a tag finds its home there.
 #[derive(Debug)]
-pub(crate) struct IdIndex {
-    /// A power of two of slots, at most three quarters of them taken.
+struct Table {
+    /// A power of two of slots.
     slots: HugeVec<u64>,
-    len: usize,
     /// The home of a tag is `tag >> shift`: its top bits, as many as the slots need.
     shift: u32,
-    /// Past this many ids, `reserve` leaves its fast path: to prepare the next array, or to
-    /// grow into it.
-    busy_at: usize,
-    /// The next array, twice the size, being made on another thread.
-    next_slots: Option<Making<HugeVec<u64>>>,
-    hasher: RandomState,
 }
 
-impl Default for IdIndex {
-    fn default() -> Self {
-        Self::with_slots(free_slots(SLOTS_MIN, false), RandomState::default())
-    }
-}
-
-/// An array of `count` free slots, in huge pages if `huge_pages` and the kernel grants them:
-/// only a thread that no batch waits for asks for those (see `HugeVec::mapped`).
-fn free_slots(count: usize, huge_pages: bool) -> HugeVec<u64> {
-    let mut slots = HugeVec::with_capacity(count);
-    if huge_pages {
-        slots.advise_huge_pages();
-    }
-    slots.resize(count, FREE);
-    slots
-}
-
-impl IdIndex {
-    fn with_slots(slots: HugeVec<u64>, hasher: RandomState) -> Self {
+impl Table {
+    fn new(slots: HugeVec<u64>) -> Self {
         let count = slots.len();
         assert!(count.is_power_of_two() && count <= 1 << 32);
-        let shift = 32 - count.trailing_zeros();
-        let grow_at = count / 4 * 3;
-        let busy_at = if count >= PREPARE_SLOTS_MIN { count / 8 * 5 } else { grow_at };
-        Self { slots, len: 0, shift, busy_at, next_slots: None, hasher }
-    }
-
-    #[inline]
-    fn tag(&self, id: u128) -> u32 {
-        (self.hasher.hash_one(id) >> 32) as u32
+        Self { slots, shift: 32 - count.trailing_zeros() }
     }
 
     #[inline]
@@ -104,75 +86,52 @@ impl IdIndex {
         (slot_index + 1) & (self.slots.len() - 1)
     }
 
-    /// Where `id` is, or the free slot where the probe for it stopped.
+    /// Where `id`, whose tag is `tag`, is, or the free slot where the probe for it stopped.
     #[inline]
-    fn probe(&self, id: u128, id_at: impl Fn(usize) -> u128) -> Result<usize, usize> {
-        let tag = self.tag(id);
+    fn probe(&self, tag: u32, id: u128, id_at: impl Fn(usize) -> u128) -> Result<usize, usize> {
         let mut i = self.home(tag);
         loop {
             let slot = self.slots[i];
             if slot == FREE {
                 return Err(i);
             }
-            if tag_of(slot) == tag && id_at(position_of(slot)) == id {
+            if tag_of(slot) == tag && slot != REMOVED && id_at(position_of(slot)) == id {
                 return Ok(i);
             }
             i = self.next(i);
         }
     }
 
-    /// The position of `id`, where `id_at(position)` is the id of the record at a position.
+    /// The position in the first slot of the probe for `tag` that has that tag.
     #[inline]
-    pub(crate) fn get(&self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
-        self.probe(id, id_at).ok().map(|i| position_of(self.slots[i]))
-    }
-
-    /// Starts reading the home slot of `id`, so that a `get` or `insert` of it soon after
-    /// finds it in the cache. Changes nothing.
-    #[inline]
-    pub(crate) fn prefetch(&self, id: u128) {
-        memory::prefetch(&self.slots[self.home(self.tag(id))]);
-    }
-
-    /// Where `id` most likely is: the position in the first slot of its probe whose tag is the
-    /// tag of `id`, found without reading the log (an id of another record has that tag once in
-    /// four billion). Only for prefetching the record, once `prefetch` has brought the slot in.
-    #[inline]
-    pub(crate) fn likely_position(&self, id: u128) -> Option<usize> {
-        let tag = self.tag(id);
+    fn likely_position(&self, tag: u32) -> Option<usize> {
         let mut i = self.home(tag);
         loop {
             let slot = self.slots[i];
             if slot == FREE {
                 return None;
             }
-            if tag_of(slot) == tag {
+            if tag_of(slot) == tag && slot != REMOVED {
                 return Some(position_of(slot));
             }
             i = self.next(i);
         }
     }
 
-    /// Indexes a new id (the caller has checked that it is not indexed yet) at `position`.
+    /// Puts `slot` in the first free slot from its home.
     #[inline]
-    pub(crate) fn insert(&mut self, id: u128, position: usize) {
-        assert!(position < LOG_MAX, "a log holds at most {LOG_MAX} records");
-        self.reserve(1);
-        let tag = self.tag(id);
-        let mut i = self.home(tag);
+    fn place(&mut self, slot: u64) {
+        let mut i = self.home(tag_of(slot));
         while self.slots[i] != FREE {
             i = self.next(i);
         }
-        self.slots[i] = u64::from(tag) << 32 | (position as u64 + 1);
-        self.len += 1;
+        self.slots[i] = slot;
     }
 
-    /// Forgets `id`; returns its position, if it was indexed.
-    pub(crate) fn remove(&mut self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
-        let mut hole = self.probe(id, id_at).ok()?;
-        let position = position_of(self.slots[hole]);
-        // Backward shift: each later slot of the run that may sit in the hole (its home is not
-        // between the hole and it) moves back, so that no probe stops early at the hole.
+    /// Frees the slot at `hole` by a backward shift: each later slot of the run that may sit in
+    /// the hole (its home is not between the hole and it) moves back, so that no probe stops
+    /// early at the hole.
+    fn remove_at(&mut self, mut hole: usize) {
         let mask = self.slots.len() - 1;
         let mut i = self.next(hole);
         while self.slots[i] != FREE {
@@ -184,48 +143,210 @@ impl IdIndex {
             i = self.next(i);
         }
         self.slots[hole] = FREE;
-        self.len -= 1;
-        Some(position)
+    }
+}
+
+/// The array an index grew from, while its ids move into the new one in the order of their
+/// slots, whose homes in the new array come in the same order: so the new array is written from
+/// its start to its end, and the kernel maps its pages one after the other, a few at each insert,
+/// rather than most of them at the first batch after the growth, which new ids reach at random.
+#[derive(Debug)]
+struct Moving {
+    table: Table,
+    /// Its slots before this one are in the new array too. A removed id is marked `REMOVED`,
+    /// not freed, so that a probe of the old array still finds every id it holds.
+    moved: usize,
+    /// The lowest old home of the new ids that went to the new array because their probe of the
+    /// old one wrapped past its end, behind the move (its slot count if none did).
+    wrapped_from: usize,
+}
+
+impl Moving {
+    fn new(table: Table) -> Self {
+        let wrapped_from = table.slots.len();
+        Self { table, moved: 0, wrapped_from }
+    }
+
+    /// Whether the new array may hold an id of `tag`: only if the move has passed its old home,
+    /// or if it wrapped. A probe of the new array for any other id would read a page the move
+    /// has not written yet, which made the kernel map it (a fault of its own for each of most
+    /// pages of the array, in the first batch after a growth): this probe reads nothing.
+    #[inline]
+    fn new_array_may_hold(&self, tag: u32) -> bool {
+        let home = self.table.home(tag);
+        home < self.moved || home >= self.wrapped_from
+    }
+
+    /// Puts `slot` into the old array if its place there lies ahead of the move, which then
+    /// takes it to the new array in order; returns whether it did. The new ids whose homes the
+    /// move has passed go straight to the new array, into the pages it has written already.
+    fn place_ahead(&mut self, slot: u64) -> bool {
+        let home = self.table.home(tag_of(slot));
+        if home < self.moved {
+            return false;
+        }
+        let mut i = home;
+        while self.table.slots[i] != FREE {
+            i = self.table.next(i);
+        }
+        // A probe that wrapped past the end of the array stopped behind the move.
+        if i < home {
+            self.wrapped_from = self.wrapped_from.min(home);
+            return false;
+        }
+        self.table.slots[i] = slot;
+        true
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct IdIndex {
+    /// At most three quarters of its slots taken, counting the ids still to move from `moving`.
+    table: Table,
+    /// The array before the last growth, while its ids move into `table`.
+    moving: Option<Moving>,
+    len: usize,
+    hasher: RandomState,
+}
+
+impl Default for IdIndex {
+    fn default() -> Self {
+        Self::with_slots(free_slots(SLOTS_MIN), RandomState::default())
+    }
+}
+
+/// An array of `count` free slots, whose pages the kernel maps when the ids moving in first
+/// reach them (`Moving`).
+fn free_slots(count: usize) -> HugeVec<u64> {
+    HugeVec::zeros(count)
+}
+
+impl IdIndex {
+    fn with_slots(slots: HugeVec<u64>, hasher: RandomState) -> Self {
+        Self { table: Table::new(slots), moving: None, len: 0, hasher }
+    }
+
+    #[inline]
+    fn tag(&self, id: u128) -> u32 {
+        (self.hasher.hash_one(id) >> 32) as u32
+    }
+
+    /// The position of `id`, where `id_at(position)` is the id of the record at a position.
+    #[inline]
+    pub(crate) fn get(&self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
+        let tag = self.tag(id);
+        if self.new_array_may_hold(tag) {
+            if let Ok(i) = self.table.probe(tag, id, &id_at) {
+                return Some(position_of(self.table.slots[i]));
+            }
+        }
+        let old = self.moving.as_ref()?;
+        old.table.probe(tag, id, &id_at).ok().map(|i| position_of(old.table.slots[i]))
+    }
+
+    /// Starts reading the home slot of `id`, so that a `get` or `insert` of it soon after
+    /// finds it in the cache. Changes nothing.
+    #[inline]
+    pub(crate) fn prefetch(&self, id: u128) {
+        let tag = self.tag(id);
+        if self.new_array_may_hold(tag) {
+            memory::prefetch(&self.table.slots[self.table.home(tag)]);
+        }
+        if let Some(old) = &self.moving {
+            memory::prefetch(&old.table.slots[old.table.home(tag)]);
+        }
+    }
+
+    /// Where `id` most likely is: the position in the first slot of its probe whose tag is the
+    /// tag of `id`, found without reading the log (an id of another record has that tag once in
+    /// four billion). Only for prefetching the record, once `prefetch` has brought the slot in.
+    #[inline]
+    pub(crate) fn likely_position(&self, id: u128) -> Option<usize> {
+        let tag = self.tag(id);
+        let found = self.new_array_may_hold(tag).then(|| self.table.likely_position(tag));
+        let found = found.flatten();
+        found.or_else(|| self.moving.as_ref().and_then(|old| old.table.likely_position(tag)))
+    }
+
+    /// Whether the current array may hold an id of `tag` (see `Moving::new_array_may_hold`).
+    #[inline]
+    fn new_array_may_hold(&self, tag: u32) -> bool {
+        self.moving.as_ref().is_none_or(|old| old.new_array_may_hold(tag))
+    }
+
+    /// Indexes a new id (the caller has checked that it is not indexed yet) at `position`.
+    #[inline]
+    pub(crate) fn insert(&mut self, id: u128, position: usize) {
+        assert!(position < LOG_MAX, "a log holds at most {LOG_MAX} records");
+        self.reserve(1);
+        let slot = u64::from(self.tag(id)) << 32 | (position as u64 + 1);
+        match &mut self.moving {
+            Some(old) => {
+                if !old.place_ahead(slot) {
+                    self.table.place(slot);
+                }
+                self.move_some(MOVED_PER_INSERT);
+            }
+            None => self.table.place(slot),
+        }
+        self.len += 1;
+    }
+
+    /// Moves the next `count` slots of the old array, if any, into the new one.
+    fn move_some(&mut self, count: usize) {
+        let Some(old) = &mut self.moving else { return };
+        let end = (old.moved + count).min(old.table.slots.len());
+        for &slot in &old.table.slots[old.moved..end] {
+            if slot != FREE && slot != REMOVED {
+                self.table.place(slot);
+            }
+        }
+        old.moved = end;
+        if end == old.table.slots.len() {
+            memory::drop_elsewhere(self.moving.take());
+        }
+    }
+
+    /// Forgets `id`; returns its position, if it was indexed.
+    pub(crate) fn remove(&mut self, id: u128, id_at: impl Fn(usize) -> u128) -> Option<usize> {
+        let tag = self.tag(id);
+        let mut position = None;
+        if let Ok(i) = self.table.probe(tag, id, &id_at) {
+            position = Some(position_of(self.table.slots[i]));
+            self.table.remove_at(i);
+        }
+        if let Some(old) = &mut self.moving {
+            if let Ok(i) = old.table.probe(tag, id, &id_at) {
+                position = position.or(Some(position_of(old.table.slots[i])));
+                old.table.slots[i] = REMOVED;
+            }
+        }
+        self.len -= usize::from(position.is_some());
+        position
     }
 
     /// Makes room for `additional` more ids, so that a batch grows the array at most once.
     #[inline]
     pub(crate) fn reserve(&mut self, additional: usize) {
         let needed = self.len + additional;
-        if needed > self.busy_at {
-            self.make_room(needed);
-        }
-    }
-
-    #[cold]
-    fn make_room(&mut self, needed: usize) {
-        let grow_at = self.slots.len() / 4 * 3;
-        if needed > grow_at {
+        if needed > self.table.slots.len() / 4 * 3 {
             self.grow(needed);
-        } else if self.next_slots.is_none() {
-            let count = self.slots.len() * 2;
-            // Without a thread (the system refused one), `grow` makes the array itself.
-            self.next_slots = Making::start("fastledger-index", move || free_slots(count, true));
-            self.busy_at = grow_at;
         }
     }
 
     #[cold]
     fn grow(&mut self, needed: usize) {
+        // An index grows from one array at a time: the rest of an earlier growth moves now.
+        self.move_some(usize::MAX);
         let count = (needed * 4 / 3 + 1).next_power_of_two().max(SLOTS_MIN);
-        let prepared = self.next_slots.take().and_then(Making::finish);
-        let slots = prepared.filter(|slots| slots.len() == count);
-        let slots = slots.unwrap_or_else(|| free_slots(count, false));
-        let mut grown = Self::with_slots(slots, self.hasher.clone());
-        for &slot in self.slots.iter().filter(|&&slot| slot != FREE) {
-            let mut i = grown.home(tag_of(slot));
-            while grown.slots[i] != FREE {
-                i = grown.next(i);
-            }
-            grown.slots[i] = slot;
-        }
+        let mut grown = Self::with_slots(free_slots(count), self.hasher.clone());
         grown.len = self.len;
-        *self = grown;
+        let old = mem::replace(self, grown).table;
+        let small = old.slots.len() < MOVE_SLOTS_MIN;
+        self.moving = Some(Moving::new(old));
+        if small {
+            self.move_some(usize::MAX);
+        }
     }
 }
 
@@ -383,6 +504,12 @@ impl RunIndex {
         Some(position)
     }
 
+    /// Makes room for the samples of `additional` more ids in order: growing the samples by
+    /// doubling mapped fresh pages for them in one batch (2 ms for the 32,768th sample here).
+    pub(crate) fn reserve_in_order(&mut self, additional: usize) {
+        self.samples.reserve(additional.div_ceil(SAMPLE_EVERY));
+    }
+
     /// Makes room for `additional` more ids out of order, so that a batch grows the index of
     /// them at most once.
     #[inline]
@@ -437,7 +564,7 @@ mod tests {
         for (position, &id) in ids.iter().enumerate() {
             index.insert(id, position);
         }
-        assert_eq!(index.slots.len(), SLOTS_MIN);
+        assert_eq!(index.table.slots.len(), SLOTS_MIN);
         for (removed, &id) in ids.iter().enumerate() {
             assert_eq!(index.remove(id, |p| ids[p]), Some(removed));
             for (position, &other) in ids.iter().enumerate() {
@@ -446,40 +573,55 @@ mod tests {
             }
         }
         assert_eq!(index.len, 0);
-        assert!(index.slots.iter().all(|&slot| slot == FREE));
+        assert!(index.table.slots.iter().all(|&slot| slot == FREE));
     }
 
     #[test]
-    fn a_large_index_grows_into_the_array_made_ahead_and_keeps_every_id() {
-        let count = PREPARE_SLOTS_MIN / 4 * 3 + 1;
-        let ids: Vec<u128> = (1..=count as u128).map(|i| i * 0x9E37_79B9).collect();
+    fn a_large_index_moves_its_ids_a_few_at_each_insert_and_finds_each_one_meanwhile() {
+        let grow_at = MOVE_SLOTS_MIN / 4 * 3;
+        let ids: Vec<u128> = (1..=grow_at as u128 * 2).map(|i| i * 0x9E37_79B9).collect();
+        let id_at = |p: usize| ids[p];
         let mut index = IdIndex::default();
-        index.reserve(PREPARE_SLOTS_MIN / 2);
-        assert_eq!(index.slots.len(), PREPARE_SLOTS_MIN);
-        for (position, &id) in ids.iter().enumerate() {
-            if position == PREPARE_SLOTS_MIN / 8 * 5 {
-                assert!(index.next_slots.is_none());
-            }
+        index.reserve(MOVE_SLOTS_MIN / 2);
+        assert_eq!(index.table.slots.len(), MOVE_SLOTS_MIN);
+        for (position, &id) in ids[..=grow_at].iter().enumerate() {
             index.insert(id, position);
-            if position == PREPARE_SLOTS_MIN / 8 * 5 {
-                assert!(index.next_slots.is_some(), "five eighths full: the next array is made");
+        }
+        assert_eq!(index.table.slots.len(), MOVE_SLOTS_MIN * 2);
+        assert!(index.moving.is_some(), "the ids move a few at a time");
+        // Removed while moving: one moved already, one not yet, and one placed after the growth.
+        let removed = [3, grow_at - 3, grow_at];
+        for position in removed {
+            assert_eq!(index.remove(ids[position], id_at), Some(position));
+            assert_eq!(index.remove(ids[position], id_at), None);
+        }
+        let mut position = grow_at + 1;
+        while index.moving.is_some() {
+            for p in (0..position).step_by(997).filter(|p| !removed.contains(p)) {
+                assert_eq!(index.get(ids[p], id_at), Some(p));
             }
+            index.insert(ids[position], position);
+            // Another id of the same tag (1 in 4 billion, of 400,000 here) may come first.
+            assert!(index.likely_position(ids[position]).is_some());
+            position += 1;
         }
-        assert_eq!(index.slots.len(), PREPARE_SLOTS_MIN * 2);
-        assert!(index.next_slots.is_none());
-        for (position, &id) in ids.iter().enumerate() {
-            assert_eq!(index.get(id, |p| ids[p]), Some(position));
+        assert!(position - grow_at <= MOVE_SLOTS_MIN / MOVED_PER_INSERT + 1);
+        assert_eq!(index.len, position - removed.len());
+        for (p, &id) in ids[..position].iter().enumerate() {
+            let expected = (!removed.contains(&p)).then_some(p);
+            assert_eq!(index.get(id, id_at), expected);
         }
+        assert_eq!(index.table.slots.iter().filter(|&&slot| slot != FREE).count(), index.len);
     }
 
     #[test]
     fn reserving_keeps_a_quarter_of_the_slots_free() {
         let mut index = IdIndex::default();
         index.reserve(1_000);
-        assert!(index.slots.len() * 3 >= 1_000 * 4);
-        let before = index.slots.len();
+        assert!(index.table.slots.len() * 3 >= 1_000 * 4);
+        let before = index.table.slots.len();
         index.reserve(1_000);
-        assert_eq!(index.slots.len(), before);
+        assert_eq!(index.table.slots.len(), before);
     }
 
     #[test]

@@ -4,15 +4,11 @@
 //! A `Vec` grows by moving its records into memory twice the size, and the records written
 //! after that land in pages the kernel maps one fault at a time while the batch loop waits. A
 //! log keeps its records in segments of `SEGMENT_LEN` instead. From the time the newest segment
-//! is half full (or when the engine prepares a log it is about to fill), other threads make the
-//! next `SEGMENTS_AHEAD` and write to each of their pages, so the batch loop finds them mapped
-//! when it gets there; a small log (half a segment) starts no such thread unless prepared.
-//! A segment starts at a huge page and fills whole huge pages (`memory::HugeVec`), which the
-//! kernel backs it with: that spares the batch loop's stores, and random reads of the log, most
-//! of their misses in the processor's table of pages. Huge pages cost the kernel more to map (10
-//! ms against 1.5 ms for 4 MiB here), more than a loop posting ready batches back to back leaves
-//! the threads that make segments: a segment is made in huge pages only while one made earlier
-//! waits ready, and in pages of 4 KiB while the batch loop is catching up.
+//! is half full (or when the engine prepares a log it is about to fill), the maker thread
+//! (`memory::Making`) makes the next `SEGMENTS_AHEAD` and maps each of their pages, so the batch
+//! loop finds them mapped when it gets there; a small log (half a segment) asks for none unless
+//! prepared. A caller who knows how much it will post maps the segments up front (`reserve`), and
+//! then the batch loop never waits for the kernel, however far it outruns the maker.
 //!
 //! Records are written with non-temporal stores (`push_streaming`): a store to a line that is
 //! not in the cache first reads the line from memory, and the batch loop writes nearly three
@@ -43,12 +39,11 @@ const fn segment_shift(record_size: usize) -> u32 {
 }
 
 /// How many segments are made ahead of the one being filled. Making one (4 MiB of transfers)
-/// took from 1 to 10 ms here, the kernel zeroing and mapping its pages at speeds that varied
-/// from run to run, while a batch loop posting 10,000,000 transfers a second fills one in 3 ms.
-/// With one made ahead, a program posting ready batches back to back waited for it at most
-/// boundaries, up to half its time; with three, each has more than two segments' time and it
-/// waited for none. The cost is up to three segments of each log mapped before they are needed
-/// (36 MiB for the transfer log, the movements and the run of transfer ids).
+/// takes 1.5 ms here in memory the machine has used before and 5-11 ms in memory its host has
+/// not handed it yet, while a batch loop posting 10,000,000 transfers a second fills one in 3 ms:
+/// the maker keeps ahead only of a slower loop, or with memory reserved (`reserve`). Three give
+/// it more than two segments' time for each. The cost is up to three segments of each log mapped
+/// before they are needed (36 MiB for the transfer log, the movements and the run of ids).
 const SEGMENTS_AHEAD: usize = 3;
 
 pub(crate) struct Log<T> {
@@ -57,10 +52,11 @@ pub(crate) struct Log<T> {
     /// or directly for the records before `unfenced_from`.
     segments_unfenced: Vec<HugeVec<T>>,
     len: usize,
-    /// The next segments, in order, each being made on another thread.
+    /// The next segments, in order, each being made by the maker thread.
     next_segments: VecDeque<Making<HugeVec<T>>>,
-    /// A segment that `pop` emptied, mapped already: the next to be filled.
-    spare: Option<HugeVec<T>>,
+    /// Empty segments mapped already, the next to be filled: one that `pop` emptied, and those
+    /// that `reserve` made.
+    ready: Vec<HugeVec<T>>,
     /// The position of the first record streamed (`push_streaming`) since the last store fence,
     /// or `FENCED`. Atomic only so that a read through `&self` may fence; one thread at a time
     /// uses a log.
@@ -77,7 +73,7 @@ impl<T> Default for Log<T> {
             segments_unfenced: Vec::new(),
             len: 0,
             next_segments: VecDeque::new(),
-            spare: None,
+            ready: Vec::new(),
             unfenced_from,
         }
     }
@@ -178,8 +174,8 @@ impl<T: Plain + Send + 'static> Log<T> {
         let record = segments.last_mut()?.pop()?;
         if segments.last().is_some_and(|s| s.is_empty()) && segments.len() > 1 {
             // Keep no empty segment behind a partly full one: the emptied one waits aside.
-            let emptied = segments.pop();
-            self.spare = emptied;
+            let emptied = segments.pop().expect("the last segment was just read");
+            self.ready.push(emptied);
         }
         self.len -= 1;
         Some(record)
@@ -214,12 +210,31 @@ impl<T: Plain + Send + 'static> Log<T> {
         fenced + partition_point(self.len - fenced, |offset| before(fenced + offset))
     }
 
-    /// Starts making the first segment on another thread, for a log about to be written: its
+    /// Maps now, on the calling thread, every page of the segments that `additional` more
+    /// records need, so that appending them never waits for the kernel (`Engine::reserve`).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let room = |segment: &HugeVec<T>| Self::SEGMENT_LEN - segment.len();
+        let last_room = self.segments_unfenced.last().map_or(0, room);
+        let ready_room = self.ready.len() * Self::SEGMENT_LEN;
+        let missing = additional.saturating_sub(last_room + ready_room);
+        for _ in 0..missing.div_ceil(Self::SEGMENT_LEN) {
+            self.ready.push(HugeVec::mapped(Self::SEGMENT_LEN, false, true));
+        }
+    }
+
+    /// How many more records fit in the segments mapped already.
+    #[cfg(test)]
+    pub(crate) fn mapped_room(&self) -> usize {
+        let last_room = self.segments_unfenced.last().map_or(0, |s| Self::SEGMENT_LEN - s.len());
+        last_room + self.ready.len() * Self::SEGMENT_LEN
+    }
+
+    /// Has the maker thread make the first segment, for a log about to be written: its
     /// first records then find it mapped rather than wait for the kernel to map it page by page.
     pub(crate) fn prepare(&mut self) {
         if self.segments_unfenced.is_empty()
             && self.next_segments.is_empty()
-            && self.spare.is_none()
+            && self.ready.is_empty()
         {
             ask_for_segment(&mut self.next_segments);
         }
@@ -257,7 +272,7 @@ impl<T: Plain + Send + 'static> Log<T> {
     fn room(&mut self) -> &mut HugeVec<T> {
         // Appending reads no record: no fence needed.
         if self.segments_unfenced.last().is_none_or(|s| s.len() == Self::SEGMENT_LEN) {
-            let next = self.spare.take().or_else(|| self.made_segment());
+            let next = self.ready.pop().or_else(|| self.made_segment());
             let next = next.unwrap_or_else(|| HugeVec::with_capacity(Self::SEGMENT_LEN));
             self.segments_unfenced.push(next);
         }
@@ -269,7 +284,7 @@ impl<T: Plain + Send + 'static> Log<T> {
         let filled = segment.len();
         if filled >= Self::SEGMENT_LEN / 2
             && filled % (Self::SEGMENT_LEN / 4) == 0
-            && self.next_segments.len() < SEGMENTS_AHEAD
+            && self.ready.len() + self.next_segments.len() < SEGMENTS_AHEAD
         {
             ask_for_segment(&mut self.next_segments);
         }
@@ -277,20 +292,17 @@ impl<T: Plain + Send + 'static> Log<T> {
     }
 }
 
-/// Has another thread start making a segment, queued after those being made: in huge pages if
-/// one made earlier waits ready (`in_huge_pages`). Without a thread (the system refused one), a
-/// segment is made when needed.
+/// Has the maker thread make a segment, after whatever it was asked for before. Without a
+/// maker (the system refused a thread), a segment is made when needed.
+///
+/// Segments are made in pages of 4 KiB. The kernel here maps 4 MiB of fresh memory in huge pages
+/// in about 10 ms, six times as long as in small pages, and a loop posting ready batches back to
+/// back fills a segment of transfers in 3 ms: a maker of huge pages fell behind, and the loop
+/// then waited for pages itself. The log is written in order, so its stores miss the processor's
+/// table of pages once per 4 KiB page, 32 transfers, which costs far less than the wait.
 fn ask_for_segment<T: Send + 'static>(next_segments: &mut VecDeque<Making<HugeVec<T>>>) {
-    let huge_pages = in_huge_pages(next_segments);
-    let make = move || HugeVec::mapped(Log::<T>::SEGMENT_LEN, huge_pages);
-    next_segments.extend(Making::start("fastledger-log", make));
-}
-
-/// Whether the next segment is to be made in huge pages: while one made ahead waits ready, the
-/// threads that make them keep ahead of the batch loop, and have time for the pages the kernel
-/// maps slower.
-fn in_huge_pages<T: Send + 'static>(next_segments: &VecDeque<Making<HugeVec<T>>>) -> bool {
-    next_segments.iter().any(Making::is_finished)
+    let make = || HugeVec::mapped(Log::<T>::SEGMENT_LEN, false, false);
+    next_segments.extend(Making::start(make));
 }
 
 impl<T: Timestamped + Plain + Send + 'static> Log<T> {
@@ -445,13 +457,11 @@ mod tests {
             let _ = wait.recv();
             HugeVec::with_capacity(SEGMENT_LEN + 1)
         };
-        log.next_segments.push_back(Making::start("fastledger-test", make).expect("a thread"));
+        log.next_segments.push_back(Making::start(make).expect("a thread"));
         log.push_streaming(&pair(0));
         assert_eq!(log.segments_ahead(), 1, "the loop did not wait: it took a segment of its own");
-        assert!(!in_huge_pages(&log.next_segments), "none ready: pages the kernel maps faster");
         release.send(()).expect("the thread waits");
         log.wait_for_segments_ahead();
-        assert!(in_huge_pages(&log.next_segments), "one waits ready: huge pages");
         for n in 1..=SEGMENT_LEN {
             log.push_streaming(&pair(n));
         }
@@ -459,17 +469,36 @@ mod tests {
         assert_eq!(capacities, [SEGMENT_LEN, SEGMENT_LEN + 1]);
         // A rollback that empties the newest segment keeps it aside for the next record.
         assert_eq!(log.pop(), Some(pair(SEGMENT_LEN)));
-        assert_eq!((log.segments().len(), log.spare.is_some()), (1, true));
+        assert_eq!((log.segments().len(), log.ready.len()), (1, 1));
         log.push_streaming(&pair(7));
-        assert_eq!((log.segments()[1].capacity(), log.spare.is_none()), (SEGMENT_LEN + 1, true));
+        assert_eq!((log.segments()[1].capacity(), log.ready.len()), (SEGMENT_LEN + 1, 0));
+    }
+
+    #[test]
+    fn a_reserved_log_maps_the_segments_its_records_need_and_fills_them_first() {
+        let mut log = Log::default();
+        log.reserve(3 * SEGMENT_LEN + 1);
+        assert_eq!((log.ready.len(), log.mapped_room()), (4, 4 * SEGMENT_LEN));
+        log.reserve(4 * SEGMENT_LEN);
+        assert_eq!(log.ready.len(), 4, "room enough already");
+        for n in 0..SEGMENT_LEN + 10 {
+            log.push_streaming(&pair(n));
+        }
+        assert_eq!((log.segments().len(), log.ready.len()), (2, 2));
+        assert_eq!(log.segments_ahead(), 0, "no segment asked for while enough are reserved");
+        log.reserve(3 * SEGMENT_LEN - 10);
+        assert_eq!(log.ready.len(), 2, "the last segment and those ready have that room");
+        log.reserve(3 * SEGMENT_LEN);
+        assert_eq!((log.ready.len(), log.mapped_room()), (3, 4 * SEGMENT_LEN - 10));
+        assert!(log.iter().copied().eq((0..SEGMENT_LEN + 10).map(pair)));
     }
 
     #[test]
     fn a_boundary_passes_over_a_segment_left_by_the_process_this_one_was_forked_from() {
         let mut log = Log::default();
-        let left = Making::start("fastledger-test", || HugeVec::with_capacity(1));
+        let left = Making::start(|| HugeVec::with_capacity(1));
         log.next_segments.push_back(left.expect("a thread").seen_from_a_forked_process());
-        let made = Making::start("fastledger-test", || HugeVec::with_capacity(SEGMENT_LEN + 1));
+        let made = Making::start(|| HugeVec::with_capacity(SEGMENT_LEN + 1));
         log.next_segments.push_back(made.expect("a thread"));
         log.wait_for_segments_ahead();
         log.push_streaming(&pair(0));

@@ -1,19 +1,22 @@
-//! How the engine uses memory: arrays mapped ahead, in huge pages, for its largest structures;
-//! hints to the processor about what the batch loop reads next; and stores that bypass the
-//! cache for what it writes far ahead of any read.
+//! How the engine uses memory: arrays mapped ahead, by the maker thread or by a caller who
+//! reserves room, and in huge pages where they are read at random; hints to the processor about
+//! what the batch loop reads next; and stores that bypass the cache for what it writes far ahead
+//! of any read.
 //!
-//! A large array that is read at random, as the id index is, misses the processor's table of
+//! A large array that is read at random, as the account log is, misses the processor's table of
 //! page addresses on almost every read when it is mapped in pages of 4 KiB: each read then
 //! waits for a walk of the page tables too. Mapped in pages of 2 MiB, the same array needs 512
-//! times fewer entries, and the kernel maps it with 512 times fewer page faults. A log's stores
-//! gain as much: each 4 KiB page its records reach is another walk.
+//! times fewer entries. But the kernel here maps fresh memory in huge pages six times slower
+//! than in small ones (10 against 1.5 ms for 4 MiB), so memory that must be mapped fast, as the
+//! segments of a log that the batch loop fills at 1.8 GB/s, is mapped in small pages.
 
 use std::alloc::{self, Layout};
 use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
-use std::thread::{self, JoinHandle};
-use std::{fmt, mem, process, slice};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::{fmt, mem, process, slice, thread};
 
 /// The size of a huge page on the platforms where the engine asks for them.
 pub(crate) const HUGE_PAGE: usize = 2 << 20;
@@ -40,10 +43,41 @@ fn advise_huge_pages(start: *mut u8, bytes: usize) {
 /// The size of a page the kernel maps at a time (at least).
 const PAGE: usize = 4096;
 
+/// How much memory one call of `populate` maps: the kernel holds a lock of the process's memory
+/// map while it does, which another thread's own mapping of memory then waits for.
+const POPULATE_BYTES: usize = 1 << 20;
+
+/// Has the kernel map every page of the `bytes` at `start` as a first write to each would,
+/// without writing to them; false where the kernel cannot (before Linux 5.14), and then it
+/// mapped none or some. One call maps a page in about two thirds of the time a write's page
+/// fault takes here.
+fn populate(start: *mut u8, bytes: usize) -> bool {
+    #[cfg(target_os = "linux")]
+    for offset in (0..bytes).step_by(POPULATE_BYTES) {
+        let chunk = POPULATE_BYTES.min(bytes - offset);
+        // SAFETY: MADV_POPULATE_WRITE only maps the pages of the range, memory this process has
+        // mapped, which it neither reads nor writes: what they hold stays as it was.
+        let done = unsafe {
+            libc::madvise(start.add(offset).cast(), chunk, libc::MADV_POPULATE_WRITE) == 0
+        };
+        if !done {
+            return false;
+        }
+    }
+    cfg!(target_os = "linux")
+}
+
 /// Maps all the pages of `room` now, on the thread that calls it: writing to memory for the
-/// first time makes the kernel map (and zero) it then, page by page.
-fn map_pages<T>(room: &mut [MaybeUninit<T>]) {
+/// first time makes the kernel map (and zero) it then, page by page. `populate` if `at_once`:
+/// quicker, but the kernel holds the lock of the process's memory map meanwhile, so only a thread
+/// that the batch loop waits for anyway asks for it. On the maker thread, then at the lowest
+/// priority, a loop posting back to back waited up to 330 ms for that lock to map a segment of
+/// its own, while the maker waited for a core.
+fn map_pages<T>(room: &mut [MaybeUninit<T>], at_once: bool) {
     let (start, bytes) = (room.as_mut_ptr().cast::<u8>(), mem::size_of_val(room));
+    if at_once && populate(start, bytes) {
+        return;
+    }
     for offset in (0..bytes).step_by(PAGE) {
         // SAFETY: the byte lies in `room`, memory that holds no value yet; any byte may be
         // written there. Volatile, because the compiler would otherwise drop a store that
@@ -220,16 +254,16 @@ impl<T> HugeVec<T> {
         Self { start, len: 0, capacity }
     }
 
-    /// An empty vector with room for `capacity` records, all its pages mapped (`map_pages`), in
-    /// huge pages if `huge_pages` and the kernel grants them. The kernel may first have to gather
-    /// free memory into huge pages, which took up to 20 ms here: so only threads that no batch
-    /// waits for call this.
-    pub(crate) fn mapped(capacity: usize, huge_pages: bool) -> Self {
+    /// An empty vector with room for `capacity` records, all its pages mapped (`map_pages`, at
+    /// once if `at_once`), in huge pages if `huge_pages` and the kernel grants them. The kernel
+    /// may first have to gather free memory into huge pages, which took up to 20 ms here: so
+    /// only threads that no batch waits for ask for them.
+    pub(crate) fn mapped(capacity: usize, huge_pages: bool, at_once: bool) -> Self {
         let mut records = Self::with_capacity(capacity);
         if huge_pages {
             records.advise_huge_pages();
         }
-        map_pages(records.spare_capacity_mut());
+        map_pages(records.spare_capacity_mut(), at_once);
         records
     }
 
@@ -320,6 +354,28 @@ impl<T> HugeVec<T> {
     }
 }
 
+impl HugeVec<u64> {
+    /// A vector of `len` zeros. Memory of huge-page layout comes from the kernel zeroed, and its
+    /// pages are mapped when first written.
+    pub(crate) fn zeros(len: usize) -> Self {
+        let mut zeros = Self::with_capacity(len);
+        if Self::layout(len).align() != HUGE_PAGE {
+            zeros.resize(len, 0);
+            return zeros;
+        }
+        // The kernel maps anonymous memory zeroed: every one of the first `len` places holds a
+        // valid u64, 0.
+        zeros.len = len;
+        zeros
+    }
+}
+
+/// Frees `value` on the maker thread, or here if there is none: giving a large array back to
+/// the kernel unmaps each of its pages, which the batch loop need not wait for.
+pub(crate) fn drop_elsewhere<T: Send + 'static>(value: T) {
+    let _ = Making::start(move || drop(value));
+}
+
 impl<T> Default for HugeVec<T> {
     fn default() -> Self {
         Self::new()
@@ -376,31 +432,50 @@ impl<T> Drop for HugeVec<T> {
     }
 }
 
-/// A value that another thread of this process is making: a segment of a log made ahead, or
+/// A value that the maker thread of this process is making: a segment of a log made ahead, or
 /// the next array of an id index.
+///
+/// One thread makes them all, one at a time, in the order asked, in short slices. With a thread
+/// per value, a loop posting ready batches back to back had up to nine of them mapping pages
+/// beside it on a machine of two cores; the scheduler then took the loop's core away for a slice
+/// of 4-6 ms now and then, and that batch took eight times its usual time. One maker uses at most
+/// one core, and in slices of a tenth of a millisecond where it shares the loop's
+/// (`maker::short_slices`).
 #[derive(Debug)]
 pub(crate) struct Making<T> {
-    /// Taken by `finish`.
-    thread: Option<JoinHandle<T>>,
-    /// The process that started the thread. A process forked from it meanwhile has no such
-    /// thread: joining the handle there would wait forever, and dropping it would detach
-    /// whatever thread of that process reuses its descriptor, whose own join then fails.
+    made: Arc<Made<T>>,
+    /// The process that asked. A process forked from it meanwhile has no maker thread of this
+    /// one: waiting for the value there would wait forever.
     process: u32,
 }
 
+/// Where the maker leaves a value: `Some(None)` if making it failed (panicked).
+#[derive(Debug)]
+struct Made<T> {
+    value: Mutex<Option<Option<T>>>,
+    done: Condvar,
+}
+
 impl<T: Send + 'static> Making<T> {
-    /// Starts making a value with `make` on a thread named `name`; `None` if the system
-    /// refused a thread, and then the caller makes the value itself when it needs it.
-    pub(crate) fn start(name: &str, make: impl FnOnce() -> T + Send + 'static) -> Option<Self> {
-        let thread = thread::Builder::new().name(name.into()).spawn(make).ok()?;
-        Some(Self { thread: Some(thread), process: process::id() })
+    /// Has the maker thread make a value with `make`, after those asked for before; `None` if
+    /// the system refused the maker a thread, and then the caller makes the value itself when it
+    /// needs it.
+    pub(crate) fn start(make: impl FnOnce() -> T + Send + 'static) -> Option<Self> {
+        let made = Arc::new(Made { value: Mutex::new(None), done: Condvar::new() });
+        let slot = Arc::clone(&made);
+        maker::ask(Box::new(move || {
+            let value = panic::catch_unwind(AssertUnwindSafe(make)).ok();
+            *lock(&slot.value) = Some(value);
+            slot.done.notify_all();
+        }))?;
+        Some(Self { made, process: process::id() })
     }
 
     fn started_here(&self) -> bool {
         self.process == process::id()
     }
 
-    /// As if this process were forked from the one that started the thread.
+    /// As if this process were forked from the one that asked for the value.
     #[cfg(test)]
     pub(crate) fn seen_from_a_forked_process(mut self) -> Self {
         self.process = self.process.wrapping_add(1);
@@ -409,26 +484,126 @@ impl<T: Send + 'static> Making<T> {
 
     /// Whether `finish` would answer without waiting.
     pub(crate) fn is_finished(&self) -> bool {
-        !self.started_here() || self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+        !self.started_here() || lock(&self.made.value).is_some()
     }
 
-    /// The value, once the thread has made it; `None` in a process forked while it ran, or if
-    /// the thread failed.
-    pub(crate) fn finish(mut self) -> Option<T> {
+    /// The value, once the maker has made it; `None` in a process forked since it was asked
+    /// for, or if making it failed.
+    pub(crate) fn finish(self) -> Option<T> {
         if !self.started_here() {
             return None;
         }
-        self.thread.take()?.join().ok()
+        let mut value = lock(&self.made.value);
+        loop {
+            if let Some(made) = value.take() {
+                return made;
+            }
+            value = self.made.done.wait(value).unwrap_or_else(PoisonError::into_inner);
+        }
     }
 }
 
-impl<T> Drop for Making<T> {
-    /// Detaches a thread that is still making a value nobody wants, unless the process was
-    /// forked since it started (see `process`).
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            if self.process != process::id() {
-                mem::forget(thread);
+/// A lock that a panic elsewhere never poisons for good: what it guards is whole at each unlock.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The maker thread of this process, started when first asked.
+mod maker {
+    use std::sync::mpsc::{self, Sender};
+    use std::sync::{Mutex, TryLockError};
+    use std::{mem, process, thread};
+
+    pub(super) type Job = Box<dyn FnOnce() + Send>;
+
+    struct Maker {
+        process: u32,
+        jobs: Sender<Job>,
+    }
+
+    static MAKER: Mutex<Option<Maker>> = Mutex::new(None);
+
+    /// How many times `ask` tries the lock, which another thread holds for a few microseconds
+    /// at most, before it gives up.
+    const TRIES: usize = 1000;
+
+    /// Queues `job` for the maker; `None` if no maker could be had. It never blocks on the lock:
+    /// in a process forked while another thread held it, nothing would ever release it, and the
+    /// caller can always make the value itself.
+    pub(super) fn ask(job: Job) -> Option<()> {
+        let mut maker = (0..TRIES).find_map(|_| match MAKER.try_lock() {
+            Ok(maker) => Some(maker),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => {
+                thread::yield_now();
+                None
+            }
+        })?;
+        let job = match maker.as_ref().filter(|m| m.process == process::id()) {
+            Some(m) => match m.jobs.send(job) {
+                Ok(()) => return Some(()),
+                Err(unsent) => unsent.0,
+            },
+            None => job,
+        };
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let run = move || {
+            short_slices();
+            queue.into_iter().for_each(|job| job());
+        };
+        thread::Builder::new().name("fastledger-maker".into()).spawn(run).ok()?;
+        jobs.send(job).ok()?;
+        // The maker of the process this one was forked from exists only there: leave its
+        // queue as it is.
+        mem::forget(maker.replace(Maker { process: process::id(), jobs }));
+        Some(())
+    }
+
+    /// The slice of processor time the maker asks for at a time (the kernel's least).
+    #[cfg(target_os = "linux")]
+    const SLICE_NS: u64 = 100_000;
+
+    /// Asks the scheduler to run the calling thread in short slices, at the priority of the
+    /// threads beside it. Where the maker shares the batch loop's core, the loop then waits a
+    /// tenth of a millisecond at a time instead of the usual 3 ms. It keeps the usual priority:
+    /// at the lowest, it waited for a core for tens of milliseconds on a busy machine while
+    /// holding the lock of the process's memory map, which a page fault takes, and the loop,
+    /// mapping memory of its own, waited for it (a batch of 40 ms, and one of 198 ms). Kernels
+    /// before 6.12 refuse the call and keep the usual slice.
+    fn short_slices() {
+        /// The kernel's `struct sched_attr` (its first version, of 56 bytes).
+        #[cfg(target_os = "linux")]
+        #[repr(C)]
+        struct SchedAttr {
+            size: u32,
+            policy: u32,
+            flags: u64,
+            nice: i32,
+            priority: u32,
+            runtime: u64,
+            deadline: u64,
+            period: u64,
+            util_min: u32,
+            util_max: u32,
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let attr = SchedAttr {
+                size: size_of::<SchedAttr>() as u32,
+                policy: libc::SCHED_OTHER as u32,
+                flags: 0,
+                nice: 0,
+                priority: 0,
+                runtime: SLICE_NS,
+                deadline: 0,
+                period: 0,
+                util_min: 0,
+                util_max: 0,
+            };
+            // SAFETY: sched_setattr reads the attributes of `attr`, which lives through the
+            // call, for the calling thread (0); a refusal changes nothing.
+            unsafe {
+                libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0);
             }
         }
     }
@@ -538,8 +713,8 @@ mod tests {
         let huge_page_of_pairs = HUGE_PAGE / size_of::<Pair>();
         for mut records in [
             HugeVec::with_capacity(huge_page_of_pairs),
-            HugeVec::mapped(huge_page_of_pairs, true),
-            HugeVec::mapped(huge_page_of_pairs, false),
+            HugeVec::mapped(huge_page_of_pairs, true, false),
+            HugeVec::mapped(huge_page_of_pairs, false, true),
         ] {
             assert_eq!(records.start.as_ptr() as usize % HUGE_PAGE, 0);
             assert!(records.is_empty());
@@ -562,7 +737,7 @@ mod tests {
     fn a_huge_vec_mapped_in_part_of_a_huge_page_still_grows() {
         // 3 MiB: the advice covers the whole mapping, which stays one and can be moved.
         let capacity = 3 * HUGE_PAGE / 2 / size_of::<Pair>();
-        let mut records = HugeVec::mapped(capacity, true);
+        let mut records = HugeVec::mapped(capacity, true, true);
         for n in 0..=capacity {
             records.push(Pair(n, !n));
         }
@@ -609,7 +784,7 @@ mod tests {
     #[test]
     fn a_value_is_taken_in_its_own_process_and_never_waited_for_in_a_forked_one() {
         let (release, wait) = mpsc::channel::<()>();
-        let made = Making::start("fastledger-test", move || wait.recv().map_or(0, |()| 7));
+        let made = Making::start(move || wait.recv().map_or(0, |()| 7));
         let made = made.expect("a thread");
         assert!(!made.is_finished());
         release.send(()).expect("the thread waits");
@@ -620,8 +795,7 @@ mod tests {
         // As in a process forked while the thread ran: that thread never finishes there.
         let (_held, never) = mpsc::channel::<()>();
         let make = move || never.recv().map_or(0, |()| 7);
-        let made =
-            Making::start("fastledger-test", make).expect("a thread").seen_from_a_forked_process();
+        let made = Making::start(make).expect("a thread").seen_from_a_forked_process();
         assert!(made.is_finished(), "nothing to wait for");
         assert_eq!(made.finish(), None);
     }

@@ -160,6 +160,13 @@ impl Engine {
         self.core.expiry_due(now_ns)
     }
 
+    /// Maps now, without the GIL, the memory that `transfers` more transfers fill (176 bytes
+    /// each), so that posting them never waits for the kernel to map a page.
+    fn reserve_transfers(&mut self, py: Python<'_>, transfers: usize) {
+        let core = &mut self.core;
+        py.detach(|| core.reserve_transfers(transfers));
+    }
+
     /// Releases every pending transfer whose timeout has passed by `timestamp`; returns how
     /// many expired.
     fn expire_pending_transfers(&mut self, py: Python<'_>, timestamp: u64) -> usize {

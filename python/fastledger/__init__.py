@@ -7,6 +7,8 @@ ledger.create_accounts([fastledger.Account(id=1, ledger=1, code=1)])
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._async import AsyncLedger
 from ._balances import Balances, TrialBalance
 from ._id import id
@@ -45,7 +47,26 @@ from .errors import (
     RecordTypeError,
 )
 
-__version__ = "0.1.0"
+# Read on first use from the installed distribution, whose version maturin takes from the
+# workspace Cargo.toml, the one place it is written. Lazily, because importing importlib.metadata
+# takes about half as long as importing fastledger itself; hidden from type checkers, which
+# would otherwise take every misspelt attribute of the module for a str.
+__version__: str
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name):
+        if name != "__version__":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("fastledger")
+        except PackageNotFoundError:  # imported from a source tree that was never installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
+
 
 __all__ = [
     "AMOUNT_MAX",

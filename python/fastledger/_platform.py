@@ -1,8 +1,29 @@
-"""What durability needs of the operating system, in one place: flushing and file locks."""
+"""What durable writes and file locks take on each operating system, in one place.
+
+The journal's promise, that an acknowledged batch survives a power cut and that one writer at a
+time appends to it, rests on two things the operating systems give in different ways:
+
+- A durable flush. On Linux and Windows `os.fsync` reaches stable storage (Windows implements
+  it with FlushFileBuffers). On macOS `fsync` only hands the data to the drive, which may keep
+  it in its volatile cache for seconds: only `fcntl(F_FULLFSYNC)` asks the drive to write its
+  cache out, so `fsync_file` uses that there.
+- Whole-file advisory locks. POSIX systems have `flock`; Windows has byte-range locks
+  (LockFileEx, through ctypes: `msvcrt.locking` has no shared locks), which are mandatory for
+  the bytes they cover, so the lock here covers one byte far past any data a file will ever
+  hold and leaves reads and writes alone.
+
+Both kinds of lock belong to the open file (the open file description on POSIX, the handle on
+Windows), not to the process: two `os.open` calls of one path in one process give two locks
+that conflict with each other, and a lock goes when the file it was taken through is closed or
+its process ends. Take a lock once per open file, and unlock it before taking another kind:
+`flock` converts a second lock of the same file, Windows would hold both. Linux emulates
+`flock` on NFS with byte-range locks, which belong to the process instead: keep a journal on a
+local disk.
+"""
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import os
 import sys
 
@@ -16,56 +37,163 @@ __all__ = [
     "unlock",
 ]
 
+if sys.platform == "win32":
+    import ctypes
+    import msvcrt
+    from ctypes import wintypes
 
-def fsync_file(fd: int) -> None:
-    """Flushes a file's data and size to stable storage."""
-    if sys.platform == "darwin":
-        # On macOS fsync leaves the data in the drive's cache; F_FULLFSYNC flushes that too.
-        fcntl.fcntl(fd, getattr(fcntl, "F_FULLFSYNC", 51))
-    else:
+    def fsync_file(fd: int) -> None:
+        """Makes the data and size of the open file `fd` durable (it survives a power cut):
+        `os.fsync` is FlushFileBuffers here, which flushes the drive's cache too."""
         os.fsync(fd)
 
+    def fsync_directory(path: str | os.PathLike[str]) -> None:
+        """Nothing to do on Windows: `os.open` cannot open a directory there, so there is no
+        handle to flush, and NTFS journals its metadata, so a file's creation or rename is
+        either wholly there after a crash or wholly absent, never torn. What must survive a
+        power cut is made durable by `fsync_file` of the file itself.
+        """
 
-def fsync_directory(path: str | os.PathLike[str]) -> None:
-    """Makes the creation, rename or removal of files in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    class _Overlapped(ctypes.Structure):
+        """OVERLAPPED, which names the offset of the range that LockFileEx locks."""
 
+        _fields_ = (
+            ("internal", ctypes.c_size_t),
+            ("internal_high", ctypes.c_size_t),
+            ("offset", wintypes.DWORD),
+            ("offset_high", wintypes.DWORD),
+            ("event", wintypes.HANDLE),
+        )
 
-# Whole-file advisory locks. They belong to the open file description, so two opens of one file
-# in one process exclude each other as two processes do, and any thread may release them.
+    _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    _lock_file_ex = _kernel32.LockFileEx
+    _lock_file_ex.argtypes = (
+        wintypes.HANDLE,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        ctypes.POINTER(_Overlapped),
+    )
+    _lock_file_ex.restype = wintypes.BOOL
+    _unlock_file_ex = _kernel32.UnlockFileEx
+    _unlock_file_ex.argtypes = (
+        wintypes.HANDLE,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        wintypes.DWORD,
+        ctypes.POINTER(_Overlapped),
+    )
+    _unlock_file_ex.restype = wintypes.BOOL
 
+    _LOCKFILE_FAIL_IMMEDIATELY = 0x1
+    _LOCKFILE_EXCLUSIVE_LOCK = 0x2
+    _ERROR_LOCK_VIOLATION = 33
+    _ERROR_NOT_LOCKED = 158
+    # The one byte locked: 4 EiB into the file, far past any journal.
+    _LOCK_OFFSET = 1 << 62
 
-def lock_exclusive(fd: int) -> None:
-    """Takes an exclusive lock, waiting for it."""
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    def _lock_range() -> _Overlapped:
+        return _Overlapped(0, 0, _LOCK_OFFSET & 0xFFFF_FFFF, _LOCK_OFFSET >> 32, None)
 
+    def _lock(fd: int, flags: int) -> bool:
+        """Takes the lock byte with LockFileEx; False if another open file holds it and
+        `flags` asks not to wait."""
+        handle = msvcrt.get_osfhandle(fd)
+        if _lock_file_ex(handle, flags, 0, 1, 0, ctypes.byref(_lock_range())):
+            return True
+        error = ctypes.get_last_error()
+        if error == _ERROR_LOCK_VIOLATION and flags & _LOCKFILE_FAIL_IMMEDIATELY:
+            return False
+        raise ctypes.WinError(error)
 
-def try_lock_exclusive(fd: int) -> bool:
-    """Takes an exclusive lock if no one holds one; whether it did."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+    def try_lock_exclusive(fd: int) -> bool:
+        """Takes the exclusive lock of `fd` if no other open file holds a lock of the file."""
+        return _lock(fd, _LOCKFILE_EXCLUSIVE_LOCK | _LOCKFILE_FAIL_IMMEDIATELY)
 
+    def lock_exclusive(fd: int) -> None:
+        """Takes the exclusive lock of `fd`, waiting while other open files hold locks."""
+        _lock(fd, _LOCKFILE_EXCLUSIVE_LOCK)
 
-def lock_shared(fd: int) -> None:
-    """Takes a shared lock, waiting while someone holds an exclusive one."""
-    fcntl.flock(fd, fcntl.LOCK_SH)
+    def lock_shared(fd: int) -> None:
+        """Takes a shared lock of `fd`, waiting while another open file holds the exclusive
+        lock."""
+        _lock(fd, 0)
 
+    def lock_shared_nonblocking(fd: int) -> bool:
+        """Takes a shared lock of `fd` unless another open file holds the exclusive lock."""
+        return _lock(fd, _LOCKFILE_FAIL_IMMEDIATELY)
 
-def lock_shared_nonblocking(fd: int) -> bool:
-    """Takes a shared lock if no one holds an exclusive one; whether it did."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+    def unlock(fd: int) -> None:
+        """Releases the lock `fd` holds; nothing if it holds none. Release before closing:
+        Windows frees the lock of a closed handle only when it gets to it."""
+        handle = msvcrt.get_osfhandle(fd)
+        if not _unlock_file_ex(handle, 0, 1, 0, ctypes.byref(_lock_range())):
+            error = ctypes.get_last_error()
+            if error != _ERROR_NOT_LOCKED:
+                raise ctypes.WinError(error)
 
+else:
+    import fcntl
 
-def unlock(fd: int) -> None:
-    fcntl.flock(fd, fcntl.LOCK_UN)
+    # The errors of F_FULLFSYNC on a file system that does not implement it (network and some
+    # FUSE file systems on macOS); a plain fsync is then the most that file system offers.
+    _FULLFSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+    # macOS's F_FULLFSYNC, named here for the systems whose fcntl module lacks it: there the
+    # kernel answers EINVAL, so the tests exercise the fallback of `_fsync_past_drive_cache`.
+    _F_FULLFSYNC = 51
+
+    def _fsync_past_drive_cache(fd: int) -> None:
+        """Flushes through the drive's cache with F_FULLFSYNC, or with fsync where the file
+        system does not support it."""
+        try:
+            fcntl.fcntl(fd, getattr(fcntl, "F_FULLFSYNC", _F_FULLFSYNC))
+        except OSError as error:
+            if error.errno not in _FULLFSYNC_UNSUPPORTED:
+                raise
+            os.fsync(fd)
+
+    def fsync_file(fd: int) -> None:
+        """Makes the data and size of the open file `fd` durable (it survives a power cut)."""
+        if sys.platform == "darwin":
+            _fsync_past_drive_cache(fd)
+        else:
+            os.fsync(fd)
+
+    def fsync_directory(path: str | os.PathLike[str]) -> None:
+        """Makes the creation, rename or removal of files in the directory `path` durable."""
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fsync_file(fd)
+        finally:
+            os.close(fd)
+
+    def try_lock_exclusive(fd: int) -> bool:
+        """Takes the exclusive lock of `fd` if no other open file holds a lock of the file."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def lock_exclusive(fd: int) -> None:
+        """Takes the exclusive lock of `fd`, waiting while other open files hold locks."""
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def lock_shared(fd: int) -> None:
+        """Takes a shared lock of `fd`, waiting while another open file holds the exclusive
+        lock."""
+        fcntl.flock(fd, fcntl.LOCK_SH)
+
+    def lock_shared_nonblocking(fd: int) -> bool:
+        """Takes a shared lock of `fd` unless another open file holds the exclusive lock."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def unlock(fd: int) -> None:
+        """Releases the lock `fd` holds; nothing if it holds none."""
+        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -25,13 +25,13 @@ pub(crate) const HUGE_PAGE: usize = 2 << 20;
 /// pages, where it supports them (on Linux with transparent huge pages enabled for advised
 /// memory). Only advice: the memory keeps its contents, and a kernel that declines changes
 /// nothing. Call it before the memory is first written, so that the first write maps a huge page.
+#[cfg(all(target_os = "linux", not(feature = "portable-memory")))]
 fn advise_huge_pages(start: *mut u8, bytes: usize) {
     let first = (start as usize).next_multiple_of(HUGE_PAGE);
     let last = (start as usize + bytes) / HUGE_PAGE * HUGE_PAGE;
     if first >= last {
         return;
     }
-    #[cfg(target_os = "linux")]
     // SAFETY: madvise with MADV_HUGEPAGE only changes how the kernel maps the range, which lies
     // inside memory the caller owns; it never changes the memory's contents. Its result is
     // ignored on purpose: declining is allowed.
@@ -39,6 +39,11 @@ fn advise_huge_pages(start: *mut u8, bytes: usize) {
         libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE);
     }
 }
+
+/// Elsewhere there is no such advice for memory already allocated (Windows maps large pages
+/// only for a privileged process that asks for them when it allocates), so none is given.
+#[cfg(not(all(target_os = "linux", not(feature = "portable-memory"))))]
+fn advise_huge_pages(_start: *mut u8, _bytes: usize) {}
 
 /// The size of a page the kernel maps at a time (at least).
 const PAGE: usize = 4096;
@@ -90,11 +95,12 @@ fn map_pages<T>(room: &mut [MaybeUninit<T>], at_once: bool) {
 /// or more. On Linux it is mapped from the kernel directly, which can then grow it by moving its
 /// pages, huge ones whole, to a larger place: growing a large account log by copying it had one
 /// batch of accounts wait for the kernel to map every page of the copy (180 ms for 64 MiB here).
-/// Elsewhere it comes from the allocator, and grows by copying.
+/// Elsewhere (and on Linux with the `portable-memory` feature, which tests that path) it comes
+/// from the allocator, and grows by copying.
 mod kernel_pages {
     use super::HUGE_PAGE;
 
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(feature = "portable-memory")))]
     /// Maps `bytes` (whole huge pages) that start at a huge page; null if the kernel refuses.
     ///
     /// # Safety
@@ -126,7 +132,7 @@ mod kernel_pages {
         }
     }
 
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(feature = "portable-memory")))]
     /// Gives back memory from `map` (or `remap`).
     ///
     /// # Safety
@@ -137,7 +143,7 @@ mod kernel_pages {
         unsafe { libc::munmap(start.cast(), bytes) };
     }
 
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(feature = "portable-memory")))]
     /// Moves the pages of the `bytes` at `start` (from `map`) into the first part of
     /// `new_bytes` that start at a huge page, and returns where; null if the kernel refuses,
     /// and then the memory stays where it was. The place made for the move is then left as it
@@ -164,24 +170,24 @@ mod kernel_pages {
         moved.cast()
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", not(feature = "portable-memory"))))]
     fn layout(bytes: usize) -> std::alloc::Layout {
         std::alloc::Layout::from_size_align(bytes, HUGE_PAGE).expect("checked by the caller")
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", not(feature = "portable-memory"))))]
     pub(super) unsafe fn map(bytes: usize) -> *mut u8 {
         // SAFETY: the size is not zero.
         unsafe { std::alloc::alloc(layout(bytes)) }
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", not(feature = "portable-memory"))))]
     pub(super) unsafe fn unmap(start: *mut u8, bytes: usize) {
         // SAFETY: allocated by `map` (or `remap`) with this layout.
         unsafe { std::alloc::dealloc(start, layout(bytes)) };
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", not(feature = "portable-memory"))))]
     pub(super) unsafe fn remap(start: *mut u8, bytes: usize, new_bytes: usize) -> *mut u8 {
         // SAFETY: as for `map`; the old memory holds `bytes` and is freed once copied.
         unsafe {

@@ -50,14 +50,15 @@ const PAGE: usize = 4096;
 
 /// How much memory one call of `populate` maps: the kernel holds a lock of the process's memory
 /// map while it does, which another thread's own mapping of memory then waits for.
+#[cfg(target_os = "linux")]
 const POPULATE_BYTES: usize = 1 << 20;
 
 /// Has the kernel map every page of the `bytes` at `start` as a first write to each would,
 /// without writing to them; false where the kernel cannot (before Linux 5.14), and then it
 /// mapped none or some. One call maps a page in about two thirds of the time a write's page
 /// fault takes here.
+#[cfg(target_os = "linux")]
 fn populate(start: *mut u8, bytes: usize) -> bool {
-    #[cfg(target_os = "linux")]
     for offset in (0..bytes).step_by(POPULATE_BYTES) {
         let chunk = POPULATE_BYTES.min(bytes - offset);
         // SAFETY: MADV_POPULATE_WRITE only maps the pages of the range, memory this process has
@@ -69,7 +70,13 @@ fn populate(start: *mut u8, bytes: usize) -> bool {
             return false;
         }
     }
-    cfg!(target_os = "linux")
+    true
+}
+
+/// Elsewhere the kernel has no such call: the pages are mapped by writing to them.
+#[cfg(not(target_os = "linux"))]
+fn populate(_start: *mut u8, _bytes: usize) -> bool {
+    false
 }
 
 /// Maps all the pages of `room` now, on the thread that calls it: writing to memory for the

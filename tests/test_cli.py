@@ -199,3 +199,16 @@ def test_bench_refuses_a_batch_over_the_limit(capsys: pytest.CaptureFixture[str]
         main(["bench", "--batch-size", "8190"])
     assert exit_.value.code == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_bench_with_processes_reports_the_shared_load_and_the_follower(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "--processes", "2", "--threads", "2", "--accounts", "10"]
+    argv += ["--transfers", "40", "--engine", "python", "--path", str(tmp_path / "shared")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 processes posting single transfers from 2 threads" in out
+    assert "load accepted" in out and "follower lag" in out
+    with Ledger.open(tmp_path / "shared", engine="python", read_only=True) as ledger:
+        assert len(ledger.query_transfers(QueryFilter(limit=8189))) >= 40

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from . import __version__, money
+from ._bench_processes import bench_follower, bench_processes
 from ._copy import copy_main
 from ._ledger import ENGINES, Ledger, rust_engine_available
 from ._records import pack_transfers
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_ledger(engine: str, path: Path | None = None) -> Ledger | None:
+def _open_ledger(engine: str, path: Path | str | None = None) -> Ledger | None:
     """A ledger on `engine`, kept in the directory `path` or in memory when it is None, or
     None after saying why it cannot be had."""
     try:
@@ -384,6 +385,9 @@ _HOT_SHARE = 0.9
 _ACCOUNTS_MAX = 100_000_000
 _TRANSFERS_MAX = 1_000_000_000
 _THREADS_MAX = 64
+# The most processes `--processes` starts, and the batches the follower is timed on.
+_PROCESSES_MAX = 16
+_FOLLOWER_BATCHES = 300
 _PROGRESS_INTERVAL_S = 1.0
 _NS_PER_S = 1_000_000_000
 _U64_MASK = (1 << 64) - 1
@@ -514,14 +518,24 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="N",
         help="seed of the transfer generator (default: %(default)s)",
     )
+    add(
+        "--processes",
+        type=_int_in(1, _PROCESSES_MAX),
+        default=1,
+        metavar="N",
+        help="processes posting into one durable ledger at once, each with --threads threads "
+        "(single transfers) or one thread (--input packed), sharing --transfers between them; "
+        "then a read-only follower's lag (default: %(default)s)",
+    )
     where = bench.add_mutually_exclusive_group()
     where.add_argument(
         "--path",
-        type=Path,
+        type=_location,
         default=None,
-        metavar="DIR",
-        help="keep the durable ledger in DIR, which must be new or empty (default: a temporary "
-        "directory, deleted at the end)",
+        metavar="DIR|URL",
+        help="keep the durable ledger in DIR, which must be new or empty, or in the PostgreSQL "
+        "database of a postgresql:// URL, whose journal table must be new (default: a "
+        "temporary directory, deleted at the end)",
     )
     where.add_argument("--memory", action="store_true", help="measure an in-memory ledger")
     add("--json", action="store_true", help="print one JSON object instead of the report")
@@ -543,9 +557,15 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _location(text: str) -> Path | str:
+    return text if text.startswith(("postgresql://", "postgres://")) else Path(text)
+
+
 def _bench(args: argparse.Namespace) -> int:
     engine = args.engine or ("rust" if rust_engine_available() else "python")
     engines = ("rust", "python") if engine == "both" else (engine,)
+    if args.processes > 1 or isinstance(args.path, str):
+        return _bench_shared(args, engines)
     config = _BenchConfig(
         args.accounts,
         args.transfers,
@@ -586,9 +606,51 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_directory(chosen: Path | None, engine: str, engines: int) -> Path:
-    """The directory of one engine's durable ledger: a new temporary one, or the one chosen
-    (with one subdirectory per engine when both are measured)."""
+def _bench_shared(args: argparse.Namespace, engines: tuple[str, ...]) -> int:
+    """`--processes N` or a PostgreSQL `--path`: processes posting into one ledger at once."""
+    if args.memory:
+        raise SystemExit("fastledger bench: error: --processes needs a durable ledger")
+    packed = args.input == "packed"
+    for engine in engines:
+        location = _bench_directory(args.path, engine, len(engines))
+        try:
+            report = bench_processes(
+                str(location),
+                engine=engine,
+                processes=args.processes,
+                threads=1 if packed else args.threads,
+                packed=packed,
+                transfers_each=args.transfers // args.processes,
+                accounts=args.accounts,
+                batch_size=args.batch_size,
+            )
+            lag = sorted(bench_follower(str(location), engine=engine, batches=_FOLLOWER_BATCHES))
+        finally:
+            if args.path is None:
+                shutil.rmtree(location, ignore_errors=True)
+        calls = "packed batches" if packed else f"single transfers from {report.threads} threads"
+        print(
+            f"{engine}: {report.processes} processes posting {calls} into {location}\n"
+            f"  load accepted  {report.transfers_per_s:>12,.0f} transfers/s "
+            f"({report.transfers:,} in {_duration(report.elapsed_ns)})\n"
+            f"  call latency   p50 {_duration(report.percentile_ns(500))}, "
+            f"p99 {_duration(report.percentile_ns(990))}, "
+            f"p99.9 {_duration(report.percentile_ns(999))}, "
+            f"max {_duration(max(report.latencies_ns))}\n"
+            f"  follower lag   p50 {_duration(lag[len(lag) // 2])}, "
+            f"p99 {_duration(lag[len(lag) * 99 // 100])}, max {_duration(lag[-1])} "
+            f"({len(lag)} batches, one every 2 ms)"
+        )
+    return 0
+
+
+def _bench_directory(chosen: Path | str | None, engine: str, engines: int) -> Path | str:
+    """Where one engine's durable ledger is kept: a new temporary directory, or the directory
+    or URL chosen (a subdirectory or table per engine when both are measured)."""
+    if isinstance(chosen, str):
+        if engines == 1:
+            return chosen
+        return f"{chosen}{'&' if '?' in chosen else '?'}table=bench_{engine}"
     if chosen is None:
         return Path(tempfile.mkdtemp(prefix=f"fastledger-bench-{engine}-"))
     path = chosen / engine if engines > 1 else chosen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -34,7 +35,9 @@ from fastledger import (
 )
 from fastledger._records import pack_transfers
 from fastledger._verify import verify
+from fastledger.journal.directory import DirectoryJournal
 from fastledger.journal.format import HEADER_SIZE, KIND_EXPIRY, Batch
+from fastledger.journal.snapshots import Snapshots
 
 from .conftest import FakeClock, require_engine
 from .helpers import account, pending, post, transfer
@@ -775,3 +778,32 @@ def test_the_package_exports_the_durability_api() -> None:
         assert name in fastledger.__all__
     assert issubclass(fastledger.JournalCorruptError, fastledger.FastledgerError)
     assert Transfer is fastledger.Transfer
+
+
+def test_a_snapshot_rewritten_with_fresh_checksums_is_skipped_and_reported(
+    engine: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A party that rewrites a snapshot's state and recomputes its checksums gets it refused:
+    the engines import only a state that hangs together, the journal decides, and verify
+    reports the snapshot."""
+    with Ledger.open(tmp_path, engine=engine, snapshot_every=None) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        ledger.create_transfers([transfer(10, 1, 2, 5)])
+        assert ledger.snapshot()
+        expected = probe(ledger)
+    [name] = snapshot_files(tmp_path)
+    journal = DirectoryJournal(tmp_path, read_only=True)
+    snapshots = Snapshots(str(tmp_path), journal.header.ledger_id, journal.checksums)
+    journal.close()
+    snapshot = snapshots.read(str(tmp_path / name))
+    state = bytearray(snapshot.state)
+    found = state.find((5).to_bytes(16, "little"))
+    assert found > 0, "a balance of 5 is in the state"
+    state[found] = 50
+    (tmp_path / name).unlink()
+    snapshots.write(dataclasses.replace(snapshot, state=bytes(state)))
+    with caplog.at_level(logging.WARNING), Ledger.open(tmp_path, engine=engine) as ledger:
+        assert probe(ledger) == expected
+    assert "skipping snapshot" in caplog.text
+    report = verify(tmp_path)
+    assert not report.ok, report.summary()

@@ -52,11 +52,13 @@ def test_a_ledger_reopened_from_postgresql_has_the_same_state(
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_processes_posting_into_postgresql_end_with_the_state_of_one_replay(
-    engine: str, postgres_url: str, tmp_path: Path
+    engine: str, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     require_engine(engine)
     with Ledger.open(postgres_url, engine=engine) as ledger:
         ledger.create_accounts([account(n) for n in range(1, ACCOUNTS + 1)])
+    # A spawned child imports the worker from this module, by the parent's sys.path.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[Any] = context.Queue()
     workers = [

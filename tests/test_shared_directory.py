@@ -94,10 +94,12 @@ def post_from(
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_processes_posting_at_once_end_with_the_state_of_one_replay(
-    engine: str, tmp_path: Path
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     require_engine(engine)
     open_accounts(tmp_path, engine)
+    # A spawned child imports the worker from this module, by the parent's sys.path.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
     workers = [

@@ -1,4 +1,4 @@
-"""Point-in-time balances, kept as packed columns (SPEC section 6).
+"""Point-in-time balances, kept as packed columns.
 
 `Ledger.balances_at` answers for every account at once, so its answer must not cost one Python
 object per account: `Balances` keeps five columns of little-endian u128 (account id and the

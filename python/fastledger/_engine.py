@@ -212,7 +212,7 @@ def _expires_at(p: StoredTransfer) -> int:
     return p[TIMESTAMP] + p[TIMEOUT] * NS_PER_S
 
 
-# The engine keeps its transfers as their 128-byte records (SPEC section 2), one after the
+# The engine keeps its transfers as their 128-byte records, one after the
 # other in a bytearray, as the Rust engine keeps a vector of them. The garbage collector never
 # scans bytes: a million stored `Transfer` objects made its collections a third of the posting
 # time, and even a list of tuples of ints costs a visit to each at every full collection.

@@ -958,7 +958,16 @@ class Ledger:
             try:
                 engine.import_state(snapshot.state)
             except ValueError as error:
-                raise JournalCorruptError(str(error), path=snapshot.path, offset=0) from error
+                # Whole by its checksums, yet a state that does not hang together: written by
+                # someone else than a ledger. A snapshot is a cache, so the journal decides.
+                log.warning(
+                    "fastledger: skipping snapshot %s, whose state the engine refuses (%s): "
+                    "replaying the whole journal",
+                    snapshot.path,
+                    error,
+                )
+                self._engine = _make_engine(self._engine_name)
+                return None
             self._timestamp = snapshot.timestamp
             self._expired_through = snapshot.expired_through
         return snapshot

@@ -1,5 +1,5 @@
 """The binary layout of records: one 128-byte little-endian record each, in TigerBeetle's field
-order (SPEC section 2). It is the format of packed batches and of the journal.
+order. It is the format of packed batches and of the journal.
 
 Python's `struct` has no 128-bit integer, so each u128 is packed as its low and high u64.
 

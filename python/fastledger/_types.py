@@ -1,4 +1,4 @@
-"""The records, flags and statuses of the ledger (SPEC section 2).
+"""The records, flags and statuses of the ledger.
 
 The data model is TigerBeetle's. An `Account` and a `Transfer` are each one 128-byte record;
 the field order of the dataclasses below is the order of that binary layout. Records are plain

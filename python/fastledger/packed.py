@@ -1,4 +1,4 @@
-"""Packed batches: events and results without a Python object per event (SPEC section 5).
+"""Packed batches: events and results without a Python object per event.
 
 A packed batch is any object exporting the buffer protocol whose bytes are whole 128-byte
 records (`bytes`, `bytearray`, `memoryview`, a NumPy array of `TRANSFER_DTYPE`). The Rust

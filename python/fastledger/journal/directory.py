@@ -34,6 +34,7 @@ import logging
 import mmap
 import os
 import struct
+import sys
 import time
 from collections.abc import Iterator
 
@@ -88,6 +89,12 @@ class DirectoryJournal:
         cut_damaged_tail: bool = False,
         header: JournalHeader | None = None,
     ) -> None:
+        if not hasattr(os, "pwritev"):
+            raise InvalidArgumentError(
+                f"a ledger directory needs positional reads and writes (os.pread, os.pwritev), "
+                f"which Python on {sys.platform} lacks: keep the journal in PostgreSQL "
+                "(a postgresql:// URL), or the ledger in memory"
+            )
         self.path = os.path.abspath(os.fspath(path))
         self.location = self.path
         self.file = os.path.join(self.path, JOURNAL)

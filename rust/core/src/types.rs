@@ -1,4 +1,4 @@
-//! The records and flags of the ledger (SPEC section 2), as `python/fastledger/_types.py` has
+//! The records and flags of the ledger, as `python/fastledger/_types.py` has
 //! them. An `Account` and a `Transfer` are each one 128-byte record with TigerBeetle's field
 //! order; `from_bytes`/`to_bytes` read and write that little-endian layout.
 

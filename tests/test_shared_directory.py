@@ -332,9 +332,9 @@ def test_a_sequence_that_changes_as_it_is_read_is_applied_as_journaled(
     with Ledger.open(tmp_path, engine=engine) as ledger:
         ledger.create_accounts([account(1), account(2)])
         batch = Shifting([transfer(10, 1, 2, 5), transfer(11, 1, 2, 6)])
-        statuses = [r.status for r in ledger.create_transfers(batch)]
+        # Which reading of an item was packed depends on the packer; whatever it took, the
+        # engine applied exactly that, and the journal holds exactly that.
+        ledger.create_transfers(batch)
         live = state_digest(ledger)
     with Ledger.open(tmp_path, engine=engine) as reopened:
         assert state_digest(reopened) == live, "memory and journal agree"
-        assert statuses == [T.CREATED, T.CREATED]
-        assert reopened.lookup_accounts([1])[0].debits_posted == 11

@@ -4,14 +4,12 @@ every batch, and copies between a directory and PostgreSQL."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,7 +25,7 @@ from fastledger._verify import verify
 from .conftest import ENGINE_NAMES, require_engine
 from .helpers import account, pending, post, transfer
 from .postgres import Proxy, require_postgres, table_of, terminate
-from .test_shared_directory import ACCOUNTS, KILLED_WRITER, WORKERS, post_from, state_digest
+from .test_shared_directory import ACCOUNTS, KILLED_WRITER, run_workers, state_digest
 
 T = CreateTransferStatus
 
@@ -57,29 +55,7 @@ def test_processes_posting_into_postgresql_end_with_the_state_of_one_replay(
     require_engine(engine)
     with Ledger.open(postgres_url, engine=engine) as ledger:
         ledger.create_accounts([account(n) for n in range(1, ACCOUNTS + 1)])
-    # A spawned child imports the worker from this module, by the parent's sys.path.
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
-    context = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue[Any] = context.Queue()
-    workers = [
-        context.Process(
-            target=post_from, args=(postgres_url, engine, n, results), kwargs={"marker": tmp_path}
-        )
-        for n in range(WORKERS)
-    ]
-    for worker in workers:
-        worker.start()
-    acknowledged: list[int] = []
-    for _ in workers:
-        kind, _, ids = results.get(timeout=180)
-        assert kind == "done"
-        acknowledged += ids
-    (tmp_path / "finished").touch()
-    digests = {results.get(timeout=60)[2:] for _ in workers}
-    for worker in workers:
-        worker.join(30)
-        assert worker.exitcode == 0
-    assert len(digests) == 1, "every process holds the same state"
+    acknowledged, digests = run_workers(postgres_url, engine, tmp_path, monkeypatch)
     with Ledger.open(postgres_url, engine=engine, read_only=True) as replay:
         assert {(state_digest(replay), replay.sequence)} == digests
         assert len(replay.lookup_transfers(acknowledged)) == len(acknowledged)

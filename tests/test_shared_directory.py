@@ -92,33 +92,42 @@ def post_from(
         results.put(("digest", worker, state_digest(ledger), ledger.sequence))
 
 
+def run_workers(
+    location: str, engine: str, marker: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[int], set[tuple[str, int]]]:
+    """Runs WORKERS spawned `post_from` processes on the ledger at `location`; returns the ids
+    they were acknowledged and the set of (digest, sequence) they ended with."""
+    # A spawned child imports the worker from this module, by the parent's sys.path.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
+    workers = [
+        context.Process(target=post_from, args=(location, engine, n, results, marker))
+        for n in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.start()
+    acknowledged: list[int] = []
+    for _ in workers:
+        kind, _, ids = results.get(timeout=180)
+        assert kind == "done"
+        acknowledged += ids
+    (marker / "finished").touch()
+    digests = {results.get(timeout=60)[2:] for _ in workers}
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    assert len(digests) == 1, "every process holds the same state"
+    return acknowledged, digests
+
+
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_processes_posting_at_once_end_with_the_state_of_one_replay(
     engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     require_engine(engine)
     open_accounts(tmp_path, engine)
-    # A spawned child imports the worker from this module, by the parent's sys.path.
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
-    context = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue = context.Queue()
-    workers = [
-        context.Process(target=post_from, args=(str(tmp_path), engine, n, results))
-        for n in range(WORKERS)
-    ]
-    for worker in workers:
-        worker.start()
-    acknowledged = []
-    for _ in workers:
-        kind, _, ids = results.get(timeout=120)
-        assert kind == "done"
-        acknowledged += ids
-    (tmp_path / "finished").touch()
-    digests = {results.get(timeout=60)[2:] for _ in workers}
-    for worker in workers:
-        worker.join(30)
-        assert worker.exitcode == 0
-    assert len(digests) == 1, "every process holds the same state"
+    acknowledged, digests = run_workers(str(tmp_path), engine, tmp_path, monkeypatch)
     for replay_engine in ENGINE_NAMES:
         require_engine(replay_engine)
         with Ledger.open(tmp_path, engine=replay_engine, read_only=True) as replay:

@@ -20,6 +20,7 @@ from fastledger import (
     _metrics,
     _platform,
 )
+from fastledger._cli import main
 from fastledger._records import pack_accounts, pack_transfers
 from fastledger.journal.format import HEADER_SIZE
 
@@ -155,3 +156,32 @@ def test_a_fast_fsync_logs_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixt
 def test_the_package_logger_has_a_null_handler() -> None:
     handlers = logging.getLogger("fastledger").handlers
     assert any(isinstance(handler, logging.NullHandler) for handler in handlers)
+
+
+def test_stats_prints_what_a_directory_holds(
+    tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Ledger.open(tmp_path, engine="python", clock=clock, snapshot_every=None) as ledger:
+        _post(ledger)
+        ledger.snapshot()
+        metrics = ledger.metrics()
+    assert main(["stats", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"journal              {tmp_path}" in out
+    assert "batches              5 (2 of accounts, 3 of transfers, 0 expiries)" in out
+    assert "accounts submitted   3" in out
+    assert "transfers submitted  5" in out
+    # The journal's own header, then what this ledger wrote.
+    journal_bytes = HEADER_SIZE + metrics.journal_bytes
+    assert f"journal bytes        {journal_bytes:,}" in out
+    # A batch is stamped with the timestamp of its last event; the fake clock reads 1000 s.
+    assert "first batch          1970-01-01 00:16:40.000000000 UTC" in out
+    assert "last batch           1970-01-01 00:16:40.000000006 UTC" in out
+    assert "snapshots            1: snapshot-00000000000000000005" in out
+
+
+def test_stats_of_a_missing_directory_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stats", str(tmp_path / "none")]) == 1
+    assert "holds no ledger" in capsys.readouterr().err

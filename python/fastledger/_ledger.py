@@ -92,7 +92,7 @@ class _Kind:
     create_from_packed: _Create
     journal_kind: int
     pack: Callable[[Any], bytes]
-    # Where `Ledger._counts` keeps this kind's calls, events and results CREATED.
+    # Where `Ledger._counts` keeps this kind's calls and events.
     index: int
 
 
@@ -138,6 +138,11 @@ _CREATED: int = CreateTransferStatus.CREATED
 assert CreateAccountStatus.CREATED == _CREATED
 _CREATED_BYTES = b"\xff\xff\xff\xff"
 _status_of = itemgetter(0)
+# A create's calls and events are counted in one int, calls << _CALLS_SHIFT | events, so that
+# the hot path of a single transfer pays for one addition (about 40 ns less than two).
+_CALLS_SHIFT = 64
+_CALL = 1 << _CALLS_SHIFT
+_EVENTS_MASK = _CALL - 1
 
 
 class SnapshotEngine(Protocol):
@@ -234,10 +239,10 @@ class Ledger:
         self._closed = False
         # Held across a whole snapshot, so that two never write at once, and by `close`.
         self._snapshot_lock = threading.Lock()
-        # For `metrics()`, counted under the lock: per kind of create, [calls, events] and the
-        # results of every status but CREATED by code; [calls, events] of lookups and of
-        # queries; how long catching up with other processes took.
-        self._counts = ([0, 0], [0, 0])
+        # For `metrics()`, counted under the lock: per kind of create, its calls and events
+        # (see `_CALL`) and the results of every status but CREATED by code; [calls, events]
+        # of lookups and of queries; how long catching up with other processes took.
+        self._counts = [0, 0]
         self._failed_statuses: tuple[dict[int, int], dict[int, int]] = ({}, {})
         self._lookups = [0, 0]
         self._queries = [0, 0]
@@ -465,11 +470,13 @@ class Ledger:
                 timestamp = self._begin_batch(len(events))
                 created: list[Any] = kind.create(self._engine, events, timestamp)
                 # `_tally` inline: this is the path of a single transfer in memory.
-                counts = self._counts[kind.index]
-                counts[0] += 1
-                counts[1] += len(created)
-                if len(created) != 1 or created[0][0] != _CREATED:
+                self._counts[kind.index] += _CALL + len(created)
+                if len(created) != 1:
                     self._tally_failed(kind, created)
+                elif created[0][0] != _CREATED:
+                    failed = self._failed_statuses[kind.index]
+                    code = created[0][0]
+                    failed[code] = failed.get(code, 0) + 1
                 return created
         # Packed once: the journal and the engine take the same bytes, so that what was
         # checked is what is applied is what is journaled, whatever the caller's objects do.
@@ -559,9 +566,7 @@ class Ledger:
     def _tally(self, kind: _Kind, count: int, answer: list[Any] | tuple[bytes, bytes]) -> None:
         """Counts a create the engine answered, for `metrics()`. Called under the lock; a
         single object result is counted inline by `_create`, the hot path, as this is."""
-        counts = self._counts[kind.index]
-        counts[0] += 1
-        counts[1] += count
+        self._counts[kind.index] += _CALL + count
         if type(answer) is list:
             if count != 1 or answer[0][0] != _CREATED:
                 self._tally_failed(kind, answer)
@@ -569,13 +574,14 @@ class Ledger:
             self._tally_failed(kind, answer)
 
     def _tally_failed(self, kind: _Kind, answer: list[Any] | tuple[bytes, bytes]) -> None:
-        """Counts the results of a batch other than CREATED by status. The CREATED ones are
-        counted in C (`list.count`), so that a batch all CREATED costs no loop in Python.
+        """Counts by status the results of a batch that are not CREATED. A batch of objects
+        all CREATED is found so by one `list.count` in C, and costs no loop in Python. The
+        codes are counted as the engines give them, enum members or ints, which hash alike.
         Called under the lock."""
         failed = self._failed_statuses[kind.index]
         if type(answer) is list:
             if len(answer) == 1:
-                code = int(answer[0][0])
+                code = answer[0][0]
                 failed[code] = failed.get(code, 0) + 1
                 return
             if list(map(_status_of, answer)).count(_CREATED) == len(answer):
@@ -585,7 +591,7 @@ class Ledger:
             codes = memoryview(answer[0]).cast("I")
         for code, n in Counter(codes).items():
             if code != _CREATED:
-                failed[int(code)] = failed.get(code, 0) + n
+                failed[code] = failed.get(code, 0) + n
 
     def metrics(self) -> _metrics.Metrics:
         """A snapshot of what this ledger counted since it was made or opened: see
@@ -595,8 +601,8 @@ class Ledger:
         with self._lock:
             creates = [
                 _metrics.OperationMetrics(
-                    counts[0],
-                    counts[1],
+                    counts >> _CALLS_SHIFT,
+                    counts & _EVENTS_MASK,
                     {
                         kind.status_enum(code).name: n
                         for code, n in sorted(self._failed_statuses[kind.index].items())
@@ -609,8 +615,8 @@ class Ledger:
                 create_transfers=creates[1],
                 lookups=_metrics.OperationMetrics(self._lookups[0], self._lookups[1], {}),
                 queries=_metrics.OperationMetrics(self._queries[0], self._queries[1], {}),
-                accounts_created=self._counts[0][1] - sum(self._failed_statuses[0].values()),
-                transfers_created=self._counts[1][1] - sum(self._failed_statuses[1].values()),
+                accounts_created=creates[0].events - sum(self._failed_statuses[0].values()),
+                transfers_created=creates[1].events - sum(self._failed_statuses[1].values()),
                 timestamp=self._timestamp,
                 sequence=self.sequence,
                 journal_batches=journal.batches,

@@ -132,11 +132,12 @@ TRANSFERS_RESERVED_MAX = 3 << 30
 
 R = TypeVar("R")
 
-# CREATED in both status enums, and as a packed u32 status: no other status has a byte 0xff,
-# so `bytes.count` of it counts whole, aligned statuses.
+# CREATED in both status enums, and a status column of a whole batch CREATED: a packed batch
+# is all CREATED when this starts with its column, a memcmp (0.7 us for 8189 statuses, where
+# `bytes.count` took 18 us, 3% of the batch).
 _CREATED: int = CreateTransferStatus.CREATED
 assert CreateAccountStatus.CREATED == _CREATED
-_CREATED_BYTES = b"\xff\xff\xff\xff"
+_ALL_CREATED = b"\xff\xff\xff\xff" * BATCH_MAX
 _status_of = itemgetter(0)
 # A create's calls and events are counted in one int, calls << _CALLS_SHIFT | events, so that
 # the hot path of a single transfer pays for one addition (about 40 ns less than two).
@@ -564,13 +565,13 @@ class Ledger:
             raise
 
     def _tally(self, kind: _Kind, count: int, answer: list[Any] | tuple[bytes, bytes]) -> None:
-        """Counts a create the engine answered, for `metrics()`. Called under the lock; a
-        single object result is counted inline by `_create`, the hot path, as this is."""
+        """Counts a create the engine answered, for `metrics()`. Called under the lock.
+        `_create` does the same inline for objects in memory, the hot path of one transfer."""
         self._counts[kind.index] += _CALL + count
         if type(answer) is list:
             if count != 1 or answer[0][0] != _CREATED:
                 self._tally_failed(kind, answer)
-        elif answer[0].count(_CREATED_BYTES) != count:
+        elif not _ALL_CREATED.startswith(answer[0]):
             self._tally_failed(kind, answer)
 
     def _tally_failed(self, kind: _Kind, answer: list[Any] | tuple[bytes, bytes]) -> None:

@@ -7,12 +7,14 @@ ledger.create_accounts([fastledger.Account(id=1, ledger=1, code=1)])
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from ._async import AsyncLedger
 from ._balances import Balances, TrialBalance
 from ._id import id
 from ._ledger import ENGINES, Ledger, rust_engine_available
+from ._metrics import HistogramSnapshot, Metrics, OperationMetrics
 from ._types import (
     AMOUNT_MAX,
     BATCH_MAX,
@@ -46,6 +48,11 @@ from .errors import (
     ReadOnlyLedgerError,
     RecordTypeError,
 )
+
+# A library leaves the configuration of logging to the program; without a handler of its own,
+# the warnings of "fastledger" (slow journal writes, long lock waits, recovery) would go to
+# stderr through logging's last resort.
+logging.getLogger("fastledger").addHandler(logging.NullHandler())
 
 # Read on first use from the installed distribution, whose version maturin takes from the
 # workspace Cargo.toml, the one place it is written. Lazily, because importing importlib.metadata
@@ -86,6 +93,7 @@ __all__ = [
     "CreateTransferStatus",
     "EngineUnavailableError",
     "FastledgerError",
+    "HistogramSnapshot",
     "InvalidAmountError",
     "InvalidArgumentError",
     "InvalidRecordError",
@@ -96,6 +104,8 @@ __all__ = [
     "Ledger",
     "LedgerClosedError",
     "LedgerForkedError",
+    "Metrics",
+    "OperationMetrics",
     "QueryFilter",
     "QueryFilterFlags",
     "ReadOnlyLedgerError",

@@ -35,6 +35,7 @@ from ._bench_processes import bench_follower, bench_processes
 from ._copy import copy_main
 from ._ledger import ENGINES, Ledger, rust_engine_available
 from ._records import pack_transfers
+from ._stats import stats_main
 from ._types import (
     BATCH_MAX,
     Account,
@@ -62,12 +63,14 @@ _BatchResults = list[CreateTransferResult] | PackedResults[CreateTransferResult]
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    # `verify` and `copy` keep their parsers beside the code they run; the parser here only
-    # lists them.
+    # `verify`, `copy` and `stats` keep their parsers beside the code they run; the parser
+    # here only lists them.
     if argv[:1] == ["verify"]:
         return verify_main(argv[1:])
     if argv[:1] == ["copy"]:
         return copy_main(argv[1:])
+    if argv[:1] == ["stats"]:
+        return stats_main(argv[1:])
     args = _parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
     return command(args)
@@ -84,6 +87,7 @@ examples:
   fastledger bench --transfers 1000000 --engine both
   fastledger verify ./ledger        # check a directory made by Ledger.open("./ledger")
   fastledger copy ./ledger postgresql://app@db/ledger   # move a journal to PostgreSQL
+  fastledger stats ./ledger         # batches, accounts, transfers, size and snapshots
   fastledger COMMAND --help         # the options of one command
 """
 
@@ -107,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "copy",
         help="copy a ledger's journal between a directory and PostgreSQL, checked batch by batch",
+        add_help=False,
+    )
+    commands.add_parser(
+        "stats",
+        help="print what a ledger's journal holds: batches, events, size, times, snapshots",
         add_help=False,
     )
     return parser

@@ -21,10 +21,12 @@ as soon as its writes are done.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from _thread import LockType, allocate_lock
 
+from .. import _metrics
 from ..errors import JournalWriteError
 from . import Journal
 from .format import HEADER_SIZE, Queued, Tip
@@ -41,6 +43,8 @@ GROUPS_PER_HOLD = 2
 # it looks whether one does meanwhile.
 LINGER_S = 0.002
 _LINGER_POLL_S = 0.0005
+
+log = logging.getLogger("fastledger")
 
 
 class Committer:
@@ -75,6 +79,8 @@ class Committer:
         self._failure: BaseException | None = None
         self._failure_message = ""
         self._stopped = False
+        # Counted under `_lock`, for `Ledger.metrics()`.
+        self.counters = _metrics.JournalCounters()
         self._thread = threading.Thread(target=self._run, name="fastledger-journal", daemon=True)
         self._thread.start()
 
@@ -107,6 +113,7 @@ class Committer:
                     break
                 self._changed.wait()
             self._acquiring = True
+        started_ns = time.perf_counter_ns()
         try:
             self.journal.lock()
         except BaseException:
@@ -114,7 +121,15 @@ class Committer:
                 self._acquiring = False
                 self._changed.notify_all()
             raise
+        waited_ns = time.perf_counter_ns() - started_ns
+        if waited_ns > _metrics.SLOW_LOCK_WAIT_S * 1e9:
+            log.warning(
+                "fastledger: waited %.3f s for the append lock of %s",
+                waited_ns / 1e9,
+                self.journal.location,
+            )
         with self._lock:
+            self.counters.lock_wait_ns.record(waited_ns)
             self._acquiring = False
             self._locked = True
             self._groups = 0
@@ -195,6 +210,11 @@ class Committer:
         with self._lock:
             return self._tip
 
+    def counted(self) -> _metrics.JournalCounters:
+        """A copy of what this committer counted, for `Ledger.metrics()`."""
+        with self._lock:
+            return self.counters.copy()
+
     def fail(self, error: BaseException, message: str) -> JournalWriteError:
         """Refuses every further batch, saying `message`: memory and the journal may differ.
         Returns the error that says so."""
@@ -242,12 +262,21 @@ class Committer:
                 tip = self._tip
             if not group:
                 return
+            started_ns = time.perf_counter_ns()
             try:
                 tips = self.journal.write(group, tip)
             except BaseException as error:
                 self._stop(error)
                 return
-            self._written(group, tips)
+            written_ns = time.perf_counter_ns() - started_ns
+            if written_ns > _metrics.SLOW_WRITE_S * 1e9:
+                log.warning(
+                    "fastledger: a write of %d batches to %s took %.3f s",
+                    len(group),
+                    self.journal.location,
+                    written_ns / 1e9,
+                )
+            self._written(group, tips, written_ns)
 
     def _next_group(self) -> list[Queued]:
         """Waits until a batch is queued, letting the append lock go whenever nothing is
@@ -278,10 +307,16 @@ class Committer:
         self._groups += 1
         return group
 
-    def _written(self, group: list[Queued], tips: list[Tip]) -> None:
+    def _written(self, group: list[Queued], tips: list[Tip], written_ns: int) -> None:
         """Records a durable group and wakes the waiters of its batches."""
         first, through = group[0][0], group[-1][0]
         with self._lock:
+            counters = self.counters
+            counters.batches += len(group)
+            counters.bytes += sum(HEADER_SIZE + len(queued[3]) for queued in group)
+            counters.groups += 1
+            counters.group_batches.record(len(group))
+            counters.write_ns.record(written_ns)
             self._tip = tips[-1]
             if first <= self._marked <= through:
                 self._marked_tip = tips[self._marked - first]

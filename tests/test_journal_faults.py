@@ -503,3 +503,13 @@ def test_the_journal_header_names_the_rules_and_a_random_ledger_id(tmp_path: Pat
     ]
     assert all(h.rules_version == RULES_VERSION and not h.keyed for h in headers)
     assert headers[0].ledger_id != headers[1].ledger_id
+
+
+def test_verify_reads_the_key_of_a_keyed_journal_from_a_file(tmp_path: Path) -> None:
+    key = b"s" * 32
+    build(tmp_path / "keyed", BATCHES, key=key)
+    (tmp_path / "key").write_bytes(key)
+    assert (
+        verify_main([str(tmp_path / "keyed"), "--quiet", "--key-file", str(tmp_path / "key")]) == 0
+    )
+    assert verify_main([str(tmp_path / "keyed"), "--quiet"]) == 1

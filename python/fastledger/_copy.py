@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._ledger import _open_journal
+from ._verify import add_key_file_argument
 from .errors import FastledgerError, InvalidArgumentError, JournalCorruptError
 from .journal import Journal, read_ahead
 from .journal.directory import JOURNAL, DirectoryJournal
@@ -118,14 +119,10 @@ def copy_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("source", help="a ledger directory or a postgresql:// URL")
     parser.add_argument("destination", help="a new directory or a postgresql:// URL")
-    parser.add_argument("--key-file", help="a file holding the journal's key, if it has one")
+    add_key_file_argument(parser)
     args = parser.parse_args(argv)
-    key = None
-    if args.key_file is not None:
-        with open(args.key_file, "rb") as f:
-            key = f.read()
     try:
-        report = copy(args.source, args.destination, key=key)
+        report = copy(args.source, args.destination, key=args.key)
     except FastledgerError as error:
         print(f"fastledger copy: error: {error}", file=sys.stderr)
         return 1

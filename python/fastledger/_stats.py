@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ._ledger import _open_journal
+from ._verify import add_key_file_argument
 from .errors import FastledgerError
 from .journal import read_ahead
 from .journal.directory import DirectoryJournal
@@ -119,14 +120,10 @@ def stats_main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("path", help="the ledger directory, or a postgresql:// URL")
-    parser.add_argument("--key-file", help="a file holding the journal's key, if it has one")
+    add_key_file_argument(parser)
     args = parser.parse_args(argv)
-    key = None
-    if args.key_file is not None:
-        with open(args.key_file, "rb") as f:
-            key = f.read()
     try:
-        found = stats(args.path, key=key)
+        found = stats(args.path, key=args.key)
     except FastledgerError as error:
         print(f"fastledger stats: error: {error}", file=sys.stderr)
         return 1

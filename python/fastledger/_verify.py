@@ -28,7 +28,7 @@ from .journal.directory import DirectoryJournal
 from .journal.format import Batch, Tip
 from .journal.snapshots import Snapshot, Snapshots
 
-__all__ = ["LedgerTotals", "VerifyReport", "verify", "verify_main"]
+__all__ = ["LedgerTotals", "VerifyReport", "add_key_file_argument", "verify", "verify_main"]
 
 T = TypeVar("T", Account, Transfer)
 
@@ -258,6 +258,24 @@ class _Progress:
             self._stream.flush()
 
 
+def add_key_file_argument(parser: argparse.ArgumentParser) -> None:
+    """`--key-file FILE`: the key of a keyed journal, read from a file (never given on the
+    command line, where other users of the machine could read it); `args.key`."""
+    parser.add_argument(
+        "--key-file",
+        dest="key",
+        type=_read_key,
+        default=None,
+        metavar="FILE",
+        help="a file holding the journal's key, for a keyed journal",
+    )
+
+
+def _read_key(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def verify_main(argv: Sequence[str] | None = None) -> int:
     """`fastledger verify PATH`: prints the report; returns 0 if it found no problem, else 1."""
     parser = argparse.ArgumentParser(
@@ -276,16 +294,10 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("path", help="the ledger directory, or a postgresql:// URL")
     parser.add_argument("--engine", choices=ENGINES, default="auto", help="replay engine")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    parser.add_argument(
-        "--key-file", help="a file holding the journal's key, for a keyed journal", default=None
-    )
+    add_key_file_argument(parser)
     args = parser.parse_args(argv)
-    key = None
-    if args.key_file is not None:
-        with open(args.key_file, "rb") as f:
-            key = f.read()
     report = verify(
-        args.path, engine=args.engine, progress=None if args.quiet else sys.stderr, key=key
+        args.path, engine=args.engine, progress=None if args.quiet else sys.stderr, key=args.key
     )
     print(report.summary())
     return 0 if report.ok else 1

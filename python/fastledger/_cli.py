@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from . import __version__, money
-from ._bench_processes import bench_follower, bench_processes
+from ._bench_processes import bench_follower, bench_processes, random_move
 from ._copy import copy_main
 from ._ledger import ENGINES, Ledger, rust_engine_available
 from ._records import pack_transfers
@@ -387,7 +387,6 @@ _SAMPLES = 5000
 _LOADED_TRANSFERS_MAX = 1_000_000
 _LOADED_CALL_INTERVAL_S = 0.0002
 _QUERY_LIMIT = 100
-_AMOUNT_MAX = 1000
 # The hot-accounts shape: this share of transfers debits one of this many accounts.
 _HOT_ACCOUNTS = 10
 _HOT_SHARE = 0.9
@@ -758,21 +757,10 @@ def _random_account(rng: random.Random, config: _BenchConfig) -> int:
     return 1 + int(rng.random() * config.accounts)
 
 
-def _random_move(rng: random.Random, accounts: int) -> tuple[int, int, int]:
-    """The debit account, credit account and amount of a random transfer: 1..1000 between
-    two different accounts of 1..accounts."""
-    debit = int(rng.random() * accounts)
-    credit = int(rng.random() * (accounts - 1))
-    # Skipping the debit account keeps the credit account uniform over the others.
-    if credit >= debit:
-        credit += 1
-    return debit + 1, credit + 1, 1 + int(rng.random() * _AMOUNT_MAX)
-
-
 def _hot_move(rng: random.Random, accounts: int) -> tuple[int, int, int]:
-    """As `_random_move`, but debiting one of the first `_HOT_ACCOUNTS` accounts in
+    """As `random_move`, but debiting one of the first `_HOT_ACCOUNTS` accounts in
     `_HOT_SHARE` of transfers, as a merchant's or a settlement account is."""
-    debit, credit, amount = _random_move(rng, accounts)
+    debit, credit, amount = random_move(rng, accounts)
     hot = min(_HOT_ACCOUNTS, accounts - 1)
     if rng.random() < _HOT_SHARE:
         debit = 1 + int(rng.random() * hot)
@@ -790,7 +778,7 @@ def _shaped_batch(rng: random.Random, shape: str, ids: range, accounts: int) -> 
     """The transfers of one batch of `shape`, taking the places `ids` in the load."""
     if shape == "two-phase":
         return _two_phase_batch(rng, ids, accounts)
-    move = _hot_move if shape == "hot-accounts" else _random_move
+    move = _hot_move if shape == "hot-accounts" else random_move
     transfers = []
     for place in ids:
         id_ = _random_id(rng) if shape == "random-ids" else place
@@ -806,7 +794,7 @@ def _two_phase_batch(rng: random.Random, ids: range, accounts: int) -> list[Tran
     accounts, ledger and code left to the pending transfer): an odd batch leaves one pending."""
     posts = len(ids) // 2
     pending = [
-        Transfer(id_, *_random_move(rng, accounts), ledger=1, code=1, flags=TransferFlags.PENDING)
+        Transfer(id_, *random_move(rng, accounts), ledger=1, code=1, flags=TransferFlags.PENDING)
         for id_ in ids[: len(ids) - posts]
     ]
     post = TransferFlags.POST_PENDING_TRANSFER

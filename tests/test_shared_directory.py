@@ -23,6 +23,7 @@ import pytest
 from fastledger import (
     CreateTransferStatus,
     InvalidArgumentError,
+    JournalCorruptError,
     JournalWriteError,
     Ledger,
     LedgerForkedError,
@@ -347,3 +348,17 @@ def test_a_sequence_that_changes_as_it_is_read_is_applied_as_journaled(
         live = state_digest(ledger)
     with Ledger.open(tmp_path, engine=engine) as reopened:
         assert state_digest(reopened) == live, "memory and journal agree"
+
+
+def test_a_journal_cut_under_a_running_ledger_is_found_before_its_next_append(
+    tmp_path: Path,
+) -> None:
+    with Ledger.open(tmp_path, engine="python") as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        cut_at = (tmp_path / "journal").stat().st_size
+        ledger.create_transfers([transfer(10, 1, 2, 1)])
+        time.sleep(0.05)  # past the time an idle process keeps the append lock
+        os.truncate(tmp_path / "journal", cut_at)
+        with pytest.raises(JournalCorruptError, match="bytes of acknowledged batches are missing"):
+            ledger.create_transfers([transfer(11, 1, 2, 1)])
+        assert (tmp_path / "journal").stat().st_size == cut_at, "nothing written after the cut"

@@ -129,6 +129,7 @@ class DirectoryJournal:
         self._locked = False
         self._yielded_at: Tip | None = None
         self.torn_tail: str | None = None
+        self._torn: str | None = None
 
     # -- creation ----------------------------------------------------------------------------
 
@@ -240,28 +241,29 @@ class DirectoryJournal:
 
     def read(self, after: Tip, *, locked: bool) -> Iterator[Batch]:
         """See `Journal.read`. Unlocked, up to the durable tip; locked, to the end of the file,
-        taking into the tip file what a process that died after its write left past it."""
+        taking into the tip file what a process that died after its write left past it, and
+        cutting off the torn tail of a write that never finished."""
         durable = self.durable_tip()
-        if not locked:
-            yield from self._read_durable(after, durable)
-            return
         size = os.fstat(self._fd).st_size
+        if not locked:
+            yield from self._read_durable(after, durable, size)
+            return
         if size > durable.end:
             # What lies past the durable tip was written by a process that may have died before
             # flushing it: flush it before it becomes part of anyone's state.
             _platform.fsync_file(self._fd)
-        reader = _Reader(self._fd, self.checksums, self.file, durable.end)
         last = after
         try:
-            for batch in reader.batches(after, size):
+            for batch in self._read_to_end(after, durable, size):
                 last = batch.tip
                 yield batch
         except JournalCorruptError as error:
             if not self._cut_damaged_tail:
                 raise
             self._cut(last, size, f"it is damaged: {error}")
-        if reader.torn is not None:
-            self._cut(last, size, reader.torn)
+        else:
+            if self._torn is not None:
+                self._cut(last, size, self._torn)
         if last.sequence > durable.sequence:
             self._record_tip(last)
 
@@ -269,22 +271,28 @@ class DirectoryJournal:
         """Every batch after `after`, as `read` under the lock finds them, but changing
         nothing: afterwards `torn_tail` says what follows the last whole batch, if anything.
         Past the durable tip that may also be a write in progress in another process."""
-        durable = self.durable_tip()
-        last = after
-        for batch in self._read_durable(after, durable):
-            last = batch.tip
-            yield batch
-        reader = _Reader(self._fd, self.checksums, self.file, durable.end)
         size = os.fstat(self._fd).st_size
-        for batch in reader.batches(last, size):
+        last = after
+        for batch in self._read_to_end(after, self.durable_tip(), size):
             last = batch.tip
             yield batch
         self.torn_tail = None
-        if reader.torn is not None:
-            self.torn_tail = f"{size - last.end} bytes after batch {last.sequence}: {reader.torn}"
+        if self._torn is not None:
+            self.torn_tail = f"{size - last.end} bytes after batch {last.sequence}: {self._torn}"
 
-    def _read_durable(self, after: Tip, durable: Tip) -> Iterator[Batch]:
-        size = os.fstat(self._fd).st_size
+    def _read_to_end(self, after: Tip, durable: Tip, size: int) -> Iterator[Batch]:
+        """The batches up to the durable tip, checked against it, then those past it up to
+        `size`; afterwards `_torn` says why reading stopped short of `size`, if it did."""
+        self._torn = None
+        last = after
+        for batch in self._read_durable(after, durable, size):
+            last = batch.tip
+            yield batch
+        reader = _Reader(self._fd, self.checksums, self.file, durable.end)
+        yield from reader.batches(last, size)
+        self._torn = reader.torn
+
+    def _read_durable(self, after: Tip, durable: Tip, size: int) -> Iterator[Batch]:
         # A journal shorter than its durable tip lost its end: read what it holds, then say
         # how many batches are gone.
         end = min(size, durable.end)
@@ -293,17 +301,22 @@ class DirectoryJournal:
         for batch in reader.batches(after, end):
             last = batch.tip
             yield batch
-        if last.sequence < durable.sequence:
-            missing = durable.sequence - last.sequence
-            raise JournalCorruptError(
-                f"the journal holds batches through {last.sequence}, yet batch "
-                f"{durable.sequence} was made durable (the tip file says so): {missing} "
-                "acknowledged batches are missing from its end. Restore the journal from a "
-                "copy that holds them",
-                path=self.file,
-                offset=last.end,
+        if last.sequence < durable.sequence or size < durable.end:
+            # Read from the start, the batches missing are counted; read from a tip that the
+            # file no longer reaches, its bytes are.
+            missing = (
+                f"{durable.sequence - last.sequence} acknowledged batches are missing"
+                if last.sequence < durable.sequence
+                else f"the {durable.end - size} bytes of acknowledged batches are missing"
             )
-        if last.checksum != durable.checksum:
+            raise JournalCorruptError(
+                f"the journal ends at byte {min(size, last.end)}, yet batch {durable.sequence} "
+                f"was made durable up to byte {durable.end} (the tip file says so): {missing} "
+                "from its end. Restore the journal from a copy that holds them",
+                path=self.file,
+                offset=min(size, last.end),
+            )
+        if last.sequence == durable.sequence and last.checksum != durable.checksum:
             raise JournalCorruptError(
                 f"batch {durable.sequence} is not the one the tip file records: the journal "
                 "was replaced or rewritten",

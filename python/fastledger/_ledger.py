@@ -830,43 +830,45 @@ class Ledger:
         lock like any batch. A read-only ledger never does: it shows the journal's state, in
         which a reservation past its timeout stays pending until a writer releases it.
         `counts` holds the calls and events of this kind of read, counted under the lock."""
-        if self._committer is None:
+        committer = self._committer
+        if committer is None:
             with self._lock:
                 self._check_usable()
                 self._expire_now(self._expiry_time())
-                counts[0] += 1
-                counts[1] += events
-                return read()
+                return _counted(read, counts, events)
         self._rebuild_if_stopped()
         committer = self._committer
+        assert committer is not None
         with self._lock:
             self._check_usable()
             self._follow()
-            if self._read_only or not self._engine.expiry_due(self._expiry_time()):
-                counts[0] += 1
-                counts[1] += events
-                result = read()
+            releasing = not self._read_only and self._engine.expiry_due(self._expiry_time())
+            if not releasing:
+                result = _counted(read, counts, events)
                 seen = committer.appended
-                expiring = False
-            else:
-                expiring = True
-        if expiring:
-            committer.hold()
-            queued = False
-            try:
-                with self._lock:
-                    self._check_usable()
-                    self._catch_up_to_append()
-                    queued = self._expire_now(self._expiry_time())
-                    counts[0] += 1
-                    counts[1] += events
-                    result = read()
-                    seen = committer.appended
-            finally:
-                if not queued:
-                    committer.release()
+        if releasing:
+            result, seen = self._read_releasing(read, counts, events)
         self._settle(seen)
         return result
+
+    def _read_releasing(
+        self, read: Callable[[], R], counts: list[int], events: int
+    ) -> tuple[R, int]:
+        """A read that releases expired reservations first, journaling their expiry under the
+        append lock; returns its result and the last batch it could see."""
+        committer = self._committer
+        assert committer is not None
+        committer.hold()
+        queued = False
+        try:
+            with self._lock:
+                self._check_usable()
+                self._catch_up_to_append()
+                queued = self._expire_now(self._expiry_time())
+                return _counted(read, counts, events), committer.appended
+        finally:
+            if not queued:
+                committer.release()
 
     def _follow(self, *, now: bool = False) -> None:
         """Applies, before a read, what other processes appended. Nothing to look for while
@@ -1123,6 +1125,13 @@ class Ledger:
         kind = _KINDS[batch.kind]
         timestamp = self._begin_batch(batch.count, batch.timestamp)
         kind.create_packed(self._engine, memoryview(batch.body), timestamp)
+
+
+def _counted(read: Callable[[], R], counts: list[int], events: int) -> R:
+    """Runs a read, counting its call and events in `counts`; under the ledger's lock."""
+    counts[0] += 1
+    counts[1] += events
+    return read()
 
 
 def _name(snapshot: Snapshot | None) -> str:

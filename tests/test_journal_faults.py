@@ -30,6 +30,7 @@ from fastledger.journal.format import (
     JournalHeader,
     Tip,
     encode_batches,
+    queued,
 )
 
 from .conftest import FakeClock
@@ -162,7 +163,7 @@ def _replace_last_batch(template: dict[str, Any], body: bytes) -> bytes:
     """The template's journal with its last batch holding `body` instead, checksums valid."""
     start, _ = template["spans"][-1]
     timestamp = struct.unpack_from("<Q", template["journal"], start + 24)[0]
-    batch = (BATCHES, KIND_TRANSFERS, timestamp, body)
+    batch = queued(BATCHES, KIND_TRANSFERS, timestamp, body, UNKEYED)
     parts, _ = encode_batches([batch], template["tips"][-2], UNKEYED)
     return template["journal"][:start] + b"".join(parts)
 
@@ -196,12 +197,22 @@ def test_record_bytes_that_look_like_a_batch_header_are_never_read_as_one(
     batch. Torn after it, the write is still cut off as torn, never taken for a later write."""
     after = template["tips"][-1]
     fake, _ = encode_batches(
-        [(BATCHES + 2, KIND_TRANSFERS, 10**15, pack_transfers([transfer(99, 1, 2, 1)]))],
+        [
+            queued(
+                BATCHES + 2,
+                KIND_TRANSFERS,
+                10**15,
+                pack_transfers([transfer(99, 1, 2, 1)]),
+                UNKEYED,
+            )
+        ],
         Tip(BATCHES + 1, 0, 0, bytes(16)),
         UNKEYED,
     )
     body = pack_transfers([transfer(50, 1, 2, 1)]) + fake[0] + fake[1]
-    parts, _ = encode_batches([(BATCHES + 1, KIND_TRANSFERS, 10**15, body)], after, UNKEYED)
+    parts, _ = encode_batches(
+        [queued(BATCHES + 1, KIND_TRANSFERS, 10**15, body, UNKEYED)], after, UNKEYED
+    )
     journal = template["journal"] + b"".join(parts)
     header_at = len(template["journal"]) + 2 * HEADER_SIZE
     for cut in (header_at - 1, header_at + HEADER_SIZE, len(journal) - 1):

@@ -39,6 +39,7 @@ from fastledger.journal.format import (
     Queued,
     Tip,
     encode_batches,
+    queued,
 )
 
 from .postgres import Proxy, require_postgres, server_url, table_of, terminate, with_query
@@ -60,13 +61,17 @@ def transfers(first_id: int, count: int) -> bytes:
     )
 
 
-def batches_after(tip: Tip, *counts: int, first_id: int = 1) -> list[Queued]:
-    """A group of transfer batches after `tip`, one per count; a count of 0 is an expiry."""
+def batches_after(
+    journal: PostgresJournal, tip: Tip, *counts: int, first_id: int = 1
+) -> list[Queued]:
+    """A group of transfer batches for `journal` after `tip`, one per count; a count of 0 is
+    an expiry."""
     group: list[Queued] = []
     for n, count in enumerate(counts):
         sequence = tip.sequence + 1 + n
         kind = KIND_TRANSFERS if count else KIND_EXPIRY
-        group.append((sequence, kind, 1_000 + sequence, transfers(first_id, count)))
+        body = transfers(first_id, count)
+        group.append(queued(sequence, kind, 1_000 + sequence, body, journal.checksums))
         first_id += count
     return group
 
@@ -82,7 +87,7 @@ def append(journal: PostgresJournal, after: Tip, *counts: int, first_id: int = 1
     journal.lock()
     try:
         tip = last_tip(journal.read(after, locked=True), after)
-        return journal.write(batches_after(tip, *counts, first_id=first_id), tip)
+        return journal.write(batches_after(journal, tip, *counts, first_id=first_id), tip)
     finally:
         journal.unlock()
 
@@ -129,9 +134,9 @@ def test_batches_read_back_as_the_bytes_and_offsets_of_a_directory_journal(
     empty = empty_tip(journal)
     accounts = pack_accounts([Account(id=1, ledger=1, code=1), Account(id=2, ledger=1, code=1)])
     group: list[Queued] = [
-        (1, KIND_ACCOUNTS, 10, accounts),
-        (2, KIND_TRANSFERS, 11, transfers(1, 3)),
-        (3, KIND_EXPIRY, 12, b""),
+        queued(1, KIND_ACCOUNTS, 10, accounts, journal.checksums),
+        queued(2, KIND_TRANSFERS, 11, transfers(1, 3), journal.checksums),
+        queued(3, KIND_EXPIRY, 12, b"", journal.checksums),
     ]
     journal.lock()
     tips = journal.write(group, empty)
@@ -141,7 +146,7 @@ def test_batches_read_back_as_the_bytes_and_offsets_of_a_directory_journal(
     assert tips == expected
     assert tips[-1].end == HEADER_SIZE + sum(map(len, parts))
     read = list(journal.read(empty, locked=False))
-    assert [(b.sequence, b.kind, b.timestamp, b.body) for b in read] == group
+    assert [(b.sequence, b.kind, b.timestamp, b.body) for b in read] == [q[:4] for q in group]
     assert [b.tip for b in read] == tips
     assert [b.sequence for b in journal.read(tips[0], locked=False)] == [2, 3]
     table = table_of(postgres_url)
@@ -224,7 +229,7 @@ CHILD = """
 import sys
 from fastledger import Transfer
 from fastledger._records import pack_transfers
-from fastledger.journal.format import KIND_TRANSFERS
+from fastledger.journal.format import KIND_TRANSFERS, queued
 from fastledger.journal.postgres import PostgresJournal
 
 url, writer, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -238,7 +243,8 @@ for n in range(rounds):
         id=writer * 1_000 + n + 1, debit_account_id=1, credit_account_id=2, amount=1, ledger=1,
         code=1,
     )
-    group = [(tip.sequence + 1, KIND_TRANSFERS, tip.sequence + 1, pack_transfers([record]))]
+    body = pack_transfers([record])
+    group = [queued(tip.sequence + 1, KIND_TRANSFERS, tip.sequence + 1, body, journal.checksums)]
     tip = journal.write(group, tip)[-1]
     journal.unlock()
 journal.close()
@@ -267,8 +273,8 @@ def test_a_write_after_a_stale_tip_is_refused_and_writes_nothing(journals: OpenJ
     tips = append(first, empty, 1)
     second.lock()
     with pytest.raises(JournalWriteError, match="not written: the journal's tip is batch 1, not"):
-        second.write(batches_after(empty, 2), empty)
-    tips += second.write(batches_after(tips[-1], 2), tips[-1])
+        second.write(batches_after(second, empty, 2), empty)
+    tips += second.write(batches_after(second, tips[-1], 2), tips[-1])
     second.unlock()
     assert [b.tip for b in first.read(empty, locked=False)] == tips
 
@@ -276,7 +282,7 @@ def test_a_write_after_a_stale_tip_is_refused_and_writes_nothing(journals: OpenJ
 def test_a_write_without_the_lock_is_refused(journals: OpenJournal) -> None:
     journal = journals()
     with pytest.raises(JournalWriteError, match="does not hold the append lock"):
-        journal.write(batches_after(empty_tip(journal), 1), empty_tip(journal))
+        journal.write(batches_after(journal, empty_tip(journal), 1), empty_tip(journal))
     assert list(journal.read(empty_tip(journal), locked=False)) == []
 
 
@@ -410,7 +416,7 @@ def test_a_writer_whose_session_was_lost_writes_nothing_and_locks_again(
     journal.lock()
     terminate(admin, table_of(postgres_url))
     with pytest.raises(JournalWriteError, match="batch 1 not written") as failed:
-        journal.write(batches_after(empty, 1), empty)
+        journal.write(batches_after(journal, empty, 1), empty)
     assert not isinstance(failed.value, JournalOutcomeUnknownError)
     journal.unlock()
     assert list(journal.read(empty, locked=False)) == []
@@ -430,7 +436,7 @@ def test_a_write_interrupted_half_way_leaves_no_transaction_to_go_on_in(
     monkeypatch.setattr(psycopg.Cursor, "executemany", interrupted)
     journal.lock()
     with pytest.raises(KeyboardInterrupt):
-        journal.write(batches_after(empty, 1), empty)
+        journal.write(batches_after(journal, empty, 1), empty)
     monkeypatch.undo()
     journal.unlock()
     assert [t.sequence for t in append(journal, empty, 1)] == [1]
@@ -451,12 +457,12 @@ def test_a_commit_cut_off_before_the_server_had_it_is_unknown_and_not_there(
     monkeypatch.setattr(journal, "_commit", end_the_session_then_commit)
     journal.lock()
     with pytest.raises(JournalOutcomeUnknownError, match="may or may not be in the journal"):
-        journal.write(batches_after(empty, 1), empty)
+        journal.write(batches_after(journal, empty, 1), empty)
     monkeypatch.undo()
     journal.unlock()
     journal.lock()
     assert list(journal.read(empty, locked=True)) == []
-    assert [t.sequence for t in journal.write(batches_after(empty, 1), empty)] == [1]
+    assert [t.sequence for t in journal.write(batches_after(journal, empty, 1), empty)] == [1]
     journal.unlock()
 
 
@@ -467,7 +473,7 @@ def test_a_commit_whose_reply_was_lost_is_unknown_and_there(
     try:
         journal = journals(proxy.url)
         empty = empty_tip(journal)
-        group = batches_after(empty, 2)
+        group = batches_after(journal, empty, 2)
         journal.lock()
         proxy.swallow_next_commit()
         with pytest.raises(JournalOutcomeUnknownError):
@@ -476,7 +482,7 @@ def test_a_commit_whose_reply_was_lost_is_unknown_and_there(
         journal.lock()
         found = list(journal.read(empty, locked=True))
         assert [b.tip for b in found] == encode_batches(group, empty, journal.checksums)[1]
-        journal.write(batches_after(found[-1].tip, 1), found[-1].tip)
+        journal.write(batches_after(journal, found[-1].tip, 1), found[-1].tip)
         journal.unlock()
     finally:
         proxy.close()
@@ -557,7 +563,7 @@ def test_a_read_only_journal_follows_and_never_locks_nor_writes(journals: OpenJo
     with pytest.raises(JournalReadOnlyError, match="opened read-only"):
         follower.lock()
     with pytest.raises(JournalReadOnlyError, match="opened read-only"):
-        follower.write(batches_after(tips[-1], 1), tips[-1])
+        follower.write(batches_after(follower, tips[-1], 1), tips[-1])
 
 
 def test_the_location_names_the_table_and_never_the_password(

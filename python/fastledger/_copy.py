@@ -19,7 +19,7 @@ from ._verify import add_key_file_argument
 from .errors import FastledgerError, InvalidArgumentError, JournalCorruptError
 from .journal import Journal, read_ahead
 from .journal.directory import JOURNAL, DirectoryJournal
-from .journal.format import HEADER_SIZE, Batch, JournalHeader, Queued, Tip
+from .journal.format import HEADER_SIZE, Batch, JournalHeader, Queued, Tip, queued
 
 __all__ = ["CopyReport", "copy", "copy_main"]
 
@@ -76,7 +76,9 @@ def _copy_batches(reader: Journal, writer: Journal) -> CopyReport:
         for batch in read_ahead(
             reader.read(reader.header.empty_tip(reader.checksums), locked=False)
         ):
-            group.append((batch.sequence, batch.kind, batch.timestamp, batch.body))
+            group.append(
+                queued(batch.sequence, batch.kind, batch.timestamp, batch.body, writer.checksums)
+            )
             checks.append(batch)
             events += batch.count
             if sum(HEADER_SIZE + len(b[3]) for b in group) >= _GROUP_BYTES:

@@ -525,6 +525,8 @@ class Ledger:
         committer = self._committer
         assert committer is not None
         self._check_usable()
+        # Outside the append lock, which other processes may be waiting for.
+        body_checksum = committer.journal.checksums(body)
         if not committer.holding:
             # What others appended is applied before waiting for the lock, while they still
             # hold it, rather than in the span in which this process holds it.
@@ -539,7 +541,9 @@ class Ledger:
                 # From here the batch's append ends the pin, so that the committer need not
                 # wait for the engine before it writes.
                 queued = True
-                sequence, answer = self._apply_journaled(kind, timestamp, body, create)
+                sequence, answer = self._apply_journaled(
+                    kind, timestamp, body, body_checksum, create
+                )
                 self._tally(kind, len(body) // RECORD_SIZE, answer)
                 return sequence, answer
         finally:
@@ -547,7 +551,12 @@ class Ledger:
                 committer.release()
 
     def _apply_journaled(
-        self, kind: _Kind, timestamp: int, body: bytes, create: _Create | _CreatePacked
+        self,
+        kind: _Kind,
+        timestamp: int,
+        body: bytes,
+        body_checksum: bytes,
+        create: _Create | _CreatePacked,
     ) -> tuple[int, Any]:
         """Queues a batch for the journal, then has the engine apply it; returns the batch's
         sequence and the engine's answer. Called under both locks.
@@ -557,7 +566,7 @@ class Ledger:
         committer = self._committer
         assert committer is not None
         self._policy.note_batch(len(body))
-        sequence = committer.append(kind.journal_kind, timestamp, body)
+        sequence = committer.append(kind.journal_kind, timestamp, body, body_checksum)
         try:
             return sequence, create(self._engine, memoryview(body), timestamp)
         except BaseException as error:
@@ -815,7 +824,8 @@ class Ledger:
         self._expired_through = now
         if expired and self._committer is not None:
             self._policy.note_batch(0)
-            self._committer.append(KIND_EXPIRY, now, b"")
+            committer = self._committer
+            committer.append(KIND_EXPIRY, now, b"", committer.journal.checksums(b""))
             return True
         return False
 

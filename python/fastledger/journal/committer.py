@@ -158,15 +158,16 @@ class Committer:
             self._tip = tip
             self._appended = self._durable = tip.sequence
 
-    def append(self, kind: int, timestamp: int, body: bytes) -> int:
+    def append(self, kind: int, timestamp: int, body: bytes, body_checksum: bytes) -> int:
         """Queues a batch that the engine is about to apply, ending the caller's pin; returns
-        its sequence. Called under the ledger's lock, by a caller that pinned the lock."""
+        its sequence. `body_checksum` is the journal's checksum of `body`. Called under the
+        ledger's lock, by a caller that pinned the lock."""
         with self._lock:
             assert self._locked and self._pins > 0
             self._unpin()
             self.raise_if_failed()
             self._appended = sequence = self._appended + 1
-            self._queue.append((sequence, kind, timestamp, body))
+            self._queue.append((sequence, kind, timestamp, body, body_checksum))
             if self._pins == 0:
                 self._changed.notify_all()
             return sequence

@@ -70,6 +70,7 @@ __all__ = [
     "Tip",
     "decode_batch_header",
     "encode_batches",
+    "queued",
 ]
 
 JOURNAL_MAGIC = b"FLJOURN\0"
@@ -222,9 +223,16 @@ class Batch:
         return Tip(self.sequence, self.offset, self.end, self.checksum)
 
 
-# A batch on its way into a journal: its sequence, kind, timestamp and records. A tuple, not a
-# dataclass: one is made per call under the ledger's lock.
-Queued = tuple[int, int, int, bytes]
+# A batch on its way into a journal: its sequence, kind, timestamp, records and the checksum of
+# its records. A tuple, not a dataclass: one is made per call under the ledger's lock. The
+# records' checksum is computed before, by the caller: over a full batch it costs more than
+# the write itself, and no other process waits for the append lock meanwhile.
+Queued = tuple[int, int, int, bytes, bytes]
+
+
+def queued(sequence: int, kind: int, timestamp: int, body: bytes, checksums: Checksums) -> Queued:
+    """A batch to write, its records' checksum computed here."""
+    return (sequence, kind, timestamp, body, checksums(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +259,7 @@ def encode_batches(
     holds the very same bytes."""
     parts: list[bytes] = []
     tips: list[Tip] = []
-    for sequence, kind, timestamp, body in group:
+    for sequence, kind, timestamp, body, body_checksum in group:
         checked = _BATCH_HEADER.pack(
             BATCH_MAGIC,
             VERSION,
@@ -260,7 +268,7 @@ def encode_batches(
             sequence,
             timestamp,
             bytes(8),
-            checksums(body),
+            body_checksum,
             tip.checksum,
             bytes(40),
         )

@@ -32,7 +32,10 @@ from fastledger import (
     Transfer,
     TransferFlags,
 )
+from fastledger._records import pack_transfers
 from fastledger._verify import verify
+from fastledger.journal.directory import DirectoryJournal
+from fastledger.journal.format import KIND_TRANSFERS, Tip, queued
 
 from .conftest import ENGINE_NAMES, require_engine
 from .helpers import account, pending, post, transfer
@@ -232,6 +235,73 @@ def test_a_stale_read_is_allowed_only_when_asked_for(engine: str, tmp_path: Path
             assert stale.lookup_accounts([1])[0].debits_posted == 0, "within its staleness"
             assert stale.refresh() == 2
             assert stale.lookup_accounts([1])[0].debits_posted == 5
+
+
+# -- a write flushed after the append lock is let go --------------------------------------------
+
+
+def raw_write(journal: DirectoryJournal, *transfers: Transfer) -> Tip:
+    """Appends one batch of `transfers` as a process does, without flushing it: the append lock
+    is let go first, as a writer that another process waits for does. Returns its tip."""
+    journal.lock()
+    tip = journal.header.empty_tip(journal.checksums)
+    for batch in journal.read(tip, locked=True):
+        tip = batch.tip
+    body = pack_transfers(list(transfers))
+    group = [queued(tip.sequence + 1, KIND_TRANSFERS, time.time_ns(), body, journal.checksums)]
+    written = journal.write(group, tip)[-1]
+    journal.unlock()
+    return written
+
+
+def test_a_write_not_yet_flushed_is_built_on_by_the_next_writer_whose_flush_covers_both(
+    tmp_path: Path,
+) -> None:
+    open_accounts(tmp_path, "python")
+    first, second = DirectoryJournal(tmp_path), DirectoryJournal(tmp_path)
+    try:
+        start = first.durable_tip()
+        written = raw_write(first, transfer(1, 1, 2, 5))
+        assert not second.changed(start), "unlocked readers see durable batches only"
+        assert list(second.read(start, locked=False)) == []
+        later = raw_write(second, transfer(2, 2, 1, 3))
+        assert later.sequence == written.sequence + 1
+        second.flush(later)
+        assert second.durable_tip() == later
+        first.flush(written)
+        assert first.durable_tip() == later, "the tip file never goes back"
+        assert [b.sequence for b in second.read(start, locked=False)] == [2, 3]
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_a_ledger_applies_a_write_left_unflushed_and_acknowledges_only_once_it_is_durable(
+    engine: str, tmp_path: Path
+) -> None:
+    """A process that wrote a batch and died before its flush left a batch that no one was
+    told of: reads do not show it, the next writer applies it, and its own flush makes both
+    durable before it answers."""
+    require_engine(engine)
+    with Ledger.open(tmp_path, engine=engine) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        other = DirectoryJournal(tmp_path)
+        try:
+            left = raw_write(other, transfer(10, 1, 2, 5))
+        finally:
+            other.close()
+        assert ledger.lookup_transfers([10]) == []
+        assert [r.status for r in ledger.create_transfers([transfer(11, 2, 1, 3)])] == [T.CREATED]
+        assert [t.id for t in ledger.lookup_transfers([10, 11])] == [10, 11]
+        assert ledger.sequence == left.sequence + 1
+        reader = DirectoryJournal(tmp_path, read_only=True)
+        try:
+            assert reader.durable_tip().sequence == ledger.sequence, "durable when answered"
+        finally:
+            reader.close()
+    report = verify(tmp_path)
+    assert report.ok and report.transfers == 2 and not report.notes, report.summary()
 
 
 # -- a directory taken from under an open ledger ----------------------------------------------

@@ -94,6 +94,7 @@ def _write(writer: Journal, group: list[Queued], tip: Tip, checks: list[Batch]) 
     """Writes a group, checks that each batch came out with the source's checksum; empties
     both lists and returns the new tip."""
     tips = writer.write(group, tip)
+    writer.flush(tips[-1])
     for written, source in zip(tips, checks, strict=True):
         if written.checksum != source.checksum or written.end != source.end:
             raise JournalCorruptError(

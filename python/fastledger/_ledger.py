@@ -896,7 +896,7 @@ class Ledger:
                 return
             self._looked_ns = looked_ns
         if journal.changed(committer.tip):
-            self._catch_up(journal.read(committer.tip, locked=False))
+            self._catch_up(journal.read(committer.tip, locked=False), durable=True)
 
     def _catch_up_to_append(self) -> None:
         """Applies what others appended before this process took the append lock, once per
@@ -905,12 +905,14 @@ class Ledger:
         journal = self._journal
         assert committer is not None and journal is not None
         if committer.epoch != self._epoch:
-            self._catch_up(journal.read(committer.tip, locked=True))
+            self._catch_up(journal.read(committer.tip, locked=True), durable=False)
             self._epoch = committer.epoch
 
-    def _catch_up(self, batches: Iterable[Batch]) -> None:
-        """Applies batches that others appended after this process's tip. A failure while
-        applying one leaves memory short of the journal, which fails the ledger."""
+    def _catch_up(self, batches: Iterable[Batch], *, durable: bool) -> None:
+        """Applies batches that others appended after this process's tip: `durable` ones,
+        read without the append lock, or ones read under it, which may still wait for their
+        flush. A failure while applying one leaves memory short of the journal, which fails
+        the ledger."""
         committer = self._committer
         assert committer is not None
         tip = committer.tip
@@ -920,13 +922,13 @@ class Ledger:
                 self._replay(batch)
                 tip = batch.tip
         except JournalCorruptError:
-            committer.caught_up(tip)
+            committer.caught_up(tip, durable=durable)
             raise
         except BaseException as error:
-            committer.caught_up(tip)
+            committer.caught_up(tip, durable=durable)
             self._fail_applying(tip.sequence + 1, error)
             raise
-        committer.caught_up(tip)
+        committer.caught_up(tip, durable=durable)
         self._catch_up_ns.record(time.perf_counter_ns() - started_ns)
 
     def _rebuild_if_stopped(self) -> None:
@@ -1055,7 +1057,8 @@ class Ledger:
         try:
             batches = journal.read(start, locked=cut_everything)
             with self._lock:
-                committer.caught_up(self._replay_after(read_ahead(batches), start, snapshot))
+                tip = self._replay_after(read_ahead(batches), start, snapshot)
+                committer.caught_up(tip, durable=not cut_everything)
                 self._epoch = committer.epoch
             if committer.tip.sequence < covered.sequence:
                 raise JournalCorruptError(

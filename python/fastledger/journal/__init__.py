@@ -33,8 +33,9 @@ READ_AHEAD_BATCHES = 8
 class Journal(Protocol):
     """A journal shared by every process that opens it.
 
-    Every method but `changed` may block on the disk or the network. None is called by two
-    threads at once: the ledger serialises reads, and appends run under the append lock.
+    Every method but `changed` may block on the disk or the network. None but `flush` is
+    called by two threads at once: the ledger serialises reads, and appends run under the
+    append lock, while the committer thread flushes its last write after letting the lock go.
     """
 
     # Where the journal is, for messages: a directory, or a URL without its password.
@@ -70,11 +71,21 @@ class Journal(Protocol):
     def unlock(self) -> None: ...
 
     def write(self, group: list[Queued], after: Tip) -> list[Tip]:
-        """Appends a group of batches after `after`, the journal's tip, as one write, and
-        makes them durable; returns the tip after each. Called under the append lock.
+        """Appends a group of batches after `after`, the journal's tip, as one write; returns
+        the tip after each. Called under the append lock. Once it returns, the next holder of
+        the lock reads the batches; they are durable once `flush` returns.
 
-        Raises JournalWriteError when the batches did not become durable, or when it cannot
-        be known whether they did (then `read` after `after`, under the lock, tells).
+        Raises JournalWriteError when the batches were not written, or when it cannot be known
+        whether they were (then `read` after `after`, under the lock, tells).
+        """
+        ...
+
+    def flush(self, tip: Tip) -> None:
+        """Makes every batch through `tip` durable, and so visible to unlocked reads; called
+        without the append lock, so that the next process writes meanwhile. A journal whose
+        writes are durable when they return, as a database's commits are, has nothing to do.
+
+        Raises JournalWriteError when it cannot be known whether the batches are durable.
         """
         ...
 

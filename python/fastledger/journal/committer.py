@@ -13,6 +13,13 @@ hold that has already carried `GROUPS_PER_HOLD` writes takes no new callers, so 
 process hands the lock to the others between its groups. Each acquisition of the lock starts a
 new `epoch`: the ledger catches up with the journal once per epoch, before its first batch.
 
+A write is flushed after the lock is let go, when another process waits for it: that one reads
+the batches written and writes its own while the disk flushes, and its flush covers both. So a
+batch this process wrote, or read under the lock, may not be durable yet: `tip` is the last
+batch in the journal as this process knows it, and a caller waits for its batch to be durable
+(`wait`) before it is acknowledged. Batches read under the lock that no write of this process
+follows are flushed by the committer thread all the same.
+
 Taking the lock and catching up cost more than the rest of a small append, so an idle process
 keeps the lock for up to `LINGER_S` after its last write, unless the journal says that another
 process waits for it: a process on its own takes it once, and one among others hands it over
@@ -56,6 +63,7 @@ class Committer:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: list[Queued] = []
+        # The last batch written or read, the last queued, and the last known durable.
         self._tip = tip
         self._appended = tip.sequence
         self._durable = tip.sequence
@@ -91,7 +99,7 @@ class Committer:
 
     @property
     def tip(self) -> Tip:
-        """The last durable batch this process wrote or caught up to."""
+        """The last batch this process wrote or caught up to, durable or not yet."""
         return self._tip
 
     @property
@@ -149,14 +157,19 @@ class Committer:
         if self._pins == 0:
             self._changed.notify_all()
 
-    def caught_up(self, tip: Tip) -> None:
-        """Records that the engine applied what others appended, through `tip`. Called under
-        the ledger's lock while nothing of this process is in flight: before its first batch
-        in a hold of the append lock, or outside any hold."""
+    def caught_up(self, tip: Tip, *, durable: bool) -> None:
+        """Records that the engine applied what others appended, through `tip`, which is
+        `durable` when it was read without the lock, and maybe not yet when read under it.
+        Called under the ledger's lock while nothing of this process is queued: before its
+        first batch in a hold of the append lock, or outside any hold."""
         with self._lock:
-            assert self._appended == self._durable
+            assert not self._queue and self._appended == self._tip.sequence
             self._tip = tip
-            self._appended = self._durable = tip.sequence
+            self._appended = tip.sequence
+            if durable:
+                self._made_durable(tip.sequence)
+            elif self._durable < tip.sequence:
+                self._changed.notify_all()
 
     def append(self, kind: int, timestamp: int, body: bytes, body_checksum: bytes) -> int:
         """Queues a batch that the engine is about to apply, ending the caller's pin; returns
@@ -195,7 +208,7 @@ class Committer:
         the state through it; returns its sequence. Called under the ledger's lock."""
         with self._lock:
             self._marked = self._appended
-            self._marked_tip = self._tip if self._durable == self._appended else None
+            self._marked_tip = self._tip if self._tip.sequence == self._appended else None
             return self._marked
 
     def marked_tip(self, sequence: int) -> Tip:
@@ -256,35 +269,46 @@ class Committer:
         return (kind or JournalWriteError)(self._failure_message)
 
     def _run(self) -> None:
-        """The committer thread: writes the queue a group at a time until closed or failed."""
+        """The committer thread: writes the queue a group at a time and flushes each write,
+        until closed or failed."""
         while True:
             with self._lock:
                 group = self._next_group()
                 tip = self._tip
-            if not group:
+            if group is None:
                 return
             started_ns = time.perf_counter_ns()
             try:
-                tips = self.journal.write(group, tip)
+                if group:
+                    tips = self.journal.write(group, tip)
+                    tip = tips[-1]
+                    self._written(group, tips)
+                self.journal.flush(tip)
             except BaseException as error:
                 self._stop(error)
                 return
             written_ns = time.perf_counter_ns() - started_ns
-            if written_ns > _metrics.SLOW_WRITE_S * 1e9:
+            if group and written_ns > _metrics.SLOW_WRITE_S * 1e9:
                 log.warning(
                     "fastledger: a write of %d batches to %s took %.3f s",
                     len(group),
                     self.journal.location,
                     written_ns / 1e9,
                 )
-            self._written(group, tips, written_ns)
+            with self._lock:
+                if group:
+                    self.counters.write_ns.record(written_ns)
+                self._made_durable(tip.sequence)
 
-    def _next_group(self) -> list[Queued]:
+    def _next_group(self) -> list[Queued] | None:
         """Waits until a batch is queued, letting the append lock go whenever nothing is
-        queued or pinned; takes the next group. Empty once closed and written. Called with
-        the lock held."""
+        queued or pinned; takes the next group. Empty when nothing is queued but batches read
+        under the append lock wait for a flush; None once closed, written and flushed. Called
+        with the lock held."""
         idle_since = time.monotonic()
         while not self._queue:
+            if self._pins == 0 and self._durable < self._tip.sequence:
+                return []
             if self._locked and self._pins == 0:
                 lingered = time.monotonic() - idle_since
                 if self._closing or lingered >= LINGER_S or self.journal.contended():
@@ -295,7 +319,7 @@ class Committer:
                     self._changed.wait(_LINGER_POLL_S)
                     continue
             if self._closing and not self._locked:
-                return []
+                return None
             self._changed.wait()
         size = 0
         for count, queued in enumerate(self._queue):
@@ -308,8 +332,9 @@ class Committer:
         self._groups += 1
         return group
 
-    def _written(self, group: list[Queued], tips: list[Tip], written_ns: int) -> None:
-        """Records a durable group and wakes the waiters of its batches."""
+    def _written(self, group: list[Queued], tips: list[Tip]) -> None:
+        """Records a group written, not flushed yet; lets the append lock go before the flush
+        if another process waits for it and this one has nothing more to write."""
         first, through = group[0][0], group[-1][0]
         with self._lock:
             counters = self.counters
@@ -317,17 +342,26 @@ class Committer:
             counters.bytes += sum(HEADER_SIZE + len(queued[3]) for queued in group)
             counters.groups += 1
             counters.group_batches.record(len(group))
-            counters.write_ns.record(written_ns)
             self._tip = tips[-1]
             if first <= self._marked <= through:
                 self._marked_tip = tips[self._marked - first]
-            self._durable = through
-            waiters = self._waiters
-            ready = [waiter for sequence, waiter in waiters if sequence <= through]
-            if len(ready) < len(waiters):
-                self._waiters = [(s, waiter) for s, waiter in waiters if s > through]
-            else:
-                self._waiters = []
+            if self._locked and self._pins == 0 and not self._queue and self.journal.contended():
+                self._locked = False
+                self.journal.unlock()
+                self._changed.notify_all()
+
+    def _made_durable(self, through: int) -> None:
+        """Records that every batch through `through` is durable, and wakes their waiters.
+        Called with the lock held."""
+        if through <= self._durable:
+            return
+        self._durable = through
+        waiters = self._waiters
+        ready = [waiter for sequence, waiter in waiters if sequence <= through]
+        if len(ready) < len(waiters):
+            self._waiters = [(s, waiter) for s, waiter in waiters if s > through]
+        else:
+            self._waiters = []
         for waiter in ready:
             waiter.release()
 

@@ -2,6 +2,7 @@
 
     PATH/journal                     the journal header, then the batches (`format` gives them)
     PATH/tip                         the durable tip, kept apart from the journal
+    PATH/tip.lock                    empty; its advisory lock orders updates of the tip file
     PATH/snapshot-<sequence:020d>    the engine state through a batch (`snapshots` gives them)
 
 Any number of processes may open one directory, all of them writers. The append lock is an
@@ -10,9 +11,14 @@ the journal cannot be without the ledger noticing, since every write first check
 at PATH/journal is still the one it holds open.
 
 The tip file records the last durable batch: its sequence, where it ends and its checksum. A
-writer updates it after every write that it made durable, so it is never ahead of what is on
-disk, and other processes learn from it at the cost of reading shared memory that a batch was
-appended. It also gives away a journal that lost batches from its end (restored from an old
+writer updates it after every flush, so it is never ahead of what is on disk, and other
+processes learn from it at the cost of reading shared memory that a batch was appended. A
+writer holds the append lock only while it writes, and flushes after letting it go, so that the
+next process writes while the disk flushes; that one's own flush then covers both writes. Any
+process that flushed may update the tip file, under the lock of PATH/tip.lock, so that two
+never write one slot at once and the tip only moves forward.
+
+The tip file also gives away a journal that lost batches from its end (restored from an old
 copy, say), which a hash chain alone cannot show: opening then refuses with the number of
 batches missing. It holds the tip twice, in two slots written in turn, each with its own
 checksum, so that a writer killed while it updates one leaves the other intact.
@@ -53,12 +59,13 @@ from .format import (
     encode_batches,
 )
 
-__all__ = ["JOURNAL", "TIP", "DirectoryJournal"]
+__all__ = ["JOURNAL", "TIP", "TIP_LOCK", "DirectoryJournal"]
 
 log = logging.getLogger("fastledger")
 
 JOURNAL = "journal"
 TIP = "tip"
+TIP_LOCK = "tip.lock"
 TIP_MAGIC = b"FLTIP\0\0\0"
 _TIP_SIZE = 256
 _SLOTS = (64, 128)
@@ -123,11 +130,17 @@ class DirectoryJournal:
             self.header = JournalHeader.decode(block, self.checksums, self.file)
             self._tip_map = self._open_tip_file()
             self._waiting_fd = os.open(os.path.join(self.path, TIP), os.O_RDONLY)
+            self._record_fd = -1
+            if not read_only:
+                self._record_fd = os.open(
+                    os.path.join(self.path, TIP_LOCK), os.O_RDWR | os.O_CREAT, 0o600
+                )
         except BaseException:
             os.close(self._fd)
             raise
         self._locked = False
-        self._yielded_at: Tip | None = None
+        # The journal's size when this process let the lock go to a waiting one.
+        self._yielded_at: int | None = None
         self.torn_tail: str | None = None
         self._torn: str | None = None
 
@@ -214,14 +227,25 @@ class DirectoryJournal:
         return best
 
     def _record_tip(self, tip: Tip) -> None:
-        """Writes `tip` over the older slot; the newer one stays whole meanwhile."""
-        older = min(_SLOTS, key=lambda at: struct.unpack_from("<Q", self._tip_map, at)[0])
-        self._tip_map[older : older + _SLOT_SIZE] = self._encode_slot(tip)
+        """Writes `tip` over the older slot, the newer one staying whole meanwhile, unless the
+        tip file holds `tip` or a later one already: another process may have flushed past it."""
+        _platform.lock_exclusive(self._record_fd)
+        try:
+            if self.durable_tip().sequence < tip.sequence:
+                a, b = _SEQUENCES.unpack_from(self._tip_map, _SLOTS[0])
+                older = _SLOTS[0] if a <= b else _SLOTS[1]
+                self._tip_map[older : older + _SLOT_SIZE] = self._encode_slot(tip)
+        finally:
+            _platform.unlock(self._record_fd)
 
     def reset_tip(self, tip: Tip) -> None:
         """Writes `tip` over both slots: a tip going back, after an explicit cut."""
-        for at in _SLOTS:
-            self._tip_map[at : at + _SLOT_SIZE] = self._encode_slot(tip)
+        _platform.lock_exclusive(self._record_fd)
+        try:
+            for at in _SLOTS:
+                self._tip_map[at : at + _SLOT_SIZE] = self._encode_slot(tip)
+        finally:
+            _platform.unlock(self._record_fd)
 
     def changed(self, tip: Tip) -> bool:
         # Both slots' sequences without their checksums: a slot half written by a writer at
@@ -241,17 +265,16 @@ class DirectoryJournal:
 
     def read(self, after: Tip, *, locked: bool) -> Iterator[Batch]:
         """See `Journal.read`. Unlocked, up to the durable tip; locked, to the end of the file,
-        taking into the tip file what a process that died after its write left past it, and
         cutting off the torn tail of a write that never finished."""
         durable = self.durable_tip()
         size = os.fstat(self._fd).st_size
         if not locked:
             yield from self._read_durable(after, durable, size)
             return
-        if size > durable.end:
-            # What lies past the durable tip was written by a process that may have died before
-            # flushing it: flush it before it becomes part of anyone's state.
-            _platform.fsync_file(self._fd)
+        # What lies past the durable tip was written whole, under the append lock, by a process
+        # that may still be flushing it, or that died before it could. It is not durable until
+        # this process's committer flushes it, as it does before anything that depends on it
+        # is acknowledged.
         last = after
         try:
             for batch in self._read_to_end(after, durable, size):
@@ -264,8 +287,6 @@ class DirectoryJournal:
         else:
             if self._torn is not None:
                 self._cut(last, size, self._torn)
-        if last.sequence > durable.sequence:
-            self._record_tip(last)
 
     def inspect(self, after: Tip) -> Iterator[Batch]:
         """Every batch after `after`, as `read` under the lock finds them, but changing
@@ -347,7 +368,7 @@ class DirectoryJournal:
         if self._yielded_at is not None:
             # This process let the lock go to a waiting one: that one takes it first, since
             # taking it straight back, as a lock without a queue allows, would starve it.
-            self.wait(self._yielded_at, _YIELD_S)
+            self._wait_for_write(self._yielded_at, _YIELD_S)
             self._yielded_at = None
         if _platform.try_lock_exclusive(self._fd):
             self._locked = True
@@ -370,8 +391,14 @@ class DirectoryJournal:
 
     def unlock(self) -> None:
         self._locked = False
-        self._yielded_at = self.durable_tip() if self.contended() else None
+        self._yielded_at = os.fstat(self._fd).st_size if self.contended() else None
         _platform.unlock(self._fd)
+
+    def _wait_for_write(self, size: int, timeout_s: float) -> None:
+        """Waits at most `timeout_s` for the journal to grow past `size` bytes."""
+        deadline = time.monotonic() + timeout_s
+        while os.fstat(self._fd).st_size <= size and time.monotonic() < deadline:
+            time.sleep(_POLL_S)
 
     def write(self, group: list[Queued], after: Tip) -> list[Tip]:
         assert self._locked and not self.read_only
@@ -379,16 +406,26 @@ class DirectoryJournal:
         parts, tips = encode_batches(group, after, self.checksums)
         try:
             _write_all(self._fd, parts, after.end)
+        except OSError as error:
+            raise self._write_failed(error) from error
+        return tips
+
+    def flush(self, tip: Tip) -> None:
+        """Flushes the file, which makes durable every batch any process wrote to it before,
+        then records `tip` in the tip file unless a later one is there already."""
+        try:
             if self.sync:
                 _platform.fsync_file(self._fd)
         except OSError as error:
-            raise JournalWriteError(
-                f"writing the journal {self.file} failed ({error}); whether the batches in "
-                "flight reached the disk is unknown, and none was acknowledged: open the "
-                "ledger again and retry them with the same ids"
-            ) from error
-        self._record_tip(tips[-1])
-        return tips
+            raise self._write_failed(error) from error
+        self._record_tip(tip)
+
+    def _write_failed(self, error: OSError) -> JournalWriteError:
+        return JournalWriteError(
+            f"writing the journal {self.file} failed ({error}); whether the batches in "
+            "flight reached the disk is unknown, and none was acknowledged: open the "
+            "ledger again and retry them with the same ids"
+        )
 
     def _check_identity(self) -> None:
         """Refuses to go on once PATH/journal is no longer the file this ledger holds open:
@@ -411,6 +448,8 @@ class DirectoryJournal:
                 self._tip_map.flush()
         self._tip_map.close()
         os.close(self._waiting_fd)
+        if self._record_fd >= 0:
+            os.close(self._record_fd)
         os.close(self._fd)
         self._fd = -1
 

@@ -249,6 +249,9 @@ class PostgresJournal:
         self._commit(connection, batches)
         return tips
 
+    def flush(self, tip: Tip) -> None:
+        """Nothing to do: `write` returns once PostgreSQL committed the batches."""
+
     def wait(self, tip: Tip, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while True:

@@ -28,37 +28,3 @@ pub use types::{
     account_flags, transfer_flags, Account, AccountBalance, Transfer, TransferRecord, AMOUNT_MAX,
     BATCH_MAX, RECORD_SIZE, TIMESTAMP_MAX, U128_MAX,
 };
-
-/// Returns how many whole records a buffer of `len_bytes` bytes holds, or `None` when the length
-/// is not a multiple of [`RECORD_SIZE`]: a packed batch with a partial record is rejected whole
-/// rather than read up to its last complete record.
-pub fn record_count(len_bytes: usize) -> Option<usize> {
-    if len_bytes % RECORD_SIZE == 0 {
-        Some(len_bytes / RECORD_SIZE)
-    } else {
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_count_of_an_empty_buffer_is_zero() {
-        assert_eq!(record_count(0), Some(0));
-    }
-
-    #[test]
-    fn record_count_counts_whole_records() {
-        assert_eq!(record_count(RECORD_SIZE), Some(1));
-        assert_eq!(record_count(8189 * RECORD_SIZE), Some(8189));
-    }
-
-    #[test]
-    fn record_count_rejects_a_partial_record() {
-        assert_eq!(record_count(1), None);
-        assert_eq!(record_count(RECORD_SIZE - 1), None);
-        assert_eq!(record_count(RECORD_SIZE + 1), None);
-    }
-}

@@ -508,8 +508,8 @@ mod tests {
 
     #[test]
     fn a_segment_of_each_log_of_the_engine_fills_whole_huge_pages() {
-        use crate::engine::Movement;
         use crate::index::RunEntry;
+        use crate::movement::Movement;
         use crate::types::Transfer;
         let bytes = [
             Log::<Transfer>::SEGMENT_LEN * size_of::<Transfer>(),

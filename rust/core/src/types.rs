@@ -7,6 +7,17 @@ use core::mem::size_of;
 /// Size in bytes of one account or transfer record.
 pub const RECORD_SIZE: usize = 128;
 
+/// Returns how many whole records a buffer of `len_bytes` bytes holds, or `None` when the length
+/// is not a multiple of [`RECORD_SIZE`]: a packed batch with a partial record is rejected whole
+/// rather than read up to its last complete record.
+pub(crate) fn record_count(len_bytes: usize) -> Option<usize> {
+    if len_bytes % RECORD_SIZE == 0 {
+        Some(len_bytes / RECORD_SIZE)
+    } else {
+        None
+    }
+}
+
 pub const U128_MAX: u128 = u128::MAX;
 
 /// Posting a pending transfer with this amount posts the whole pending amount.
@@ -156,7 +167,7 @@ impl TransferRecord {
     /// The whole records of `bytes`, in place, or `None` if its length is not a multiple of
     /// `RECORD_SIZE`.
     pub fn records_of(bytes: &[u8]) -> Option<&[TransferRecord]> {
-        let count = crate::record_count(bytes.len())?;
+        let count = record_count(bytes.len())?;
         // SAFETY: a record is `repr(transparent)` over 128 bytes, with an alignment of 1, and
         // `bytes` holds `count` whole records, borrowed for as long as the records are.
         Some(unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast(), count) })
@@ -365,5 +376,23 @@ mod tests {
     fn known_flags_cover_every_named_bit() {
         assert_eq!(account_flags::KNOWN, 0b11_1111);
         assert_eq!(transfer_flags::KNOWN, 0b1_1111_1111);
+    }
+
+    #[test]
+    fn record_count_of_an_empty_buffer_is_zero() {
+        assert_eq!(record_count(0), Some(0));
+    }
+
+    #[test]
+    fn record_count_counts_whole_records() {
+        assert_eq!(record_count(RECORD_SIZE), Some(1));
+        assert_eq!(record_count(8189 * RECORD_SIZE), Some(8189));
+    }
+
+    #[test]
+    fn record_count_rejects_a_partial_record() {
+        assert_eq!(record_count(1), None);
+        assert_eq!(record_count(RECORD_SIZE - 1), None);
+        assert_eq!(record_count(RECORD_SIZE + 1), None);
     }
 }

@@ -30,7 +30,7 @@ from fastledger import (
     LedgerClosedError,
     QueryFilter,
     Transfer,
-    _ledger,
+    _durable,
     _platform,
 )
 from fastledger._records import pack_transfers
@@ -350,7 +350,7 @@ def test_by_default_only_the_python_engine_snapshots_automatically(
     require_engine(engine)
     with Ledger.open(tmp_path, engine=engine, clock=clock, durability=FAST) as ledger:
         ledger.create_accounts([account(1), account(2)])
-        for i in range(_ledger.SNAPSHOT_EVERY):
+        for i in range(_durable.SNAPSHOT_EVERY):
             ledger.create_transfers([transfer(10 + i, 1, 2, 1)])
     assert len(snapshot_files(tmp_path)) == snapshots
 
@@ -456,7 +456,7 @@ def test_an_engine_without_snapshots_replays_the_whole_journal(
         post_batches(ledger, 2)
         ledger.snapshot()
         expected = probe(ledger)
-    monkeypatch.setattr(_ledger, "_snapshot_engine", lambda engine: None)
+    monkeypatch.setattr(_durable, "_snapshot_engine", lambda engine: None)
     replayed = count_replays(monkeypatch)
     with Ledger.open(tmp_path, engine="python", clock=clock, snapshot_every=1) as ledger:
         assert probe(ledger) == expected
@@ -524,11 +524,11 @@ def test_export_state_then_import_state_gives_the_same_state(engine: str) -> Non
     ledger = Ledger(engine=engine, clock=clock)
     for step in STEPS:
         step(ledger, clock)
-    source = _ledger._snapshot_engine(ledger._engine)
+    source = _durable._snapshot_engine(ledger._engine)
     if source is None:
         pytest.skip(f"the {engine} engine cannot export its state yet")
     copy = Ledger(engine=engine, clock=clock)
-    target = _ledger._snapshot_engine(copy._engine)
+    target = _durable._snapshot_engine(copy._engine)
     assert target is not None
     target.import_state(source.export_state())
     copy._advance(ledger._timestamp, 1)

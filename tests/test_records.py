@@ -12,7 +12,7 @@ from fastledger import (
     AccountFlags,
     Ledger,
     TransferFlags,
-    _ledger,
+    _durable,
     _records,
 )
 
@@ -119,13 +119,13 @@ def state_with_one_pending_transfer(engine: str) -> bytes:
     ledger = Ledger(engine=engine, clock=FakeClock())
     ledger.create_accounts([account(1), account(2)])
     ledger.create_transfers([pending(10, 1, 2, 5, timeout=1)])
-    exporter = _ledger._snapshot_engine(ledger._engine)
+    exporter = _durable._snapshot_engine(ledger._engine)
     assert exporter is not None
     return exporter.export_state()
 
 
 def import_error(engine: str, state: bytes) -> str:
-    importer = _ledger._snapshot_engine(Ledger(engine=engine)._engine)
+    importer = _durable._snapshot_engine(Ledger(engine=engine)._engine)
     assert importer is not None
     with pytest.raises(ValueError) as error:
         importer.import_state(state)

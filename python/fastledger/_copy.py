@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._ledger import _open_journal
+from ._durable import _open_journal
 from ._verify import add_key_file_argument
 from .errors import FastledgerError, InvalidArgumentError, JournalCorruptError
 from .journal import Journal, read_ahead

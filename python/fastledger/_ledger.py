@@ -14,12 +14,15 @@ thread writes it while the engine works. The write and fsync never hold the lock
 that arrive together share one (group commit), and no call returns, nor shows another's batch,
 before that batch is durable. An engine that fails on a batch already queued leaves the journal
 ahead of memory: the ledger then refuses every call until it is opened again.
+
+This module holds the API and what every call does on its way to the engine: the checks, the
+lock, the clock, the queueing of a batch, the fail-stop rules and the metrics. Reading the
+journal back, on open, from other processes, after a failed append, and snapshots, lives in
+`_durable`, which the facade calls before a read or an append and after the lock is released.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import threading
 import time
@@ -29,11 +32,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from types import TracebackType
-from typing import Any, Literal, Protocol, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, overload
 
 from . import _check, _metrics, packed
 from ._balances import Balances, TrialBalance
 from ._contract import Engine
+from ._durable import Durable, _close_journal
 from ._engine import PythonEngine
 from ._records import RECORD_SIZE, pack_accounts, pack_transfers
 from ._types import (
@@ -54,26 +58,20 @@ from ._types import (
 from .errors import (
     EngineUnavailableError,
     InvalidArgumentError,
-    JournalCorruptError,
-    JournalWriteError,
     LedgerClosedError,
     LedgerForkedError,
     ReadOnlyLedgerError,
     RecordTypeError,
 )
-from .journal import Journal, read_ahead
+from .journal import Journal
 from .journal.committer import Committer
 from .journal.directory import DirectoryJournal
-from .journal.format import KIND_ACCOUNTS, KIND_EXPIRY, KIND_TRANSFERS, Batch, Tip
-from .journal.snapshots import Snapshot, SnapshotPolicy, Snapshots
+from .journal.format import KIND_ACCOUNTS, KIND_EXPIRY, KIND_TRANSFERS, Batch
 from .packed import PackedAccounts, PackedBatch, PackedResults, PackedTransfers
 
 __all__ = ["ENGINES", "Ledger"]
 
 ENGINES = ("auto", "rust", "python")
-
-log = logging.getLogger("fastledger")
-
 
 # An engine's create of object records, and of packed records with packed or object results.
 _Create = Callable[[Engine, Any, int], list[Any]]
@@ -120,12 +118,6 @@ _TRANSFERS = _Kind(
 )
 _KINDS = {KIND_ACCOUNTS: _ACCOUNTS, KIND_TRANSFERS: _TRANSFERS}
 
-# A durable ledger on the Python engine snapshots it after at least this many batches by
-# default (and only once the journal written since the last snapshot is as large as that
-# snapshot, so that snapshots never cost more than the journal they let the next open skip).
-# The Rust engine replays its journal faster than it imports a snapshot: see `Ledger.open`.
-SNAPSHOT_EVERY = 128
-
 DURABILITY = ("fsync", "unsafe_no_fsync")
 # The most transfers a ledger holds, and so the most `reserve_transfers` maps.
 TRANSFERS_RESERVED_MAX = 3 << 30
@@ -144,20 +136,6 @@ _status_of = itemgetter(0)
 _CALLS_SHIFT = 64
 _CALL = 1 << _CALLS_SHIFT
 _EVENTS_MASK = _CALL - 1
-
-
-class SnapshotEngine(Protocol):
-    """What snapshots need of an engine; an engine without it replays the whole journal."""
-
-    def export_state(self) -> bytes: ...
-
-    def import_state(self, state: bytes) -> None: ...
-
-
-def _snapshot_engine(engine: Engine) -> SnapshotEngine | None:
-    if hasattr(engine, "export_state") and hasattr(engine, "import_state"):
-        return cast(SnapshotEngine, engine)
-    return None
 
 
 def _immutable(records: memoryview) -> bytes:
@@ -222,24 +200,15 @@ class Ledger:
         # transfers have been expired: every later event is stamped after both.
         self._timestamp = 0
         self._expired_through = 0
-        # Set by `open`: the journal, its committer, the snapshots and when to take one.
-        # None for an in-memory ledger.
+        # Set by `open`: the journal and its committer, None for an in-memory ledger; and the
+        # durable part, which recovers, follows, rebuilds and snapshots (see `_durable`).
         self._journal: Journal | None = None
         self._committer: Committer | None = None
-        self._snapshots: Snapshots | None = None
-        self._policy = SnapshotPolicy(None)
+        self._durable = Durable()
         self._read_only = False
-        # The committer's epoch this ledger last caught up in (see `_catch_up_to_append`).
-        self._epoch = 0
-        # A read looks at the journal for batches of others unless it looked less than this
-        # long ago (None: always; reads are then linearizable).
-        self._max_staleness_ns: int | None = None
-        self._looked_ns = 0
         self._pid = os.getpid()
         self._forked = False
         self._closed = False
-        # Held across a whole snapshot, so that two never write at once, and by `close`.
-        self._snapshot_lock = threading.Lock()
         # For `metrics()`, counted under the lock: per kind of create, its calls and events
         # (see `_CALL`) and the results of every status but CREATED by code; [calls, events]
         # of lookups and of queries; how long catching up with other processes took.
@@ -306,27 +275,17 @@ class Ledger:
         if max_staleness_s is not None and not max_staleness_s >= 0:
             raise InvalidArgumentError("max_staleness_s must be a number of seconds >= 0, or None")
         ledger = cls(engine, clock=clock, batch_max=batch_max)
-        journal = _open_journal(path, key, read_only, durability, cut_damaged_tail)
-        try:
-            if isinstance(journal, DirectoryJournal) and _snapshot_engine(ledger._engine):
-                ledger._snapshots = Snapshots(
-                    journal.path, journal.header.ledger_id, journal.checksums
-                )
-                if snapshot_every == "auto":
-                    snapshot_every = None if ledger.engine == "rust" else SNAPSHOT_EVERY
-                ledger._policy.every = None if read_only else snapshot_every
-            ledger._read_only = read_only
-            ledger._max_staleness_ns = (
-                None if max_staleness_s is None else int(max_staleness_s * 1e9)
-            )
-            ledger._recover(journal, cut_everything=cut_damaged_tail)
-        except BaseException:
-            if ledger._committer is not None:
-                ledger._committer.close()
-            journal.close()
-            raise
+        ledger._durable = Durable.open(
+            ledger,
+            path,
+            key=key,
+            read_only=read_only,
+            durability=durability,
+            snapshot_every=snapshot_every,
+            max_staleness_s=max_staleness_s,
+            cut_damaged_tail=cut_damaged_tail,
+        )
         _opened.add(ledger)
-        weakref.finalize(ledger, _close_journal, ledger._committer, journal)
         return ledger
 
     def close(self) -> None:
@@ -334,7 +293,7 @@ class Ledger:
         `LedgerClosedError`. Closing again, or closing an in-memory ledger, does nothing."""
         if self._journal is None:
             return
-        with self._snapshot_lock, self._lock:
+        with self._durable.snapshot_lock, self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -382,10 +341,10 @@ class Ledger:
         """Applies what other processes appended to the journal, whatever `max_staleness_s`
         says; returns `sequence`."""
         if self._committer is not None:
-            self._rebuild_if_stopped()
+            self._durable.rebuild_if_stopped(self)
             with self._lock:
                 self._check_usable()
-                self._follow(now=True)
+                self._durable.follow(self, now=True)
         return self.sequence
 
     def wait_for_batches(self, after: int, timeout_s: float) -> bool:
@@ -483,7 +442,7 @@ class Ledger:
         # checked is what is applied is what is journaled, whatever the caller's objects do.
         body = kind.pack(events)
         sequence, answer = self._journaled(kind, body, kind.create_from_packed)
-        self._settle(sequence)
+        self._durable.settle(self, sequence)
         # Each engine makes the result records itself, the cheapest place to make them.
         results: list[Any] = answer
         return results
@@ -502,7 +461,7 @@ class Ledger:
             return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
         body = _immutable(records)
         sequence, answer = self._journaled(kind, body, kind.create_packed)
-        self._settle(sequence)
+        self._durable.settle(self, sequence)
         statuses, timestamps = answer
         return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
 
@@ -511,7 +470,7 @@ class Ledger:
     ) -> tuple[int, Any]:
         """Appends a batch to the journal and has the engine apply it with `create` on the
         same bytes; returns the batch's sequence and the engine's answer, before the batch is
-        durable (see `_settle`).
+        durable (see `Durable.settle`).
 
         The batch is stamped and queued under the append lock, once this ledger has applied
         every batch that others appended before it."""
@@ -521,7 +480,7 @@ class Ledger:
             raise ReadOnlyLedgerError(
                 f"the ledger of {self.path} was opened read-only: it cannot create {kind.name}"
             )
-        self._rebuild_if_stopped()
+        self._durable.rebuild_if_stopped(self)
         committer = self._committer
         assert committer is not None
         self._check_usable()
@@ -531,12 +490,12 @@ class Ledger:
             # What others appended is applied before waiting for the lock, while they still
             # hold it, rather than in the span in which this process holds it.
             with self._lock:
-                self._follow(now=True)
+                self._durable.follow(self, now=True)
         committer.hold()
         queued = False
         try:
             with self._lock:
-                self._catch_up_to_append()
+                self._durable.catch_up_to_append(self)
                 timestamp = self._begin_batch(len(body) // RECORD_SIZE)
                 # From here the batch's append ends the pin, so that the committer need not
                 # wait for the engine before it writes.
@@ -565,7 +524,7 @@ class Ledger:
         that memory may lack, and fails the ledger (see `_fail_applying`)."""
         committer = self._committer
         assert committer is not None
-        self._policy.note_batch(len(body))
+        self._durable.policy.note_batch(len(body))
         sequence = committer.append(kind.journal_kind, timestamp, body, body_checksum)
         try:
             return sequence, create(self._engine, memoryview(body), timestamp)
@@ -823,7 +782,7 @@ class Ledger:
         expired = self._engine.expire_pending_transfers(now)
         self._expired_through = now
         if expired and self._committer is not None:
-            self._policy.note_batch(0)
+            self._durable.policy.note_batch(0)
             committer = self._committer
             committer.append(KIND_EXPIRY, now, b"", committer.journal.checksums(b""))
             return True
@@ -846,19 +805,19 @@ class Ledger:
                 self._check_usable()
                 self._expire_now(self._expiry_time())
                 return _counted(read, counts, events)
-        self._rebuild_if_stopped()
+        self._durable.rebuild_if_stopped(self)
         committer = self._committer
         assert committer is not None
         with self._lock:
             self._check_usable()
-            self._follow()
+            self._durable.follow(self)
             releasing = not self._read_only and self._engine.expiry_due(self._expiry_time())
             if not releasing:
                 result = _counted(read, counts, events)
                 seen = committer.appended
         if releasing:
             result, seen = self._read_releasing(read, counts, events)
-        self._settle(seen)
+        self._durable.settle(self, seen)
         return result
 
     def _read_releasing(
@@ -873,91 +832,18 @@ class Ledger:
         try:
             with self._lock:
                 self._check_usable()
-                self._catch_up_to_append()
+                self._durable.catch_up_to_append(self)
                 queued = self._expire_now(self._expiry_time())
                 return _counted(read, counts, events), committer.appended
         finally:
             if not queued:
                 committer.release()
 
-    def _follow(self, *, now: bool = False) -> None:
-        """Applies, before a read, what other processes appended. Nothing to look for while
-        this process holds the append lock and has caught up in it: no one else can append.
-        Otherwise a look at the journal's durable tip, and a read of the new batches if there
-        are any. Called under the lock."""
-        committer = self._committer
-        journal = self._journal
-        assert committer is not None and journal is not None
-        if committer.holding and committer.epoch == self._epoch:
-            return
-        if self._max_staleness_ns is not None:
-            looked_ns = time.monotonic_ns()
-            if not now and looked_ns - self._looked_ns < self._max_staleness_ns:
-                return
-            self._looked_ns = looked_ns
-        if journal.changed(committer.tip):
-            self._catch_up(journal.read(committer.tip, locked=False), durable=True)
-
-    def _catch_up_to_append(self) -> None:
-        """Applies what others appended before this process took the append lock, once per
-        hold of it, before its first batch is stamped. Called under both locks."""
-        committer = self._committer
-        journal = self._journal
-        assert committer is not None and journal is not None
-        if committer.epoch != self._epoch:
-            self._catch_up(journal.read(committer.tip, locked=True), durable=False)
-            self._epoch = committer.epoch
-
-    def _catch_up(self, batches: Iterable[Batch], *, durable: bool) -> None:
-        """Applies batches that others appended after this process's tip: `durable` ones,
-        read without the append lock, or ones read under it, which may still wait for their
-        flush. A failure while applying one leaves memory short of the journal, which fails
-        the ledger."""
-        committer = self._committer
-        assert committer is not None
-        tip = committer.tip
-        started_ns = time.perf_counter_ns()
-        try:
-            for batch in batches:
-                self._replay(batch)
-                tip = batch.tip
-        except JournalCorruptError:
-            committer.caught_up(tip, durable=durable)
-            raise
-        except BaseException as error:
-            committer.caught_up(tip, durable=durable)
-            self._fail_applying(tip.sequence + 1, error)
-            raise
-        committer.caught_up(tip, durable=durable)
-        self._catch_up_ns.record(time.perf_counter_ns() - started_ns)
-
-    def _rebuild_if_stopped(self) -> None:
-        """After a write to a journal on a server failed, or its outcome is unknown, builds the
-        state again from the journal before the next call: the batches in flight were applied
-        in memory but acknowledged to no one, and the journal alone says which of them are
-        there. A directory's journal cannot say as much after a failed write or flush, so a
-        ledger on a directory stops until it is opened again. Called outside the lock."""
-        committer = self._committer
-        if committer is None or not committer.stopped or self._closed or self._forked:
-            return
-        if isinstance(self._journal, DirectoryJournal):
-            return
-        with self._snapshot_lock:
-            if self._committer is not committer:
-                return  # Another thread rebuilt it meanwhile.
-            journal = self._journal
-            assert journal is not None
-            log.warning(
-                "fastledger: an append to %s failed or may have failed; reading the journal "
-                "again before the next call",
-                self.path,
-            )
-            committer.close()
-            with self._lock:
-                self._engine = _make_engine(self._engine_name)
-                self._timestamp = self._expired_through = 0
-                self._epoch = 0
-            self._recover(journal, cut_everything=False)
+    def _start_over(self) -> None:
+        """A new engine and a clock that has stamped nothing, for a replay of the whole
+        journal: after a snapshot the engine refused, or to rebuild after a failed append."""
+        self._engine = _make_engine(self._engine_name)
+        self._timestamp = self._expired_through = 0
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -985,152 +871,19 @@ class Ledger:
         if isinstance(error, Exception):
             raise failure from error
 
-    def _settle(self, sequence: int) -> None:
-        """Waits, outside the lock, until batch `sequence` is durable; then takes a snapshot
-        if one is due."""
-        if self._committer is None or sequence == 0:
-            return
-        self._committer.wait(sequence)
-        if self._policy.due and self._snapshot_lock.acquire(blocking=False):
-            try:
-                self._snapshot()
-            except LedgerClosedError:
-                pass  # Closed meanwhile: the next open replays a little more journal.
-            except OSError as error:
-                # The caller's batch is durable already; a snapshot only saves replay time,
-                # so its failure must not fail the call; a later one is tried as usual.
-                log.warning("fastledger: a snapshot of %s failed: %s", self.path, error)
-            finally:
-                self._snapshot_lock.release()
-
     def snapshot(self) -> bool:
         """Writes a snapshot of the engine now, so that the next open replays less journal.
 
         Returns False, writing nothing, for an in-memory or read-only ledger, a ledger whose
         journal is not a directory, or an engine that cannot export its state.
         """
-        if self._snapshots is None or self._read_only:
-            return False
-        with self._snapshot_lock:
-            self._snapshot()
-        return True
-
-    def _snapshot(self) -> None:
-        """Exports the engine under the lock; outside it, waits until every batch the state
-        holds is durable and writes the file. Called with the snapshot lock held.
-
-        Waiting for the journal under the lock stalled every caller for a write and an fsync
-        at each snapshot; the state is a copy, so later batches cannot change it meanwhile.
-        """
-        engine = _snapshot_engine(self._engine)
-        committer, snapshots = self._committer, self._snapshots
-        assert committer is not None and snapshots is not None and engine is not None
-        with self._lock:
-            self._check_usable()
-            # The snapshot records the time through which pending transfers expired; after
-            # an accounts batch the engine can lag behind it, so it catches up first (as the
-            # next read or transfers batch would) and the state matches what it records.
-            self._engine.expire_pending_transfers(self._expired_through)
-            state = engine.export_state()
-            sequence = committer.mark()
-            timestamp, expired_through = self._timestamp, self._expired_through
-            self._policy.note_snapshot(len(state))
-        tip = committer.marked_tip(sequence)
-        snapshots.write(Snapshot("", tip, timestamp, expired_through, state))
-
-    def _recover(self, journal: Journal, *, cut_everything: bool) -> None:
-        """Loads the newest snapshot the engine can import, replays the journal after it, and
-        for a writer takes the append lock once to read what lies past the durable tip.
-
-        The batches the snapshot covers are read too, so that damage anywhere in the journal
-        refuses to open, and so that the snapshot is known to sit on this very chain. Reading
-        up to the durable tip needs no lock, so that a long replay never holds up the other
-        processes; `cut_everything` reads it all under the lock, as only then may damage be
-        cut off."""
-        snapshot = self._load_snapshot()
-        start = journal.header.empty_tip(journal.checksums)
-        covered = start if snapshot is None else snapshot.tip
-        self._journal = journal
-        self._committer = committer = Committer(journal, start)
-        if cut_everything:
-            committer.hold()
-        try:
-            batches = journal.read(start, locked=cut_everything)
-            with self._lock:
-                tip = self._replay_after(read_ahead(batches), start, snapshot)
-                committer.caught_up(tip, durable=not cut_everything)
-                self._epoch = committer.epoch
-            if committer.tip.sequence < covered.sequence:
-                raise JournalCorruptError(
-                    f"the journal ends at batch {committer.tip.sequence}, before batch "
-                    f"{covered.sequence} that {_name(snapshot)} covers: acknowledged batches "
-                    "are missing",
-                    path=journal.location,
-                    offset=committer.tip.end,
-                )
-            self._looked_ns = time.monotonic_ns()
-            self._policy.start(
-                committer.tip.sequence - covered.sequence,
-                committer.tip.end - covered.end,
-                0 if snapshot is None else len(snapshot.state),
-            )
-            if not self._read_only and not cut_everything:
-                committer.hold()
-                cut_everything = True
-                with self._lock:
-                    self._catch_up_to_append()
-        finally:
-            if cut_everything:
-                committer.release()
-
-    def _load_snapshot(self) -> Snapshot | None:
-        engine = _snapshot_engine(self._engine)
-        snapshots = self._snapshots
-        if snapshots is None or engine is None:
-            return None
-        if not self._read_only:
-            snapshots.remove_abandoned()
-        snapshot = snapshots.newest()
-        if snapshot is not None:
-            try:
-                engine.import_state(snapshot.state)
-            except ValueError as error:
-                # Whole by its checksums, yet a state that does not hang together: written by
-                # someone else than a ledger. A snapshot is a cache, so the journal decides.
-                log.warning(
-                    "fastledger: skipping snapshot %s, whose state the engine refuses (%s): "
-                    "replaying the whole journal",
-                    snapshot.path,
-                    error,
-                )
-                self._engine = _make_engine(self._engine_name)
-                return None
-            self._timestamp = snapshot.timestamp
-            self._expired_through = snapshot.expired_through
-        return snapshot
-
-    def _replay_after(self, batches: Iterable[Batch], start: Tip, snapshot: Snapshot | None) -> Tip:
-        """Replays the batches after `start` that follow the one `snapshot` covers, checking
-        that that one is the batch the snapshot covers; returns the tip of the last batch."""
-        tip = start
-        covered = start if snapshot is None else snapshot.tip
-        for batch in batches:
-            if batch.sequence > covered.sequence:
-                self._replay(batch)
-            elif batch.sequence == covered.sequence and batch.tip != covered:
-                raise JournalCorruptError(
-                    f"batch {batch.sequence} is not the one {_name(snapshot)} covers: the "
-                    "snapshot belongs to another journal or the batch was rewritten",
-                    path=snapshot.path if snapshot is not None else "",
-                    offset=batch.offset,
-                )
-            tip = batch.tip
-        return tip
+        return self._durable.snapshot(self)
 
     def _replay(self, batch: Batch) -> None:
         """Applies a journaled batch exactly as it was applied the first time: the same
         stamp, the same expiry before transfers, the same records; or, for an expiry that a
-        read journaled, the same release of what expired through its time."""
+        read journaled, the same release of what expired through its time. The durable part
+        decides which batches to replay; verify replays a journal into an in-memory ledger."""
         if batch.kind == KIND_EXPIRY:
             self._engine.expire_pending_transfers(batch.timestamp)
             self._expired_through = batch.timestamp
@@ -1145,51 +898,6 @@ def _counted(read: Callable[[], R], counts: list[int], events: int) -> R:
     counts[0] += 1
     counts[1] += events
     return read()
-
-
-def _name(snapshot: Snapshot | None) -> str:
-    return "no snapshot" if snapshot is None else os.path.basename(snapshot.path)
-
-
-def _open_journal(
-    path: str | os.PathLike[str],
-    key: bytes | None,
-    read_only: bool,
-    durability: str,
-    cut_damaged_tail: bool,
-) -> Journal:
-    """The journal at `path`: a directory, or a PostgreSQL database for a URL."""
-    if key is not None and (type(key) is not bytes or not 16 <= len(key) <= 64):
-        raise InvalidArgumentError("key must be bytes of length 16 to 64, or None")
-    location = os.fspath(path)
-    if isinstance(location, str) and location.startswith(("postgresql://", "postgres://")):
-        from .journal.postgres import PostgresJournal
-
-        return PostgresJournal.open(location, key=key, read_only=read_only)
-    if "://" in str(location):
-        raise InvalidArgumentError(
-            f"{location!r} looks like a URL of a kind fastledger cannot keep a journal in: "
-            "give a directory or a postgresql:// URL"
-        )
-    return DirectoryJournal(
-        location,
-        key=key,
-        read_only=read_only,
-        sync=durability == "fsync",
-        cut_damaged_tail=cut_damaged_tail,
-    )
-
-
-def _close_journal(committer: Committer | None, journal: Journal) -> None:
-    """Makes what is queued durable, then closes: a failure was reported to its callers
-    already, and closing still releases."""
-    try:
-        if committer is not None:
-            with contextlib.suppress(JournalWriteError):
-                committer.flush()
-            committer.close()
-    finally:
-        journal.close()
 
 
 # The durable ledgers open in this process, so that a forked child can refuse to use them.

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ._ledger import _open_journal
+from ._durable import _open_journal
 from ._verify import add_key_file_argument
 from .errors import FastledgerError
 from .journal import read_ahead

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO, TypeVar
 
-from ._ledger import ENGINES, Ledger, _open_journal, _snapshot_engine
+from ._durable import _open_journal, _snapshot_engine
+from ._ledger import ENGINES, Ledger
 from ._types import BATCH_MAX, Account, QueryFilter, Transfer
 from .errors import FastledgerError, JournalCorruptError
 from .journal import Journal, read_ahead

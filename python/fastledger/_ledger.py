@@ -34,7 +34,6 @@ from typing import Any, Literal, Protocol, TypeVar, cast, overload
 from . import _check, _metrics, packed
 from ._balances import Balances, TrialBalance
 from ._contract import Engine
-from ._engine import PythonEngine
 from ._records import RECORD_SIZE, pack_accounts, pack_transfers
 from ._types import (
     ACCOUNT_FILTER_FIELD_BITS,
@@ -51,6 +50,7 @@ from ._types import (
     QueryFilter,
     Transfer,
 )
+from .engine import PythonEngine
 from .errors import (
     EngineUnavailableError,
     InvalidArgumentError,

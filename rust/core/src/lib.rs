@@ -1,10 +1,11 @@
 //! The fastledger state machine, written without PyO3 so that `cargo test` alone can check it.
 //!
 //! `types` holds the records and flags, `status` the create statuses in precedence order,
-//! `engine` the state machine itself, the twin of `python/fastledger/_engine.py`, `query` its
-//! read side (filters and point-in-time balances), `state` its snapshot format and `state_check`
-//! the checks that an imported state passes. The binding crate (`rust/python`) converts Python
-//! objects to these types and back; nothing in here knows about Python.
+//! `engine` the state machine itself, `query` its read side (filters and point-in-time balances),
+//! `state` its snapshot format and `state_check` the checks that an imported state passes; the
+//! first three are the twins of `rules.py`, `query.py` and `state.py` in
+//! `python/fastledger/engine/`. The binding crate (`rust/python`) converts Python objects to these
+//! types and back; nothing in here knows about Python.
 
 pub mod engine;
 mod index;

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from .query import Queries
 from .rules import Rules
-from .state import Snapshots
+from .state import StateExchange
 
 __all__ = ["PythonEngine"]
 
 
-class PythonEngine(Rules, Queries, Snapshots):
+class PythonEngine(Rules, Queries, StateExchange):
     """The reference state machine, with the methods of the engine contract
     (`_contract.Engine`). Not thread-safe: the `Ledger` facade holds the lock."""
 

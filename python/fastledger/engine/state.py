@@ -26,7 +26,7 @@ from .storage import (
 _PENDING = TransferFlags.PENDING.value
 
 
-class Snapshots(Storage):
+class StateExchange(Storage):
     """The export and import of the whole state."""
 
     def export_state(self) -> bytes:

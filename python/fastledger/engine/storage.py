@@ -231,8 +231,8 @@ assert stored_transfer(Transfer(*range(1, 14))) == tuple(range(1, 14))
 
 
 class Storage:
-    """The engine's state, which the rules change and the queries and the state exchange read.
-    Not thread-safe: the `Ledger` facade holds the lock."""
+    """The engine's state, which the rules change, the queries read and the state exchange
+    exports and imports. Not thread-safe: the `Ledger` facade holds the lock."""
 
     def __init__(self) -> None:
         self._accounts: dict[int, AccountState] = {}

@@ -21,7 +21,7 @@ from fastledger import (
     TransferFlags,
 )
 from fastledger._contract import Engine
-from fastledger._engine import PythonEngine
+from fastledger.engine import PythonEngine
 
 from .conftest import require_engine
 

@@ -21,8 +21,8 @@ from fastledger import (
     TransferFlags,
 )
 from fastledger._contract import Engine
-from fastledger._engine import PythonEngine
 from fastledger._records import pack_accounts_in_python, pack_transfers_in_python
+from fastledger.engine import PythonEngine
 
 from .conftest import ENGINE_NAMES, require_engine
 from .helpers import LyingInt, new_engine

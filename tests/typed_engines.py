@@ -8,8 +8,8 @@ time that neither engine has a method more.
 from __future__ import annotations
 
 from fastledger._contract import Engine
-from fastledger._engine import PythonEngine
 from fastledger._native import Engine as RustEngine
+from fastledger.engine import PythonEngine
 
 
 def python_engine() -> Engine:

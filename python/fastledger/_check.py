@@ -98,17 +98,6 @@ def _replaced(exact: Sequence[Any], records: Sequence[Any], index: int, value: A
     return copy
 
 
-def check_accounts(accounts: Sequence[Any], kind: str) -> None:
-    """`checked_accounts` for a caller that passes the records on as they are: the facade,
-    until it hands the engines the records that the checks return."""
-    checked_accounts(accounts, kind)
-
-
-def check_transfers(transfers: Sequence[Any], kind: str) -> None:
-    """`checked_transfers` for a caller that passes the records on as they are."""
-    checked_transfers(transfers, kind)
-
-
 def checked_accounts(accounts: Sequence[Any], kind: str) -> Sequence[Account]:
     """`check_records` for accounts, which come in small numbers."""
     return check_records(accounts, Account, kind, ACCOUNT_FIELD_BITS)
@@ -157,7 +146,7 @@ _END_128 = 1 << 128
 _END_64 = 1 << 64
 _END_32 = 1 << 32
 _END_16 = 1 << 16
-# The widths `check_transfers` tests, field by field in record order.
+# The widths `checked_transfers` tests, field by field in record order.
 assert [bits for _, bits in TRANSFER_FIELD_BITS] == [128] * 6 + [64, 32, 32, 32, 16, 16, 64]
 
 

@@ -38,7 +38,6 @@ from . import _check, _metrics, packed
 from ._balances import Balances, TrialBalance
 from ._contract import Engine
 from ._durable import Durable, _close_journal
-from ._engine import PythonEngine
 from ._records import RECORD_SIZE, pack_accounts, pack_transfers
 from ._types import (
     ACCOUNT_FILTER_FIELD_BITS,
@@ -55,6 +54,7 @@ from ._types import (
     QueryFilter,
     Transfer,
 )
+from .engine import PythonEngine
 from .errors import (
     EngineUnavailableError,
     InvalidArgumentError,

@@ -1,4 +1,4 @@
-//! The Rust engine: the ledger's state machine, the twin of `python/fastledger/_engine.py`.
+//! The Rust engine: the ledger's state machine, the twin of `python/fastledger/engine/rules.py`.
 //!
 //! Both files implement one deterministic state machine with the same rule order and the same
 //! helper names; read them side by side. Each create is one function with one guard per status,

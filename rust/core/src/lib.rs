@@ -1,12 +1,13 @@
 //! The fastledger state machine, written without PyO3 so that `cargo test` alone can check it.
 //!
 //! `types` holds the records and flags, `status` the create statuses in precedence order,
-//! `engine` the state machine's rules, the twin of `python/fastledger/_engine.py`, `prefetch`
-//! the batch loop's look-ahead at the events to come, `movement` the index of what each transfer
-//! moved, which chains the transfers of each account for queries, `query` the read side
-//! (filters and point-in-time balances), `state` the snapshot format and `state_check` the
-//! checks that an imported state passes. The binding crate (`rust/python`) converts Python
-//! objects to these types and back; nothing in here knows about Python.
+//! `engine` the state machine's rules, `prefetch` the batch loop's look-ahead at the events to
+//! come, `movement` the index of what each transfer moved, which chains the transfers of each
+//! account for queries, `query` the read side (filters and point-in-time balances), `state` the
+//! snapshot format and `state_check` the checks that an imported state passes. `engine`, `query`
+//! and `state` are the twins of `rules.py`, `query.py` and `state.py` in
+//! `python/fastledger/engine/`. The binding crate (`rust/python`) converts Python objects to these
+//! types and back; nothing in here knows about Python.
 
 pub mod engine;
 mod index;

@@ -1,6 +1,6 @@
-//! Queries and point-in-time balances: the read side of the engine, the twin of the queries
-//! section of `python/fastledger/_engine.py`. Filters follow TigerBeetle's rules: an invalid
-//! filter matches nothing.
+//! Queries and point-in-time balances: the read side of the engine, the twin of
+//! `python/fastledger/engine/query.py`. Filters follow TigerBeetle's rules: an invalid filter
+//! matches nothing.
 
 use crate::engine::{expires_at, Engine};
 use crate::log::partition_point;

@@ -1,6 +1,7 @@
 //! The engine state format of snapshots, the twin of `python/fastledger/_state.py` (which
-//! documents the layout): both engines export and import these exact bytes, so a snapshot
-//! written by one opens in the other.
+//! documents the layout), and its export and import, the twin of
+//! `python/fastledger/engine/state.py`: both engines export and import these exact bytes, so a
+//! snapshot written by one opens in the other.
 
 use std::cmp::{Ordering, Reverse};
 

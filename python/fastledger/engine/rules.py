@@ -1,4 +1,5 @@
-"""The pure-Python reference engine: the ledger's state machine, written to be read.
+"""The rules of the Python engine: the creates, their guards and effects, the batch loop with its
+linked chains and their undo, and the expiry of pending transfers.
 
 This file and `rust/core/src/engine.rs` implement one deterministic state machine with the same
 rule order and the same helper names; read them side by side. Each create is one function with
@@ -18,52 +19,64 @@ import array
 import bisect
 import gc
 import heapq
-import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
-from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
-from . import _check
-from ._balances import pack_u128
-from ._records import (
+from .. import _check
+from .._records import (
     RECORD_SIZE,
-    TransferFields,
     iter_transfer_fields,
-    pack_accounts,
     pack_transfer_fields,
     pack_transfer_with,
-    transfer_fields_at,
     unpack_accounts,
 )
-from ._state import EngineState, decode_state, encode_state
-from ._state_check import check_state
-from ._statuses import TRANSIENT_ACCOUNT_STATUSES, TRANSIENT_TRANSFER_STATUSES
-from ._types import (
+from .._statuses import TRANSIENT_ACCOUNT_STATUSES, TRANSIENT_TRANSFER_STATUSES
+from .._types import (
     ACCOUNT_FLAGS_KNOWN,
     AMOUNT_MAX,
     BATCH_MAX,
     TIMESTAMP_MAX,
     TRANSFER_FLAGS_KNOWN,
-    U64_MAX,
     U128_MAX,
     Account,
-    AccountBalance,
-    AccountFilter,
-    AccountFilterFlags,
     AccountFlags,
     CreateAccountResult,
     CreateAccountStatus,
     CreateTransferResult,
     CreateTransferStatus,
-    QueryFilter,
-    QueryFilterFlags,
     Transfer,
     TransferFlags,
 )
-from .errors import InvalidArgumentError
-from .packed import as_records
+from ..errors import InvalidArgumentError
+from ..packed import as_records
+from .storage import (
+    AMOUNT,
+    CODE,
+    CREDIT_ACCOUNT_ID,
+    DEBIT_ACCOUNT_ID,
+    EXPIRED,
+    FLAGS,
+    ID,
+    LEDGER,
+    NS_PER_S,
+    PENDING,
+    PENDING_ID,
+    POSTED,
+    TIMEOUT,
+    TIMESTAMP,
+    USER_DATA_32,
+    USER_DATA_64,
+    USER_DATA_128,
+    VOIDED,
+    AccountState,
+    Storage,
+    StoredTransfer,
+    Undo,
+    account_timestamp,
+    expires_at,
+    transfer_record,
+)
 
 A = CreateAccountStatus
 T = CreateTransferStatus
@@ -71,13 +84,6 @@ T = CreateTransferStatus
 # which costs as much as a few guards, so a create that succeeds returns these instead.
 ACCOUNT_CREATED = A.CREATED
 TRANSFER_CREATED = T.CREATED
-K = TypeVar("K")
-R = TypeVar("R")
-
-NS_PER_S = 1_000_000_000
-
-# The most ids that `balances_at` takes, as the facade allows them.
-BALANCES_AT_IDS_MAX = 1 << 32
 
 _LINKED = TransferFlags.LINKED.value
 _PENDING = TransferFlags.PENDING.value
@@ -95,209 +101,7 @@ assert AccountFlags.IMPORTED.value == 1 << 4
 _DEBITS_MUST_NOT_EXCEED_CREDITS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS.value
 _CREDITS_MUST_NOT_EXCEED_DEBITS = AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS.value
 _ACCOUNT_IMPORTED = AccountFlags.IMPORTED.value
-_HISTORY = AccountFlags.HISTORY.value
 _CLOSED = AccountFlags.CLOSED.value
-
-# The life of a pending transfer: it resolves at most once.
-PENDING = 1
-POSTED = 2
-VOIDED = 3
-EXPIRED = 4
-
-
-class _AccountState:
-    """An account as the engine keeps it: the balances and flags change, the rest does not."""
-
-    __slots__ = (
-        "code",
-        "credits_pending",
-        "credits_posted",
-        "debits_pending",
-        "debits_posted",
-        "flags",
-        "history",
-        "id",
-        "ledger",
-        "timestamp",
-        "transfers",
-        "user_data_32",
-        "user_data_64",
-        "user_data_128",
-    )
-
-    def __init__(self, a: Account, timestamp: int) -> None:
-        self.id = a.id
-        self.debits_pending = 0
-        self.debits_posted = 0
-        self.credits_pending = 0
-        self.credits_posted = 0
-        self.user_data_128 = a.user_data_128
-        self.user_data_64 = a.user_data_64
-        self.user_data_32 = a.user_data_32
-        self.ledger = a.ledger
-        self.code = a.code
-        self.flags = int(a.flags)
-        self.timestamp = timestamp
-        # The position in the transfer log of every transfer that debits or credits this
-        # account, in timestamp order: an array of ints, which the garbage collector never
-        # scans, where a list of the transfers made it visit each one at every collection.
-        self.transfers = array.array("Q")
-        # With `HISTORY`: the balances after each of those transfers, beside it.
-        self.history: list[AccountBalance] | None = [] if a.flags & _HISTORY else None
-
-    def balance(self, timestamp: int) -> AccountBalance:
-        return AccountBalance(
-            debits_pending=self.debits_pending,
-            debits_posted=self.debits_posted,
-            credits_pending=self.credits_pending,
-            credits_posted=self.credits_posted,
-            timestamp=timestamp,
-        )
-
-    def record(self) -> Account:
-        return Account(
-            id=self.id,
-            debits_pending=self.debits_pending,
-            debits_posted=self.debits_posted,
-            credits_pending=self.credits_pending,
-            credits_posted=self.credits_posted,
-            user_data_128=self.user_data_128,
-            user_data_64=self.user_data_64,
-            user_data_32=self.user_data_32,
-            reserved=0,
-            ledger=self.ledger,
-            code=self.code,
-            flags=self.flags,
-            timestamp=self.timestamp,
-        )
-
-    def saved(self) -> tuple[int, int, int, int, int]:
-        return (
-            self.debits_pending,
-            self.debits_posted,
-            self.credits_pending,
-            self.credits_posted,
-            self.flags,
-        )
-
-    def restore(self, saved: tuple[int, int, int, int, int]) -> None:
-        (
-            self.debits_pending,
-            self.debits_posted,
-            self.credits_pending,
-            self.credits_posted,
-            self.flags,
-        ) = saved
-
-    def debits_exceed_credits(self, amount: int) -> bool:
-        """Whether debiting `amount` more would take the debits past the posted credits."""
-        return self.debits_pending + self.debits_posted + amount > self.credits_posted
-
-    def credits_exceed_debits(self, amount: int) -> bool:
-        """Whether crediting `amount` more would take the credits past the posted debits."""
-        return self.credits_pending + self.credits_posted + amount > self.debits_posted
-
-
-@dataclass(slots=True)
-class _Undo:
-    """What a linked chain changed, so that a broken chain can be rolled back."""
-
-    accounts_created: list[int]
-    transfers_created: list[int]
-    accounts_saved: list[tuple[_AccountState, tuple[int, int, int, int, int]]]
-    pending_saved: list[tuple[int, int]]
-
-
-def _expires_at(p: StoredTransfer) -> int:
-    return p[TIMESTAMP] + p[TIMEOUT] * NS_PER_S
-
-
-# The engine keeps its transfers as their 128-byte records, one after the
-# other in a bytearray, as the Rust engine keeps a vector of them. The garbage collector never
-# scans bytes: a million stored `Transfer` objects made its collections a third of the posting
-# time, and even a list of tuples of ints costs a visit to each at every full collection.
-# A stored transfer is read back as the tuple of its fields, in record order, indexed by these
-# names; lookups and queries make `Transfer` records of them.
-StoredTransfer = TransferFields
-(
-    ID,
-    DEBIT_ACCOUNT_ID,
-    CREDIT_ACCOUNT_ID,
-    AMOUNT,
-    PENDING_ID,
-    USER_DATA_128,
-    USER_DATA_64,
-    USER_DATA_32,
-    TIMEOUT,
-    LEDGER,
-    CODE,
-    FLAGS,
-    TIMESTAMP,
-) = range(13)
-
-# The timestamp is the last field of a record: binary searches of the log read it alone.
-_TIMESTAMP_FIELD = struct.Struct("<Q")
-_TIMESTAMP_OFFSET = RECORD_SIZE - _TIMESTAMP_FIELD.size
-
-# The fields of a `Transfer` in record order, as a stored transfer holds them.
-_stored: Callable[[Transfer], StoredTransfer] = attrgetter(*(f.name for f in fields(Transfer)))
-
-# The setters of a Transfer's slots, in field order. A frozen dataclass's `__init__` sets each
-# field through `object.__setattr__`, which costs more than a lookup itself; the engine makes
-# the records it returns through these instead.
-(
-    _set_id,
-    _set_debit_account_id,
-    _set_credit_account_id,
-    _set_amount,
-    _set_pending_id,
-    _set_user_data_128,
-    _set_user_data_64,
-    _set_user_data_32,
-    _set_timeout,
-    _set_ledger,
-    _set_code,
-    _set_flags,
-    _set_timestamp,
-) = (Transfer.__dict__[f.name].__set__ for f in fields(Transfer))
-
-
-def _transfer_record(stored: StoredTransfer) -> Transfer:
-    """`Transfer(*stored)`, built without the frozen dataclass's `__init__`."""
-    (
-        id_,
-        debit_account_id,
-        credit_account_id,
-        amount,
-        pending_id,
-        user_data_128,
-        user_data_64,
-        user_data_32,
-        timeout,
-        ledger,
-        code,
-        flags,
-        timestamp,
-    ) = stored
-    t: Transfer = object.__new__(Transfer)
-    _set_id(t, id_)
-    _set_debit_account_id(t, debit_account_id)
-    _set_credit_account_id(t, credit_account_id)
-    _set_amount(t, amount)
-    _set_pending_id(t, pending_id)
-    _set_user_data_128(t, user_data_128)
-    _set_user_data_64(t, user_data_64)
-    _set_user_data_32(t, user_data_32)
-    _set_timeout(t, timeout)
-    _set_ledger(t, ledger)
-    _set_code(t, code)
-    _set_flags(t, flags)
-    _set_timestamp(t, timestamp)
-    return t
-
-
-assert _transfer_record(tuple(range(1, 14))) == Transfer(*range(1, 14))  # type: ignore[arg-type]
-assert _stored(Transfer(*range(1, 14))) == tuple(range(1, 14))
 
 
 @contextmanager
@@ -319,25 +123,8 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-class PythonEngine:
-    """The reference state machine, with the methods of the engine contract
-    (`_contract.Engine`). Not thread-safe: the `Ledger` facade holds the lock."""
-
-    name = "python"
-
-    def __init__(self) -> None:
-        self._accounts: dict[int, _AccountState] = {}
-        # Creation order is timestamp order (imported events must not regress), so these
-        # lists are sorted by timestamp, and a binary search finds the record of a timestamp.
-        self._account_log: list[_AccountState] = []
-        self._transfer_log = bytearray()
-        # The position of each transfer in the log, by id: a dict of ints alone, which the
-        # garbage collector does not track.
-        self._transfer_index: dict[int, int] = {}
-        self._pending_status: dict[int, int] = {}
-        self._expiry: list[tuple[int, int, int]] = []  # (expires_at, timestamp, pending id)
-        self._failed_ids: set[int] = set()
-        self._undo: _Undo | None = None
+class Rules(Storage):
+    """The rules of the engine contract's creates and expiry, over the engine's storage."""
 
     # -- create_accounts -------------------------------------------------------------------
 
@@ -392,7 +179,7 @@ class PythonEngine:
             if _logged_at(range(self._transfer_count()), timestamp, self._transfer_timestamp):
                 return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
 
-        account = _AccountState(a, timestamp)
+        account = AccountState(a, timestamp)
         self._accounts[a.id] = account
         self._account_log.append(account)
         if self._undo is not None:
@@ -517,7 +304,7 @@ class PythonEngine:
         return TRANSFER_CREATED
 
     def _create_transfer_effects(
-        self, t: Transfer, amount: int, timestamp: int, dr: _AccountState, cr: _AccountState
+        self, t: Transfer, amount: int, timestamp: int, dr: AccountState, cr: AccountState
     ) -> None:
         """The effects of a created transfer that is not a post or a void; every guard has
         passed. It is stored as `t` with the amount it moved, no pending id and its timestamp.
@@ -539,8 +326,8 @@ class PythonEngine:
         if flags & _PENDING:
             self._set_pending_status(t.id, PENDING)
             if t.timeout:
-                expires_at = timestamp + t.timeout * NS_PER_S
-                heapq.heappush(self._expiry, (expires_at, timestamp, t.id))
+                expires = timestamp + t.timeout * NS_PER_S
+                heapq.heappush(self._expiry, (expires, timestamp, t.id))
         record = pack_transfer_with(t, amount, 0, timestamp)
         self._insert_transfer(t.id, record, timestamp, dr, cr)
 
@@ -588,7 +375,7 @@ class PythonEngine:
         if status == EXPIRED:
             return T.PENDING_TRANSFER_EXPIRED
         assert status == PENDING
-        if p[TIMEOUT] and _expires_at(p) <= timestamp:
+        if p[TIMEOUT] and expires_at(p) <= timestamp:
             return T.PENDING_TRANSFER_EXPIRED
         if flags & _IMPORTED:
             regressed = self._imported_transfer_regresses(timestamp)
@@ -620,7 +407,7 @@ class PythonEngine:
         return TRANSFER_CREATED
 
     def _post_or_void_effects(
-        self, stored: StoredTransfer, p: StoredTransfer, dr: _AccountState, cr: _AccountState
+        self, stored: StoredTransfer, p: StoredTransfer, dr: AccountState, cr: AccountState
     ) -> None:
         """The effects of a created post or void of the pending transfer `p`."""
         flags = stored[FLAGS]
@@ -671,18 +458,6 @@ class PythonEngine:
             return T.EXISTS_WITH_DIFFERENT_CODE
         return T.EXISTS
 
-    def _transfer(self, id_: int) -> StoredTransfer | None:
-        position = self._transfer_index.get(id_)
-        return None if position is None else self._transfer_at(position)
-
-    def _transfer_at(self, position: int) -> StoredTransfer:
-        return transfer_fields_at(self._transfer_log, position * RECORD_SIZE)
-
-    def _transfer_timestamp(self, position: int) -> int:
-        offset = position * RECORD_SIZE + _TIMESTAMP_OFFSET
-        timestamp: int = _TIMESTAMP_FIELD.unpack_from(self._transfer_log, offset)[0]
-        return timestamp
-
     def _newest_timestamp(self) -> int:
         """The timestamp of the newest account or transfer, 0 for an empty engine: every event
         of a later batch must be stamped after it, which the engine's asserts rely on."""
@@ -690,14 +465,11 @@ class PythonEngine:
         count = self._transfer_count()
         return max(account, self._transfer_timestamp(count - 1) if count else 0)
 
-    def _transfer_count(self) -> int:
-        return len(self._transfer_log) // RECORD_SIZE
-
     def _imported_transfer_regresses(self, timestamp: int) -> int | None:
         last = self._transfer_count() - 1
         if last >= 0 and timestamp <= self._transfer_timestamp(last):
             return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
-        if _logged_at(self._account_log, timestamp, _account_timestamp):
+        if _logged_at(self._account_log, timestamp, account_timestamp):
             return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
         return None
 
@@ -726,14 +498,8 @@ class PythonEngine:
     ) -> list[CreateTransferResult]:
         """A packed batch of transfers with the results of `create_transfers`."""
         view = _packed_records(records, "transfers")
-        transfers = list(map(_transfer_record, iter_transfer_fields(view)))
+        transfers = list(map(transfer_record, iter_transfer_fields(view)))
         return self._create_transfers(transfers, timestamp)
-
-    # -- capacity --------------------------------------------------------------------------
-
-    def reserve_transfers(self, transfers: int) -> None:
-        """Room for `transfers` more transfers: nothing to do here. The Rust engine maps the
-        memory of its logs ahead; a `bytearray` has no room to set aside beyond its length."""
 
     # -- expiry ----------------------------------------------------------------------------
 
@@ -757,11 +523,11 @@ class PythonEngine:
         assert self._undo is None
         expired = 0
         while self.expiry_due(timestamp):
-            expires_at, pending_timestamp, pending_id = heapq.heappop(self._expiry)
+            expires, pending_timestamp, pending_id = heapq.heappop(self._expiry)
             p = self._transfer(pending_id)
             if p is None or p[TIMESTAMP] != pending_timestamp or not p[TIMEOUT]:
                 continue  # Its chain was rolled back, and the id perhaps used again.
-            assert _expires_at(p) == expires_at
+            assert expires_at(p) == expires
             if self._pending_status[pending_id] != PENDING:
                 continue  # Posted or voided before it expired.
             dr = self._accounts[p[DEBIT_ACCOUNT_ID]]
@@ -772,206 +538,6 @@ class PythonEngine:
             self._pending_status[pending_id] = EXPIRED
             expired += 1
         return expired
-
-    # -- lookups ---------------------------------------------------------------------------
-
-    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
-        """The accounts with these ids, in the order asked; missing ids are left out."""
-        accounts = self._accounts
-        ids = _check.check_ids(ids, "ids", BATCH_MAX)
-        return [accounts[i].record() for i in ids if i in accounts]
-
-    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
-        """The transfers with these ids, in the order asked; missing ids are left out."""
-        found = map(self._transfer, _check.check_ids(ids, "ids", BATCH_MAX))
-        return [_transfer_record(t) for t in found if t is not None]
-
-    def lookup_accounts_packed(self, ids: Sequence[int]) -> bytes:
-        """`lookup_accounts` as packed 128-byte records."""
-        return pack_accounts(self.lookup_accounts(ids))
-
-    def lookup_transfers_packed(self, ids: Sequence[int]) -> bytes:
-        """`lookup_transfers` as packed 128-byte records."""
-        ids = _check.check_ids(ids, "ids", BATCH_MAX)
-        log, index = self._transfer_log, self._transfer_index
-        found = (index[i] * RECORD_SIZE for i in ids if i in index)
-        return b"".join(log[offset : offset + RECORD_SIZE] for offset in found)
-
-    # -- queries ---------------------------------------------------------------------------
-
-    def get_account_transfers(self, f: AccountFilter) -> list[Transfer]:
-        """The account's transfers that match the filter, by timestamp (REVERSED: newest
-        first), at most `limit`. An invalid filter matches nothing, as in TigerBeetle."""
-        account = self._accounts.get(f.account_id)
-        if account is None or not _account_filter_valid(f):
-            return []
-        picks = self._select_account_transfers(account, f)
-        return [_transfer_record(t) for _, t in picks]
-
-    def get_account_balances(self, f: AccountFilter) -> list[AccountBalance]:
-        """The balances after each matching transfer of an account flagged `HISTORY`."""
-        account = self._accounts.get(f.account_id)
-        if account is None or account.history is None or not _account_filter_valid(f):
-            return []
-        picks = self._select_account_transfers(account, f)
-        history = account.history
-        return [history[i] for i, _ in picks]
-
-    def _select_account_transfers(
-        self, account: _AccountState, f: AccountFilter
-    ) -> list[tuple[int, StoredTransfer]]:
-        return _select(
-            account.transfers,
-            f,
-            self._transfer_timestamp,
-            self._transfer_at,
-            _transfer_matches_account_filter(f),
-        )
-
-    def query_accounts(self, f: QueryFilter) -> list[Account]:
-        if not _query_filter_valid(f):
-            return []
-        picks = _select(
-            self._account_log,
-            f,
-            _account_timestamp,
-            _same_account,
-            _account_matches_query_filter(f),
-        )
-        return [a.record() for _, a in picks]
-
-    def query_transfers(self, f: QueryFilter) -> list[Transfer]:
-        if not _query_filter_valid(f):
-            return []
-        picks = _select(
-            range(self._transfer_count()),
-            f,
-            self._transfer_timestamp,
-            self._transfer_at,
-            _transfer_matches_query_filter(f),
-        )
-        return [_transfer_record(t) for _, t in picks]
-
-    def balances_at(
-        self, timestamp: int, account_ids: Sequence[int] | None, ledger: int
-    ) -> tuple[tuple[bytes, bytes, bytes, bytes, bytes], tuple[int, int, int, int]]:
-        """Every account's balances as of `timestamp`, events at that timestamp included.
-
-        Replays the transfer log up to `timestamp`: a pending transfer counts while it is
-        neither resolved by then nor expired (its expiry time is at or before `timestamp`).
-        Returns packed u128 columns (account ids in creation order, or as asked, then debits
-        pending, debits posted, credits pending, credits posted) and the four column sums.
-        `ledger` > 0 keeps only the accounts of that ledger.
-        """
-        if account_ids is not None:
-            account_ids = _check.check_ids(account_ids, "account_ids", BALANCES_AT_IDS_MAX)
-        existing = bisect.bisect_right(self._account_log, timestamp, key=_account_timestamp)
-        if account_ids is None:
-            chosen = self._account_log[:existing]
-        else:
-            # Each account once, in the order first asked.
-            chosen = [
-                a
-                for a in map(self._accounts.get, dict.fromkeys(account_ids))
-                if a is not None and a.timestamp <= timestamp
-            ]
-        if ledger:
-            chosen = [a for a in chosen if a.ledger == ledger]
-        position = {a.id: i for i, a in enumerate(chosen)}
-        columns: tuple[list[int], list[int], list[int], list[int]] = (
-            [0] * len(chosen),
-            [0] * len(chosen),
-            [0] * len(chosen),
-            [0] * len(chosen),
-        )
-        debits_pending, debits_posted, credits_pending, credits_posted = columns
-        end = bisect.bisect_right(
-            range(self._transfer_count()), timestamp, key=self._transfer_timestamp
-        )
-        log = list(iter_transfer_fields(self._transfer_log[: end * RECORD_SIZE]))
-        resolved = {t[PENDING_ID] for t in log if t[FLAGS] & (_POST | _VOID)}
-        for t in log:
-            if t[FLAGS] & _VOID:
-                continue
-            dr = position.get(t[DEBIT_ACCOUNT_ID])
-            cr = position.get(t[CREDIT_ACCOUNT_ID])
-            if t[FLAGS] & _PENDING:
-                if t[ID] in resolved or (t[TIMEOUT] and _expires_at(t) <= timestamp):
-                    continue
-                if dr is not None:
-                    debits_pending[dr] += t[AMOUNT]
-                if cr is not None:
-                    credits_pending[cr] += t[AMOUNT]
-            else:
-                if dr is not None:
-                    debits_posted[dr] += t[AMOUNT]
-                if cr is not None:
-                    credits_posted[cr] += t[AMOUNT]
-        packed = (
-            pack_u128([a.id for a in chosen]),
-            pack_u128(debits_pending),
-            pack_u128(debits_posted),
-            pack_u128(credits_pending),
-            pack_u128(credits_posted),
-        )
-        totals = (
-            sum(debits_pending),
-            sum(debits_posted),
-            sum(credits_pending),
-            sum(credits_posted),
-        )
-        return packed, totals
-
-    # -- snapshots -------------------------------------------------------------------------
-
-    def export_state(self) -> bytes:
-        """The whole state in the engine state format of `_state.py`: the same state gives the
-        same bytes in both engines, so a snapshot opens in either."""
-        assert self._undo is None
-        log = list(iter_transfer_fields(self._transfer_log))
-        return encode_state(
-            EngineState(
-                accounts=[a.record() for a in self._account_log],
-                transfers=[_transfer_record(t) for t in log],
-                pending=bytes(self._pending_status[t[ID]] for t in log if t[FLAGS] & _PENDING),
-                failed_ids=sorted(self._failed_ids),
-                history=[b for a in self._account_log if a.history is not None for b in a.history],
-            )
-        )
-
-    def import_state(self, state: bytes) -> None:
-        """Loads a state that `export_state` made into this fresh engine and rebuilds every
-        index from it: the id maps, the per-account transfer lists and the expiry heap.
-        Raises ValueError, changing nothing, unless the state hangs together
-        (`_state_check.py`)."""
-        assert not self._account_log and not self._transfer_log, "import into a fresh engine"
-        decoded = decode_state(state)
-        check_state(decoded)
-        for a in decoded.accounts:
-            account = _AccountState(a, a.timestamp)
-            balances = (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
-            account.restore((*balances, a.flags))
-            self._accounts[a.id] = account
-            self._account_log.append(account)
-        for t in decoded.transfers:
-            position = self._transfer_count()
-            self._transfer_index[t.id] = position
-            self._transfer_log += pack_transfer_fields(_stored(t))
-            self._accounts[t.debit_account_id].transfers.append(position)
-            self._accounts[t.credit_account_id].transfers.append(position)
-        pending = [t for t in decoded.transfers if t.flags & _PENDING]
-        for t, status in zip(pending, decoded.pending, strict=True):
-            self._pending_status[t.id] = status
-            if status == PENDING and t.timeout:
-                heapq.heappush(self._expiry, (_expires_at(_stored(t)), t.timestamp, t.id))
-        self._failed_ids.update(decoded.failed_ids)
-        entries = iter(decoded.history)
-        for account in self._account_log:
-            if account.history is not None:
-                account.history = [
-                    replace(next(entries), timestamp=self._transfer_timestamp(position))
-                    for position in account.transfers
-                ]
 
     # -- the batch loop: linked chains and imported batches ----------------------------------
 
@@ -1024,7 +590,7 @@ class PythonEngine:
                     event_timestamp = event.timestamp
                 if linked and chain is None:
                     chain = index
-                    self._undo = _Undo([], [], [], [])
+                    self._undo = Undo([], [], [], [])
                 if linked and index == count - 1:
                     status = statuses.LINKED_EVENT_CHAIN_OPEN
                 elif chain_broken:
@@ -1075,7 +641,7 @@ class PythonEngine:
     # -- effects and their undo ------------------------------------------------------------
 
     def _insert_transfer(
-        self, id_: int, record: bytes, timestamp: int, dr: _AccountState, cr: _AccountState
+        self, id_: int, record: bytes, timestamp: int, dr: AccountState, cr: AccountState
     ) -> None:
         """Logs the record of a created transfer after its effects, so that the history of its
         accounts records their balances after it."""
@@ -1091,7 +657,7 @@ class PythonEngine:
         if self._undo is not None:
             self._undo.transfers_created.append(id_)
 
-    def _save_accounts(self, dr: _AccountState, cr: _AccountState) -> None:
+    def _save_accounts(self, dr: AccountState, cr: AccountState) -> None:
         if self._undo is not None:
             self._undo.accounts_saved.append((dr, dr.saved()))
             self._undo.accounts_saved.append((cr, cr.saved()))
@@ -1128,7 +694,7 @@ class PythonEngine:
             account = self._accounts.pop(account_id)
             popped_account = self._account_log.pop()
             assert popped_account is account
-        self._undo = _Undo([], [], [], [])
+        self._undo = Undo([], [], [], [])
 
 
 def _batch_status(
@@ -1153,7 +719,7 @@ def _batch_status(
     return None
 
 
-def _create_account_exists(a: Account, e: _AccountState) -> int:
+def _create_account_exists(a: Account, e: AccountState) -> int:
     if a.flags != e.flags:
         return A.EXISTS_WITH_DIFFERENT_FLAGS
     if a.user_data_128 != e.user_data_128:
@@ -1198,7 +764,7 @@ def _post_or_void_pending_transfer_exists(t: Transfer, e: StoredTransfer, p: Sto
     return T.EXISTS
 
 
-def _reopen_closed_by(p: StoredTransfer, dr: _AccountState, cr: _AccountState) -> None:
+def _reopen_closed_by(p: StoredTransfer, dr: AccountState, cr: AccountState) -> None:
     """A closing transfer that is voided or expires reopens the accounts it closed."""
     if p[FLAGS] & _CLOSING_DEBIT:
         dr.flags &= ~_CLOSED
@@ -1206,123 +772,10 @@ def _reopen_closed_by(p: StoredTransfer, dr: _AccountState, cr: _AccountState) -
         cr.flags &= ~_CLOSED
 
 
-def _account_timestamp(account: _AccountState) -> int:
-    return account.timestamp
-
-
 def _logged_at(log: Sequence[Any], timestamp: int, timestamp_of: Callable[[Any], int]) -> bool:
     """Whether a record of `log`, which is sorted by timestamp, has `timestamp`."""
     i = bisect.bisect_left(log, timestamp, key=timestamp_of)
     return i < len(log) and timestamp_of(log[i]) == timestamp
-
-
-def _timestamps_valid(timestamp_min: int, timestamp_max: int) -> bool:
-    if timestamp_min == U64_MAX or timestamp_max == U64_MAX:
-        return False
-    return timestamp_max == 0 or timestamp_min <= timestamp_max
-
-
-def _account_filter_valid(f: AccountFilter) -> bool:
-    """TigerBeetle's rules: a usable account id, ordered bounds, a limit, and at least one of
-    DEBITS and CREDITS with no unknown flag."""
-    return (
-        f.account_id not in (0, U128_MAX)
-        and _timestamps_valid(f.timestamp_min, f.timestamp_max)
-        and f.limit > 0
-        and bool(f.flags & (AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS))
-        and not f.flags & ~_ACCOUNT_FILTER_FLAGS_KNOWN
-    )
-
-
-def _query_filter_valid(f: QueryFilter) -> bool:
-    return (
-        _timestamps_valid(f.timestamp_min, f.timestamp_max)
-        and f.limit > 0
-        and not f.flags & ~_QUERY_FILTER_FLAGS_KNOWN
-    )
-
-
-_ACCOUNT_FILTER_FLAGS_KNOWN = sum(AccountFilterFlags)
-_QUERY_FILTER_FLAGS_KNOWN = sum(QueryFilterFlags)
-
-
-def _transfer_matches_account_filter(f: AccountFilter) -> Callable[[StoredTransfer], bool]:
-    debits = bool(f.flags & AccountFilterFlags.DEBITS)
-    credits = bool(f.flags & AccountFilterFlags.CREDITS)
-
-    def matches(t: StoredTransfer) -> bool:
-        return (
-            (
-                (debits and t[DEBIT_ACCOUNT_ID] == f.account_id)
-                or (credits and t[CREDIT_ACCOUNT_ID] == f.account_id)
-            )
-            and (f.user_data_128 == 0 or t[USER_DATA_128] == f.user_data_128)
-            and (f.user_data_64 == 0 or t[USER_DATA_64] == f.user_data_64)
-            and (f.user_data_32 == 0 or t[USER_DATA_32] == f.user_data_32)
-            and (f.code == 0 or t[CODE] == f.code)
-        )
-
-    return matches
-
-
-def _transfer_matches_query_filter(f: QueryFilter) -> Callable[[StoredTransfer], bool]:
-    def matches(t: StoredTransfer) -> bool:
-        return (
-            (f.user_data_128 == 0 or t[USER_DATA_128] == f.user_data_128)
-            and (f.user_data_64 == 0 or t[USER_DATA_64] == f.user_data_64)
-            and (f.user_data_32 == 0 or t[USER_DATA_32] == f.user_data_32)
-            and (f.ledger == 0 or t[LEDGER] == f.ledger)
-            and (f.code == 0 or t[CODE] == f.code)
-        )
-
-    return matches
-
-
-def _account_matches_query_filter(f: QueryFilter) -> Callable[[_AccountState], bool]:
-    def matches(a: _AccountState) -> bool:
-        return (
-            (f.user_data_128 == 0 or a.user_data_128 == f.user_data_128)
-            and (f.user_data_64 == 0 or a.user_data_64 == f.user_data_64)
-            and (f.user_data_32 == 0 or a.user_data_32 == f.user_data_32)
-            and (f.ledger == 0 or a.ledger == f.ledger)
-            and (f.code == 0 or a.code == f.code)
-        )
-
-    return matches
-
-
-def _same_account(account: _AccountState) -> _AccountState:
-    return account
-
-
-def _select(
-    records: Sequence[K],
-    f: AccountFilter | QueryFilter,
-    timestamp_of: Callable[[K], int],
-    read: Callable[[K], R],
-    matches: Callable[[R], bool],
-) -> list[tuple[int, R]]:
-    """The records (sorted by timestamp) within the filter's timestamp bounds that match, in
-    the filter's order, at most `limit` of them: each as its index in `records` and what
-    `read` made of it, which is what `matches` judges. Each record is read once."""
-    low = bisect.bisect_left(records, f.timestamp_min, key=timestamp_of)
-    high = (
-        bisect.bisect_right(records, f.timestamp_max, key=timestamp_of)
-        if f.timestamp_max
-        else len(records)
-    )
-    reversed_ = f.flags & (
-        AccountFilterFlags.REVERSED if isinstance(f, AccountFilter) else QueryFilterFlags.REVERSED
-    )
-    positions = range(high - 1, low - 1, -1) if reversed_ else range(low, high)
-    picks: list[tuple[int, R]] = []
-    for i in positions:
-        record = read(records[i])
-        if matches(record):
-            picks.append((i, record))
-            if len(picks) == f.limit:
-                break
-    return picks
 
 
 def _check_batch_timestamp(count: int, timestamp: int, newest: int) -> None:

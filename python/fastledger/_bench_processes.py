@@ -54,8 +54,11 @@ def bench_processes(
     transfers_each: int,
     accounts: int = 10_000,
     batch_size: int = 8189,
+    reserve: bool = False,
 ) -> ProcessesReport:
-    """Runs the load and returns its figures; `path` must hold no ledger yet."""
+    """Runs the load and returns its figures; `path` must hold no ledger yet. With `reserve`,
+    each process maps the memory of the whole load before the start (`reserve_transfers`):
+    every process applies every batch, its own and the others'."""
     with Ledger.open(path, engine=engine) as ledger:
         for start in range(1, accounts + 1, batch_size):
             ids = range(start, min(start + batch_size, accounts + 1))
@@ -67,7 +70,11 @@ def bench_processes(
         context.Process(
             target=_worker,
             args=(path, engine, n, threads, packed, transfers_each, accounts, batch_size),
-            kwargs={"ready": ready, "results": results},
+            kwargs={
+                "reserved": transfers_each * processes if reserve else 0,
+                "ready": ready,
+                "results": results,
+            },
         )
         for n in range(processes)
     ]
@@ -96,6 +103,7 @@ def _worker(
     accounts: int,
     batch_size: int,
     *,
+    reserved: int,
     ready: threading.Barrier,
     results: multiprocessing.Queue,  # type: ignore[type-arg]
 ) -> None:
@@ -114,6 +122,8 @@ def _worker(
             threading.Thread(target=_post, args=(ledger, load, latencies[n]))
             for n, load in enumerate(loads)
         ]
+        if reserved:
+            ledger.reserve_transfers(reserved)
         ready.wait()
         start = time.time_ns()
         for poster in posters:

@@ -510,7 +510,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--reserve",
         action="store_true",
         help="map the memory of the load before the clock starts (reserve_transfers), and of the "
-        "other thread's load before single calls are timed beside it",
+        "other thread's load before single calls are timed beside it; under --processes, each "
+        "process maps the memory of the whole load, since each applies every batch",
     )
     add(
         "--threads",
@@ -631,14 +632,16 @@ def _bench_shared(args: argparse.Namespace, engines: tuple[str, ...]) -> int:
                 transfers_each=args.transfers // args.processes,
                 accounts=args.accounts,
                 batch_size=args.batch_size,
+                reserve=args.reserve,
             )
             lag = sorted(bench_follower(str(location), engine=engine, batches=_FOLLOWER_BATCHES))
         finally:
             if args.path is None:
                 shutil.rmtree(location, ignore_errors=True)
         calls = "packed batches" if packed else f"single transfers from {report.threads} threads"
+        reserved = ", memory for the whole load reserved in each" if args.reserve else ""
         print(
-            f"{engine}: {report.processes} processes posting {calls} into {location}\n"
+            f"{engine}: {report.processes} processes posting {calls} into {location}{reserved}\n"
             f"  load accepted  {report.transfers_per_s:>12,.0f} transfers/s "
             f"({report.transfers:,} in {_duration(report.elapsed_ns)})\n"
             f"  call latency   p50 {_duration(report.percentile_ns(500))}, "

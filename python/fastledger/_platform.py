@@ -134,6 +134,7 @@ if sys.platform == "win32":
                 raise ctypes.WinError(error)
 
 else:
+    import ctypes
     import fcntl
 
     # The errors of F_FULLFSYNC on a file system that does not implement it (network and some
@@ -169,31 +170,44 @@ else:
         finally:
             os.close(fd)
 
+    # flock calls that cannot wait are made with the GIL held. `fcntl.flock` lets go of the
+    # GIL for every call, and a thread that lets go of it while other threads run Python waits
+    # to take it back, up to the interpreter's switch interval: the journal's committer thread,
+    # which probes and takes locks around every write, lost more time so than in the calls.
+    _libc = ctypes.PyDLL(None, use_errno=True)
+    _flock = _libc.flock
+    _flock.argtypes = (ctypes.c_int, ctypes.c_int)
+    _flock.restype = ctypes.c_int
+
+    def _flock_without_waiting(fd: int, operation: int) -> bool:
+        """flock(fd, operation) for an operation that never waits; False if it would."""
+        while _flock(fd, operation) != 0:
+            error = ctypes.get_errno()
+            if error == errno.EWOULDBLOCK:
+                return False
+            if error != errno.EINTR:
+                raise OSError(error, os.strerror(error))
+        return True
+
     def try_lock_exclusive(fd: int) -> bool:
         """Takes the exclusive lock of `fd` if no other open file holds a lock of the file."""
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+        return _flock_without_waiting(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def lock_exclusive(fd: int) -> None:
         """Takes the exclusive lock of `fd`, waiting while other open files hold locks."""
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not try_lock_exclusive(fd):
+            fcntl.flock(fd, fcntl.LOCK_EX)
 
     def lock_shared(fd: int) -> None:
         """Takes a shared lock of `fd`, waiting while another open file holds the exclusive
         lock."""
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        if not lock_shared_nonblocking(fd):
+            fcntl.flock(fd, fcntl.LOCK_SH)
 
     def lock_shared_nonblocking(fd: int) -> bool:
         """Takes a shared lock of `fd` unless another open file holds the exclusive lock."""
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+        return _flock_without_waiting(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
 
     def unlock(fd: int) -> None:
         """Releases the lock `fd` holds; nothing if it holds none."""
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        _flock_without_waiting(fd, fcntl.LOCK_UN)

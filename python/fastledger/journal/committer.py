@@ -43,6 +43,10 @@ __all__ = ["GROUPS_PER_HOLD", "WRITE_BYTES_MAX", "Committer"]
 # One write of a group commit carries at most this many bytes (and at least one batch), so
 # that a burst of callers cannot make the committer build an unbounded buffer.
 WRITE_BYTES_MAX = 16 * 1024 * 1024
+# Once this many bytes are queued, the committer writes them without waiting for the other
+# callers that pinned the append lock to queue theirs: a full batch is worth writing while the
+# engine applies the next.
+GROUP_WAIT_BYTES_MAX = 1024 * 1024
 # The writes one hold of the append lock carries, while another process waits for it, before
 # it takes no new callers and lets the lock go.
 GROUPS_PER_HOLD = 2
@@ -63,6 +67,11 @@ class Committer:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: list[Queued] = []
+        self._queued_bytes = 0
+        # Whether another process waited for the append lock at the last write, as far as
+        # `Journal.contended` could tell; asked once per write, since each probe lets go of
+        # the GIL, which the committer thread then waits to take back from the callers.
+        self._contended = False
         # The last batch written or read, the last queued, and the last known durable.
         self._tip = tip
         self._appended = tip.sequence
@@ -181,6 +190,7 @@ class Committer:
             self.raise_if_failed()
             self._appended = sequence = self._appended + 1
             self._queue.append((sequence, kind, timestamp, body, body_checksum))
+            self._queued_bytes += HEADER_SIZE + len(body)
             if self._pins == 0:
                 self._changed.notify_all()
             return sequence
@@ -304,9 +314,22 @@ class Committer:
         """Waits until a batch is queued, letting the append lock go whenever nothing is
         queued or pinned; takes the next group. Empty when nothing is queued but batches read
         under the append lock wait for a flush; None once closed, written and flushed. Called
-        with the lock held."""
+        with the lock held.
+
+        While another process waits for the append lock, the group also waits for the callers
+        that pinned the lock to queue their batches, one after the other as the ledger's lock
+        lets them: each hold of the lock costs every process a catch-up, so it should carry
+        all it can. A process on its own writes at once instead, and its callers queue the
+        next group while the disk flushes this one."""
         idle_since = time.monotonic()
-        while not self._queue:
+        while True:
+            if self._queue:
+                if self._pins == 0 or self._queued_bytes >= GROUP_WAIT_BYTES_MAX:
+                    break
+                if not self._contended:
+                    break
+                self._changed.wait()
+                continue
             if self._pins == 0 and self._durable < self._tip.sequence:
                 return []
             if self._locked and self._pins == 0:
@@ -329,6 +352,7 @@ class Committer:
         else:
             count = len(self._queue)
         group, self._queue = self._queue[:count], self._queue[count:]
+        self._queued_bytes -= sum(HEADER_SIZE + len(queued[3]) for queued in group)
         self._groups += 1
         return group
 
@@ -345,7 +369,8 @@ class Committer:
             self._tip = tips[-1]
             if first <= self._marked <= through:
                 self._marked_tip = tips[self._marked - first]
-            if self._locked and self._pins == 0 and not self._queue and self.journal.contended():
+            self._contended = self._locked and self.journal.contended()
+            if self._contended and self._pins == 0 and not self._queue:
                 self._locked = False
                 self.journal.unlock()
                 self._changed.notify_all()
@@ -382,6 +407,7 @@ class Committer:
             self._stopped = True
             waiters, self._waiters = self._waiters, []
             self._queue = []
+            self._queued_bytes = 0
             if self._locked:
                 self._locked = False
                 self.journal.unlock()

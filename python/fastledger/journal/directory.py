@@ -231,10 +231,13 @@ class DirectoryJournal:
         tip file holds `tip` or a later one already: another process may have flushed past it."""
         _platform.lock_exclusive(self._record_fd)
         try:
-            if self.durable_tip().sequence < tip.sequence:
-                a, b = _SEQUENCES.unpack_from(self._tip_map, _SLOTS[0])
-                older = _SLOTS[0] if a <= b else _SLOTS[1]
-                self._tip_map[older : older + _SLOT_SIZE] = self._encode_slot(tip)
+            # The slots' sequences alone settle the common case; a slot that claims `tip` or a
+            # later one must also be whole to count.
+            a, b = _SEQUENCES.unpack_from(self._tip_map, _SLOTS[0])
+            if max(a, b) >= tip.sequence and self.durable_tip().sequence >= tip.sequence:
+                return
+            older = _SLOTS[0] if a <= b else _SLOTS[1]
+            self._tip_map[older : older + _SLOT_SIZE] = self._encode_slot(tip)
         finally:
             _platform.unlock(self._record_fd)
 

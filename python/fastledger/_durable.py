@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 from ._contract import Engine
@@ -89,6 +89,7 @@ class Durable:
         self.looked_ns = 0
         # Held across a whole snapshot, so that two never write at once, and by `close`.
         self.snapshot_lock = threading.Lock()
+        self._follower = _WaitingFollower()
 
     @classmethod
     def open(
@@ -222,6 +223,24 @@ class Durable:
         if journal.changed(committer.tip):
             self._catch_up(ledger, journal.read(committer.tip, locked=False), durable=True)
 
+    def hold(self, ledger: Ledger) -> None:
+        """Takes a hold of the append lock for a caller, as `Committer.hold` does. Called
+        outside the lock.
+
+        What others appended is applied first, before waiting, while they still hold the
+        lock; and while this process waits for it, a thread goes on applying what the others
+        append meanwhile. What is left to catch up once the lock is this process's is then at
+        most the last holder's batches, not every batch of every process it waited behind."""
+        committer = ledger._committer
+        assert committer is not None
+        if committer.holding:
+            committer.hold()
+            return
+        with ledger._lock:
+            self.follow(ledger, now=True)
+        with self._follower.following(ledger):
+            committer.hold()
+
     def catch_up_to_append(self, ledger: Ledger) -> None:
         """Applies what others appended before this process took the append lock, once per
         hold of it, before its first batch is stamped. Called under both locks."""
@@ -333,6 +352,82 @@ class Durable:
             self.policy.note_snapshot(len(state))
         tip = committer.marked_tip(sequence)
         snapshots.write(Snapshot("", tip, timestamp, expired_through, state))
+
+
+class _WaitingFollower:
+    """A thread that applies what other processes append while a caller of this process
+    waits for the append lock (see `Durable.hold`). It lives while callers wait, and ends
+    once none has for `_FOLLOWER_IDLE_S`, so that a closed or dropped ledger leaves no
+    thread behind; it keeps only a weak reference to its ledger."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._waiting = 0
+        self._running = False
+
+    @contextlib.contextmanager
+    def following(self, ledger: Ledger) -> Iterator[None]:
+        with self._changed:
+            self._waiting += 1
+            if not self._running:
+                self._running = True
+                reference = weakref.ref(ledger)
+                threading.Thread(
+                    target=self._run, args=(reference,), name="fastledger-follower", daemon=True
+                ).start()
+            self._changed.notify()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._waiting -= 1
+                self._changed.notify()
+
+    def _run(self, reference: weakref.ref[Ledger]) -> None:
+        while self._wait_for_waiters():
+            ledger = reference()
+            if ledger is None or ledger._closed or ledger._committer is None:
+                break
+            committer, journal = ledger._committer, ledger._journal
+            assert journal is not None
+            tip = committer.tip
+            del ledger  # Not kept alive across the wait.
+            try:
+                if not journal.wait(tip, _FOLLOWER_WAIT_S):
+                    continue
+                ledger = reference()
+                if ledger is None:
+                    break
+                with ledger._lock:
+                    if not ledger._closed and not committer.failed:
+                        ledger._durable.follow(ledger, now=True)
+                del ledger
+            except Exception as error:
+                # The caller that waits reads the journal again under the lock, and meets
+                # whatever this was there, where it is reported.
+                log.debug("fastledger: following while waiting for the lock stopped: %r", error)
+                break
+        with self._changed:
+            self._running = False
+
+    def _wait_for_waiters(self) -> bool:
+        """Waits until a caller has waited for the append lock for `_FOLLOWER_DELAY_S`: one
+        that gets it sooner has little to catch up, and following would only cost the journal
+        a look. False once none has waited for a while."""
+        with self._changed:
+            while True:
+                if not self._changed.wait_for(lambda: self._waiting > 0, _FOLLOWER_IDLE_S):
+                    return False
+                if not self._changed.wait_for(lambda: self._waiting == 0, _FOLLOWER_DELAY_S):
+                    return True
+
+
+# How long a caller waits for the append lock before the follower starts applying what others
+# append, how long the follower waits for a batch at a time, and how long it lives without
+# waiters.
+_FOLLOWER_DELAY_S = 0.002
+_FOLLOWER_WAIT_S = 0.05
+_FOLLOWER_IDLE_S = 1.0
 
 
 def _replay_after(

@@ -486,12 +486,7 @@ class Ledger:
         self._check_usable()
         # Outside the append lock, which other processes may be waiting for.
         body_checksum = committer.journal.checksums(body)
-        if not committer.holding:
-            # What others appended is applied before waiting for the lock, while they still
-            # hold it, rather than in the span in which this process holds it.
-            with self._lock:
-                self._durable.follow(self, now=True)
-        committer.hold()
+        self._durable.hold(self)
         queued = False
         try:
             with self._lock:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,12 +36,13 @@ from fastledger import (
 from fastledger._records import pack_transfers
 from fastledger._verify import verify
 from fastledger.journal.directory import DirectoryJournal
-from fastledger.journal.format import KIND_TRANSFERS, Tip, queued
+from fastledger.journal.format import KIND_TRANSFERS, Checksums, Tip, queued
 
 from .conftest import ENGINE_NAMES, require_engine
 from .helpers import account, pending, post, transfer
 
 T = CreateTransferStatus
+UNKEYED = Checksums(None)
 ACCOUNTS = 8
 WORKERS = 3
 BATCHES_EACH = 40
@@ -302,6 +304,42 @@ def test_a_ledger_applies_a_write_left_unflushed_and_acknowledges_only_once_it_i
             reader.close()
     report = verify(tmp_path)
     assert report.ok and report.transfers == 2 and not report.notes, report.summary()
+
+
+def test_a_ledger_waiting_for_the_append_lock_applies_what_the_holder_appends_meanwhile(
+    tmp_path: Path,
+) -> None:
+    open_accounts(tmp_path, "python")
+    holder = DirectoryJournal(tmp_path)
+    try:
+        with Ledger.open(tmp_path, engine="python") as ledger:
+            start = ledger.sequence
+            holder.lock()
+            tip = start_tip = holder.durable_tip()
+            assert start == start_tip.sequence
+            posted: list[Any] = []
+            poster = threading.Thread(
+                target=lambda: posted.append(ledger.create_transfers([transfer(30, 1, 2, 1)]))
+            )
+            poster.start()
+            for n in range(2):
+                body = pack_transfers([transfer(20 + n, 2, 1, 1)])
+                batch = queued(tip.sequence + 1, KIND_TRANSFERS, time.time_ns(), body, UNKEYED)
+                tip = holder.write([batch], tip)[-1]
+                holder.flush(tip)
+            deadline = time.monotonic() + 10
+            while ledger.sequence < tip.sequence and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert not posted, "the create still waits for the lock"
+            assert ledger.sequence == start_tip.sequence + 2, "applied while waiting"
+            holder.unlock()
+            poster.join(10)
+            assert [r.status for r in posted[0]] == [T.CREATED]
+            assert ledger.sequence == tip.sequence + 1
+    finally:
+        holder.close()
+    report = verify(tmp_path)
+    assert report.ok and report.transfers == 3, report.summary()
 
 
 # -- a directory taken from under an open ledger ----------------------------------------------

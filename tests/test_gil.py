@@ -1,5 +1,5 @@
-"""The Rust engine releases the GIL while it works on a batch (SPEC section 5), and leaves the
-interpreter's state as it found it."""
+"""The Rust engine releases the GIL while it works on a batch of 64 events or more, and leaves
+the interpreter's state as it found it."""
 
 from __future__ import annotations
 

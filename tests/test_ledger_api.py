@@ -1,9 +1,9 @@
-"""The `Ledger` facade's contract (SPEC section 3), read as a specification.
+"""The `Ledger` facade's contract, read as a specification.
 
 What both engines share lives in the facade: choosing the engine, the clock and its strictly
 increasing timestamps, the batch limit, refusing input that a record cannot hold, the lock
 that makes a ledger safe to share between threads, and the shape of every answer. The
-queries (section 3) and the point-in-time balances (section 6) are specified here too.
+queries and the point-in-time balances are specified here too.
 Scenarios run on both engines through the `ledger` fixture.
 """
 

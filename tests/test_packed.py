@@ -1,4 +1,4 @@
-"""Packed batches and lookups (SPEC section 5): the same results and records as with objects,
+"""Packed batches and lookups: the same results and records as with objects,
 with no Python object per event, NumPy builders and views, and a clear error for a buffer that
 is not whole records."""
 

@@ -15,6 +15,7 @@ from ._balances import Balances, TrialBalance
 from ._id import id
 from ._ledger import ENGINES, Ledger, rust_engine_available
 from ._metrics import HistogramSnapshot, Metrics, OperationMetrics
+from ._progress import Progress
 from ._types import (
     AMOUNT_MAX,
     BATCH_MAX,
@@ -106,6 +107,7 @@ __all__ = [
     "LedgerForkedError",
     "Metrics",
     "OperationMetrics",
+    "Progress",
     "QueryFilter",
     "QueryFilterFlags",
     "ReadOnlyLedgerError",

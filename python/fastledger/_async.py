@@ -53,7 +53,10 @@ class AsyncLedger:
     async def open(
         cls, path: str | os.PathLike[str], *, workers: int = WORKERS, **options: Any
     ) -> AsyncLedger:
-        """Opens a durable ledger (replaying its journal) without blocking the event loop."""
+        """Opens a durable ledger (replaying its journal) without blocking the event loop.
+        The options are those of `Ledger.open`; a `progress` callback is called on the
+        thread that opens the ledger, not in the event loop (`loop.call_soon_threadsafe`
+        hands a report over to it)."""
         ledger = await asyncio.to_thread(functools.partial(Ledger.open, path, **options))
         return cls(ledger, workers=workers)
 

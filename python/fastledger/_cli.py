@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TypeVar
 
 from . import __version__, money
 from ._bench_processes import bench_follower, bench_processes, random_move
 from ._copy import copy_main
 from ._ledger import ENGINES, Ledger, rust_engine_available
+from ._progress import ProgressLine
 from ._records import pack_transfers
 from ._stats import stats_main
 from ._types import (
@@ -396,7 +397,6 @@ _THREADS_MAX = 64
 # The most processes `--processes` starts, and the batches the follower is timed on.
 _PROCESSES_MAX = 16
 _FOLLOWER_BATCHES = 300
-_PROGRESS_INTERVAL_S = 1.0
 _NS_PER_S = 1_000_000_000
 _U64_MASK = (1 << 64) - 1
 
@@ -685,7 +685,7 @@ def _describe(config: _BenchConfig) -> str:
 
 
 def _run_engine(ledger: Ledger, config: _BenchConfig) -> _EngineReport:
-    progress = _Progress(ledger.engine, sys.stderr)
+    progress = ProgressLine(ledger.engine, sys.stderr)
     progress.say(f"creating {config.accounts:,} accounts")
     _create_accounts(ledger, config.accounts)
     singles = _single_transfers(config, config.transfers + 1)
@@ -842,7 +842,7 @@ def _packed_batch(transfers: list[Transfer]) -> bytes:
 def _post_load(
     ledger: Ledger,
     config: _BenchConfig,
-    progress: _Progress,
+    progress: ProgressLine,
     reserve: Callable[[], None] | None,
 ) -> tuple[int, list[int], int, int]:
     """Posts the load, after `reserve` if any; returns the time spent posting, the latency of
@@ -873,7 +873,7 @@ def _post_load(
 
 
 def _post_back_to_back(
-    ledger: Ledger, batches: Sequence[_Batch], progress: _Progress | None = None
+    ledger: Ledger, batches: Sequence[_Batch], progress: ProgressLine | None = None
 ) -> tuple[int, list[int]]:
     """Posts ready batches one after the other; returns the wall time and each latency."""
     latencies = []
@@ -888,7 +888,7 @@ def _post_back_to_back(
 
 
 def _post_from_threads(
-    ledger: Ledger, batches: list[_Batch], threads: int, progress: _Progress
+    ledger: Ledger, batches: list[_Batch], threads: int, progress: ProgressLine
 ) -> tuple[int, list[int]]:
     """Posts ready batches from `threads` threads at once, each taking every `threads`th
     batch back to back; returns the wall time and each latency."""
@@ -903,7 +903,7 @@ def _post_from_threads(
 
 
 def _post_building_between_calls(
-    ledger: Ledger, config: _BenchConfig, progress: _Progress
+    ledger: Ledger, config: _BenchConfig, progress: ProgressLine
 ) -> tuple[int, list[int]]:
     """Posts the load building each batch (each round of one batch per thread) just before
     its call; returns the time spent in the calls (the wall time of the rounds) and each
@@ -1051,34 +1051,6 @@ def _percentile(values: list[int], per_mille: int) -> int:
     ordered = sorted(values)
     rank = -(-len(ordered) * per_mille // 1000)
     return ordered[max(rank, 1) - 1]
-
-
-class _Progress:
-    """Tells on stderr how far a run is, at most once a second, so a long run shows life."""
-
-    def __init__(self, label: str, stream: TextIO) -> None:
-        self._label = label
-        self._stream = stream
-        self.total = 0
-        self._done = 0
-        self._start_s = 0.0
-        self._shown_s = 0.0
-
-    def say(self, message: str) -> None:
-        print(f"{self._label}: {message}", file=self._stream, flush=True)
-
-    def start(self, total: int) -> None:
-        self.total, self._done = total, 0
-        self._start_s = self._shown_s = time.monotonic()
-
-    def advance(self, count: int) -> None:
-        self._done += count
-        now_s = time.monotonic()
-        if now_s - self._shown_s < _PROGRESS_INTERVAL_S and self._done < self.total:
-            return
-        self._shown_s = now_s
-        rate = self._done / max(now_s - self._start_s, 1e-9)
-        self.say(f"{self._done:,}/{self.total:,} transfers ({rate:,.0f}/s)")
 
 
 # -- bench output ----------------------------------------------------------------------------

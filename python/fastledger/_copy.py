@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._durable import _open_journal
+from ._progress import ProgressCallback, Reporter, journal_extent, terminal_line
 from ._verify import add_key_file_argument
 from .errors import FastledgerError, InvalidArgumentError, JournalCorruptError
 from .journal import Journal, read_ahead
@@ -34,14 +35,27 @@ class CopyReport:
     journal_bytes: int
 
 
-def copy(source: str, destination: str, *, key: bytes | None = None) -> CopyReport:
+def copy(
+    source: str,
+    destination: str,
+    *,
+    key: bytes | None = None,
+    progress: ProgressCallback | None = None,
+) -> CopyReport:
     """Copies the journal at `source` to `destination` (each a directory or a postgresql://
-    URL); refuses a destination that holds a journal already."""
+    URL); refuses a destination that holds a journal already. `progress`, when given, is
+    called with a `fastledger.Progress` as batches are read (stage `"copy"`, then `"done"`
+    once the last is written), as `Ledger.open` calls it."""
+    if progress is not None and not callable(progress):
+        raise InvalidArgumentError("progress must be a callable or None")
     reader = _open_journal(source, key, True, "fsync", False)
     try:
         writer = _open_destination(destination, reader.header, key)
         try:
-            return _copy_batches(reader, writer)
+            reporter = None
+            if progress is not None:
+                reporter = Reporter(progress, "copy", *journal_extent(reader))
+            return _copy_batches(reader, writer, reporter)
         finally:
             writer.close()
     finally:
@@ -58,7 +72,7 @@ def _open_destination(location: str, header: JournalHeader, key: bytes | None) -
     return PostgresJournal.open(location, key=key, header=header)
 
 
-def _copy_batches(reader: Journal, writer: Journal) -> CopyReport:
+def _copy_batches(reader: Journal, writer: Journal, reporter: Reporter | None) -> CopyReport:
     if writer.header != reader.header:
         raise InvalidArgumentError(
             f"{writer.location} holds a journal already: copy into a new one"
@@ -83,10 +97,14 @@ def _copy_batches(reader: Journal, writer: Journal) -> CopyReport:
             events += batch.count
             if sum(HEADER_SIZE + len(b[3]) for b in group) >= _GROUP_BYTES:
                 tip = _write(writer, group, tip, checks)
+            if reporter is not None:
+                reporter.batch(batch.sequence, batch.end)
         if group:
             tip = _write(writer, group, tip, checks)
     finally:
         writer.unlock()
+    if reporter is not None:
+        reporter.done(tip.sequence, tip.end)
     return CopyReport(tip.sequence, events, tip.end)
 
 
@@ -125,7 +143,12 @@ def copy_main(argv: Sequence[str] | None = None) -> int:
     add_key_file_argument(parser)
     args = parser.parse_args(argv)
     try:
-        report = copy(args.source, args.destination, key=args.key)
+        report = copy(
+            args.source,
+            args.destination,
+            key=args.key,
+            progress=terminal_line("copy", sys.stderr),
+        )
     except FastledgerError as error:
         print(f"fastledger copy: error: {error}", file=sys.stderr)
         return 1

@@ -24,10 +24,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 from ._contract import Engine
+from ._progress import ProgressCallback, Reporter, journal_extent
 from .errors import InvalidArgumentError, JournalCorruptError, JournalWriteError, LedgerClosedError
 from .journal import Journal, read_ahead
 from .journal.committer import Committer
@@ -103,10 +104,12 @@ class Durable:
         snapshot_every: int | Literal["auto"] | None,
         max_staleness_s: float | None,
         cut_damaged_tail: bool,
+        progress: ProgressCallback | None = None,
     ) -> Durable:
         """Opens the journal at `path` for a new `ledger`, recovers its state from it and
         returns the durable part that keeps it in step; the arguments are those of
-        `Ledger.open`, checked there."""
+        `Ledger.open`, checked there. An exception of `progress` closes the journal again and
+        propagates."""
         journal = _open_journal(path, key, read_only, durability, cut_damaged_tail)
         try:
             snapshots, every = None, None
@@ -121,7 +124,14 @@ class Durable:
                 every,
                 None if max_staleness_s is None else int(max_staleness_s * 1e9),
             )
-            durable.recover(ledger, journal, cut_everything=cut_damaged_tail)
+            reporter = None
+            if progress is not None:
+                reporter = Reporter(progress, "replay", *journal_extent(journal))
+            durable.recover(ledger, journal, cut_everything=cut_damaged_tail, reporter=reporter)
+            if reporter is not None:
+                assert ledger._committer is not None
+                tip = ledger._committer.tip
+                reporter.done(tip.sequence, tip.end)
         except BaseException:
             if ledger._committer is not None:
                 ledger._committer.close()
@@ -132,7 +142,14 @@ class Durable:
 
     # -- recovery --------------------------------------------------------------------------
 
-    def recover(self, ledger: Ledger, journal: Journal, *, cut_everything: bool) -> None:
+    def recover(
+        self,
+        ledger: Ledger,
+        journal: Journal,
+        *,
+        cut_everything: bool,
+        reporter: Reporter | None = None,
+    ) -> None:
         """Loads the newest snapshot the engine can import, replays the journal after it, and
         for a writer takes the append lock once to read what lies past the durable tip.
 
@@ -140,8 +157,11 @@ class Durable:
         refuses to open, and so that the snapshot is known to sit on this very chain. Reading
         up to the durable tip needs no lock, so that a long replay never holds up the other
         processes; `cut_everything` reads it all under the lock, as only then may damage be
-        cut off."""
+        cut off. `reporter`, if any, hears of the snapshot and of the batches as they are read."""
         snapshot = self._load_snapshot(ledger)
+        if reporter is not None and snapshot is not None:
+            # No batch is read yet: the counts start from none, so that they only ever grow.
+            reporter.report("snapshot", 0, 0)
         start = journal.header.empty_tip(journal.checksums)
         covered = start if snapshot is None else snapshot.tip
         ledger._journal = journal
@@ -149,11 +169,17 @@ class Durable:
         if cut_everything:
             committer.hold()
         try:
-            batches = journal.read(start, locked=cut_everything)
-            with ledger._lock:
-                tip = _replay_after(ledger, read_ahead(batches), start, snapshot)
-                committer.caught_up(tip, durable=not cut_everything)
-                self.epoch = committer.epoch
+            batches = read_ahead(journal.read(start, locked=cut_everything))
+            try:
+                with ledger._lock:
+                    tip = _replay_after(ledger, batches, start, snapshot, reporter)
+                    committer.caught_up(tip, durable=not cut_everything)
+                    self.epoch = committer.epoch
+            finally:
+                # Stops the thread that reads ahead now, not once the generator is collected,
+                # so that a replay stopped by an error leaves no read of a closed journal.
+                if isinstance(batches, Generator):
+                    batches.close()
             if committer.tip.sequence < covered.sequence:
                 raise JournalCorruptError(
                     f"the journal ends at batch {committer.tip.sequence}, before batch "
@@ -431,10 +457,15 @@ _FOLLOWER_IDLE_S = 1.0
 
 
 def _replay_after(
-    ledger: Ledger, batches: Iterable[Batch], start: Tip, snapshot: Snapshot | None
+    ledger: Ledger,
+    batches: Iterable[Batch],
+    start: Tip,
+    snapshot: Snapshot | None,
+    reporter: Reporter | None = None,
 ) -> Tip:
     """Replays the batches after `start` that follow the one `snapshot` covers, checking
-    that that one is the batch the snapshot covers; returns the tip of the last batch."""
+    that that one is the batch the snapshot covers; returns the tip of the last batch.
+    `reporter`, if any, hears of each batch read."""
     tip = start
     covered = start if snapshot is None else snapshot.tip
     for batch in batches:
@@ -448,6 +479,8 @@ def _replay_after(
                 offset=batch.offset,
             )
         tip = batch.tip
+        if reporter is not None:
+            reporter.batch(tip.sequence, tip.end)
     return tip
 
 

@@ -38,6 +38,7 @@ from . import _check, _metrics, packed
 from ._balances import Balances, TrialBalance
 from ._contract import Engine
 from ._durable import Durable, _close_journal
+from ._progress import ProgressCallback
 from ._records import RECORD_SIZE, pack_accounts, pack_transfers
 from ._types import (
     ACCOUNT_FILTER_FIELD_BITS,
@@ -232,6 +233,7 @@ class Ledger:
         key: bytes | None = None,
         max_staleness_s: float | None = None,
         cut_damaged_tail: bool = False,
+        progress: ProgressCallback | None = None,
     ) -> Ledger:
         """Opens (or creates) the ledger whose journal is the directory `path`, or the
         PostgreSQL database of a `postgresql://` URL.
@@ -261,7 +263,14 @@ class Ledger:
         snapshots of a directory ledger; None turns them off (`snapshot()` still works);
         `"auto"` (the default) means 128 with the Python engine and None with the Rust engine,
         which replays its journal faster than it imports a snapshot.
+
+        `progress`, a callable, is called with a `fastledger.Progress` while the journal is
+        read: once a snapshot is loaded, as batches are replayed (on the first one, then at
+        most every 0.2 s), and once with stage `"done"` when the ledger is ready. An
+        exception it raises closes the journal again and propagates out of `open`.
         """
+        if progress is not None and not callable(progress):
+            raise InvalidArgumentError("progress must be a callable or None")
         if not (
             snapshot_every is None
             or snapshot_every == "auto"
@@ -284,6 +293,7 @@ class Ledger:
             snapshot_every=snapshot_every,
             max_staleness_s=max_staleness_s,
             cut_damaged_tail=cut_damaged_tail,
+            progress=progress,
         )
         _opened.add(ledger)
         return ledger

@@ -15,26 +15,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO, TypeVar
 
 from ._durable import _open_journal, _snapshot_engine
 from ._ledger import ENGINES, Ledger
+from ._progress import ProgressCallback, ProgressLine, Reporter, journal_extent, terminal_line
 from ._types import BATCH_MAX, Account, QueryFilter, Transfer
 from .errors import FastledgerError, JournalCorruptError
 from .journal import Journal, read_ahead
 from .journal.directory import DirectoryJournal
-from .journal.format import Batch, Tip
+from .journal.format import Tip
 from .journal.snapshots import Snapshot, Snapshots
 
 __all__ = ["LedgerTotals", "VerifyReport", "add_key_file_argument", "verify", "verify_main"]
 
 T = TypeVar("T", Account, Transfer)
-
-# Progress goes to stderr at most this often, and only once a run has taken this long.
-PROGRESS_INTERVAL_S = 1.0
 
 
 @dataclass(slots=True)
@@ -97,16 +94,20 @@ def verify(
     path: str | os.PathLike[str],
     *,
     engine: str = "auto",
-    progress: TextIO | None = None,
+    progress: ProgressCallback | TextIO | None = None,
     key: bytes | None = None,
 ) -> VerifyReport:
     """Checks the journal at `path`, a directory or a `postgresql://` URL, end to end; see
     the module's description.
 
     `engine` replays the journal; "auto" takes the Rust engine unless snapshots need
-    comparing and it cannot export its state. `progress`, when given, receives a progress
-    line about once a second for long runs. `key` is the journal's key, if it has one.
+    comparing and it cannot export its state. `progress`, when given, is called with a
+    `fastledger.Progress` as the journal is replayed (stage `"verify"`, then `"done"`), as
+    `Ledger.open` calls it; a stream instead receives a progress line about once a second.
+    `key` is the journal's key, if it has one.
     """
+    if progress is not None and not callable(progress):
+        progress = ProgressLine("verify", progress)
     location = os.fspath(path)
     report = VerifyReport(location if "://" in location else os.path.abspath(location))
     try:
@@ -150,17 +151,16 @@ def _replay(
     journal: Journal,
     snapshots: dict[int, Snapshot],
     report: VerifyReport,
-    stream: TextIO | None,
+    callback: ProgressCallback | None,
 ) -> None:
     """Replays the whole journal, comparing each snapshot when its batch is reached; takes
     the snapshots it compared out of `snapshots`."""
     start = journal.header.empty_tip(journal.checksums)
     if isinstance(journal, DirectoryJournal):
         batches = journal.inspect(start)
-        progress = _Progress(stream, os.path.getsize(journal.file))
     else:
         batches = journal.read(start, locked=False)
-        progress = _Progress(stream, 0)
+    progress = None if callback is None else Reporter(callback, "verify", *journal_extent(journal))
     _compare(ledger, snapshots.pop(0, None), start, report)
     last = start
     try:
@@ -170,10 +170,12 @@ def _replay(
             report.events += batch.count
             last = batch.tip
             _compare(ledger, snapshots.pop(batch.sequence, None), last, report)
-            progress.show(batch)
+            if progress is not None:
+                progress.batch(last.sequence, last.end)
     except JournalCorruptError as error:
         report.problems.append(f"{error} (opening refuses this journal)")
-    progress.done()
+    if progress is not None:
+        progress.done(last.sequence, last.end)
     report.journal_bytes = last.end
     if isinstance(journal, DirectoryJournal) and journal.torn_tail is not None:
         report.notes.append(
@@ -230,35 +232,6 @@ def _pages(query: Callable[[QueryFilter], list[T]]) -> Iterator[T]:
         after = page[-1].timestamp
 
 
-class _Progress:
-    """Reports how far the replay is, on a stream, about once a second for long runs."""
-
-    def __init__(self, stream: TextIO | None, total_bytes: int) -> None:
-        self._stream = stream
-        self._total = max(total_bytes, 1)
-        self._start = self._last = time.monotonic()
-        self._shown = False
-
-    def show(self, batch: Batch) -> None:
-        now = time.monotonic()
-        if self._stream is None or now - self._last < PROGRESS_INTERVAL_S:
-            return
-        self._last = now
-        self._shown = True
-        where = (
-            f"{100 * batch.end / self._total:5.1f}% of the journal"
-            if self._total > 1
-            else (f"{batch.end} bytes")
-        )
-        self._stream.write(f"\rverify: batch {batch.sequence}, {where}, {now - self._start:.0f} s")
-        self._stream.flush()
-
-    def done(self) -> None:
-        if self._stream is not None and self._shown:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
 def add_key_file_argument(parser: argparse.ArgumentParser) -> None:
     """`--key-file FILE`: the key of a keyed journal, read from a file (never given on the
     command line, where other users of the machine could read it); `args.key`."""
@@ -287,18 +260,19 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
         epilog="exit status: 0 when the directory is sound, 1 on any problem, 2 on a usage "
         "error.\n\nexamples:\n"
         "  fastledger verify ./ledger                 # the directory of Ledger.open('./ledger')\n"
-        "  fastledger verify ./ledger --quiet         # no progress on stderr\n"
+        "  fastledger verify ./ledger --quiet         # no progress, even on a terminal\n"
         "  fastledger verify ./ledger --engine python # replay with the reference engine\n"
         "  fastledger verify postgresql://host/db     # a journal kept in PostgreSQL\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("path", help="the ledger directory, or a postgresql:// URL")
     parser.add_argument("--engine", choices=ENGINES, default="auto", help="replay engine")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr, even on a terminal"
+    )
     add_key_file_argument(parser)
     args = parser.parse_args(argv)
-    report = verify(
-        args.path, engine=args.engine, progress=None if args.quiet else sys.stderr, key=args.key
-    )
+    progress = None if args.quiet else terminal_line("verify", sys.stderr)
+    report = verify(args.path, engine=args.engine, progress=progress, key=args.key)
     print(report.summary())
     return 0 if report.ok else 1

@@ -204,6 +204,12 @@ class PostgresJournal:
             limit = max(1, min(_PAGE_ROWS_MAX, _PAGE_BYTES // max(len(d) for _, d in rows)))
         self._check_head(head, tip)
 
+    def durable_extent(self) -> tuple[int, int]:
+        """The sequence and end offset of the head, the last committed batch: the totals of
+        a progress report, read without reading the batches."""
+        head = self._reader.run("read the journal's head", partial(self._head, 0))
+        return head.sequence, head.end
+
     def changed(self, tip: Tip) -> bool:
         sequence, checksum = self._reader.run("check the journal's head", self._tip)
         return sequence != tip.sequence or checksum != tip.checksum

@@ -164,14 +164,22 @@ class Durable:
             reporter.report("snapshot", 0, 0)
         start = journal.header.empty_tip(journal.checksums)
         covered = start if snapshot is None else snapshot.tip
-        ledger._journal = journal
-        ledger._committer = committer = Committer(journal, start)
-        if cut_everything:
-            committer.hold()
+        committer = Committer(journal, start)
+        try:
+            if cut_everything:
+                committer.hold()
+        except BaseException:
+            committer.close()
+            raise
         try:
             batches = read_ahead(journal.read(start, locked=cut_everything))
             try:
                 with ledger._lock:
+                    # Published with the replay, under the lock: a call of another thread
+                    # that saw the new committer before the replay would apply the whole
+                    # journal itself, and the replay would apply it again.
+                    ledger._journal = journal
+                    ledger._committer = committer
                     tip = _replay_after(ledger, batches, start, snapshot, reporter)
                     committer.caught_up(tip, durable=not cut_everything)
                     self.epoch = committer.epoch
@@ -199,6 +207,13 @@ class Durable:
                 cut_everything = True
                 with ledger._lock:
                     self.catch_up_to_append(ledger)
+        except BaseException:
+            if ledger._committer is not committer:
+                if cut_everything:
+                    committer.release()
+                    cut_everything = False
+                committer.close()
+            raise
         finally:
             if cut_everything:
                 committer.release()
@@ -263,6 +278,7 @@ class Durable:
             committer.hold()
             return
         with ledger._lock:
+            ledger._check_usable()
             self.follow(ledger, now=True)
         with self._follower.following(ledger):
             committer.hold()
@@ -413,7 +429,8 @@ class _WaitingFollower:
         while self._wait_for_waiters():
             ledger = reference()
             if ledger is None or ledger._closed or ledger._committer is None:
-                break
+                self._stop_running()
+                return
             committer, journal = ledger._committer, ledger._journal
             assert journal is not None
             tip = committer.tip
@@ -423,26 +440,32 @@ class _WaitingFollower:
                     continue
                 ledger = reference()
                 if ledger is None:
-                    break
+                    self._stop_running()
+                    return
                 with ledger._lock:
-                    if not ledger._closed and not committer.failed:
+                    if ledger._committer is committer and not ledger._closed:
                         ledger._durable.follow(ledger, now=True)
                 del ledger
             except Exception as error:
                 # The caller that waits reads the journal again under the lock, and meets
                 # whatever this was there, where it is reported.
                 log.debug("fastledger: following while waiting for the lock stopped: %r", error)
-                break
+                self._stop_running()
+                return
+
+    def _stop_running(self) -> None:
         with self._changed:
             self._running = False
 
     def _wait_for_waiters(self) -> bool:
         """Waits until a caller has waited for the append lock for `_FOLLOWER_DELAY_S`: one
         that gets it sooner has little to catch up, and following would only cost the journal
-        a look. False once none has waited for a while."""
+        a look. False once none has waited for a while: the thread is then no longer running,
+        which is decided under the same hold of the condition that a new waiter looks at."""
         with self._changed:
             while True:
                 if not self._changed.wait_for(lambda: self._waiting > 0, _FOLLOWER_IDLE_S):
+                    self._running = False
                     return False
                 if not self._changed.wait_for(lambda: self._waiting == 0, _FOLLOWER_DELAY_S):
                     return True

@@ -303,12 +303,15 @@ class Ledger:
         `LedgerClosedError`. Closing again, or closing an in-memory ledger, does nothing."""
         if self._journal is None:
             return
-        with self._durable.snapshot_lock, self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._forked:
-                return  # A forked child owns neither the threads nor the journal.
+        with self._durable.snapshot_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+                if self._forked:
+                    return  # A forked child owns neither the threads nor the journal.
+            # Outside the ledger's lock: a caller that has pinned the append lock waits for
+            # it, finds the ledger closed, and lets its pin go, which the committer waits for.
             _close_journal(self._committer, self._journal)
 
     def __enter__(self) -> Ledger:
@@ -500,6 +503,7 @@ class Ledger:
         queued = False
         try:
             with self._lock:
+                self._check_usable()
                 self._durable.catch_up_to_append(self)
                 timestamp = self._begin_batch(len(body) // RECORD_SIZE)
                 # From here the batch's append ends the pin, so that the committer need not

@@ -161,9 +161,12 @@ class Committer:
 
     def _unpin(self) -> None:
         # Called with the lock held. The committer lets the lock go once nothing is pinned or
-        # queued.
+        # queued; once it has stopped, the last pin does (see `_stop`).
         self._pins -= 1
         if self._pins == 0:
+            if self._stopped and self._locked:
+                self._locked = False
+                self.journal.unlock()
             self._changed.notify_all()
 
     def caught_up(self, tip: Tip, *, durable: bool) -> None:
@@ -191,7 +194,7 @@ class Committer:
             self._appended = sequence = self._appended + 1
             self._queue.append((sequence, kind, timestamp, body, body_checksum))
             self._queued_bytes += HEADER_SIZE + len(body)
-            if self._pins == 0:
+            if self._pins == 0 or self._queued_bytes >= GROUP_WAIT_BYTES_MAX:
                 self._changed.notify_all()
             return sequence
 
@@ -331,6 +334,11 @@ class Committer:
                 self._changed.wait()
                 continue
             if self._pins == 0 and self._durable < self._tip.sequence:
+                # Batches read under the lock wait for a flush, which needs no lock.
+                if self._locked and self.journal.contended():
+                    self._locked = False
+                    self.journal.unlock()
+                    self._changed.notify_all()
                 return []
             if self._locked and self._pins == 0:
                 lingered = time.monotonic() - idle_since
@@ -408,7 +416,9 @@ class Committer:
             waiters, self._waiters = self._waiters, []
             self._queue = []
             self._queued_bytes = 0
-            if self._locked:
+            # A flush fails after the lock was let go, maybe once a caller of this process
+            # took it again: that caller's pin lets it go then, not this, under its feet.
+            if self._locked and self._pins == 0:
                 self._locked = False
                 self.journal.unlock()
             self._changed.notify_all()

@@ -2,7 +2,6 @@
 
     PATH/journal                     the journal header, then the batches (`format` gives them)
     PATH/tip                         the durable tip, kept apart from the journal
-    PATH/tip.lock                    empty; its advisory lock orders updates of the tip file
     PATH/snapshot-<sequence:020d>    the engine state through a batch (`snapshots` gives them)
 
 Any number of processes may open one directory, all of them writers. The append lock is an
@@ -13,10 +12,11 @@ at PATH/journal is still the one it holds open.
 The tip file records the last durable batch: its sequence, where it ends and its checksum. A
 writer updates it after every flush, so it is never ahead of what is on disk, and other
 processes learn from it at the cost of reading shared memory that a batch was appended. A
-writer holds the append lock only while it writes, and flushes after letting it go, so that the
-next process writes while the disk flushes; that one's own flush then covers both writes. Any
-process that flushed may update the tip file, under the lock of PATH/tip.lock, so that two
-never write one slot at once and the tip only moves forward.
+writer that another process waits for lets the append lock go once it has written, and flushes
+after, so that the next process writes while the disk flushes; that one's own flush then covers
+both writes. Any process that flushed may update the tip file, under an advisory lock of the
+directory itself (a file for it could be removed under a running ledger, the directory cannot),
+so that two never write one slot at once and the tip only moves forward.
 
 The tip file also gives away a journal that lost batches from its end (restored from an old
 copy, say), which a hash chain alone cannot show: opening then refuses with the number of
@@ -41,6 +41,7 @@ import mmap
 import os
 import struct
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -59,13 +60,12 @@ from .format import (
     encode_batches,
 )
 
-__all__ = ["JOURNAL", "TIP", "TIP_LOCK", "DirectoryJournal"]
+__all__ = ["JOURNAL", "TIP", "DirectoryJournal"]
 
 log = logging.getLogger("fastledger")
 
 JOURNAL = "journal"
 TIP = "tip"
-TIP_LOCK = "tip.lock"
 TIP_MAGIC = b"FLTIP\0\0\0"
 _TIP_SIZE = 256
 _SLOTS = (64, 128)
@@ -117,6 +117,7 @@ class DirectoryJournal:
                 f"{self.path} holds no ledger: a read-only open never creates one"
             )
         self._fd = os.open(self.file, os.O_RDONLY if read_only else os.O_RDWR)
+        self._record_fd = -1
         try:
             self._identity = _identity(os.fstat(self._fd))
             block = os.pread(self._fd, HEADER_SIZE, 0)
@@ -130,12 +131,13 @@ class DirectoryJournal:
             self.header = JournalHeader.decode(block, self.checksums, self.file)
             self._tip_map = self._open_tip_file()
             self._waiting_fd = os.open(os.path.join(self.path, TIP), os.O_RDONLY)
-            self._record_fd = -1
-            if not read_only:
-                self._record_fd = os.open(
-                    os.path.join(self.path, TIP_LOCK), os.O_RDWR | os.O_CREAT, 0o600
-                )
+            # Records of the tip go under the lock of the directory, across processes, and of
+            # `_recording`, across this process's threads, which share the one open directory.
+            self._record_fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            self._recording = threading.Lock()
         except BaseException:
+            if self._record_fd >= 0:
+                os.close(self._record_fd)
             os.close(self._fd)
             raise
         self._locked = False
@@ -226,11 +228,21 @@ class DirectoryJournal:
             )
         return best
 
+    @contextlib.contextmanager
+    def _recording_tip(self) -> Iterator[None]:
+        """Holds the tip file for one record: against this process's other threads and
+        against other processes."""
+        with self._recording:
+            _platform.lock_exclusive(self._record_fd)
+            try:
+                yield
+            finally:
+                _platform.unlock(self._record_fd)
+
     def _record_tip(self, tip: Tip) -> None:
         """Writes `tip` over the older slot, the newer one staying whole meanwhile, unless the
         tip file holds `tip` or a later one already: another process may have flushed past it."""
-        _platform.lock_exclusive(self._record_fd)
-        try:
+        with self._recording_tip():
             # The slots' sequences alone settle the common case; a slot that claims `tip` or a
             # later one must also be whole to count.
             a, b = _SEQUENCES.unpack_from(self._tip_map, _SLOTS[0])
@@ -238,17 +250,12 @@ class DirectoryJournal:
                 return
             older = _SLOTS[0] if a <= b else _SLOTS[1]
             self._tip_map[older : older + _SLOT_SIZE] = self._encode_slot(tip)
-        finally:
-            _platform.unlock(self._record_fd)
 
     def reset_tip(self, tip: Tip) -> None:
         """Writes `tip` over both slots: a tip going back, after an explicit cut."""
-        _platform.lock_exclusive(self._record_fd)
-        try:
+        with self._recording_tip():
             for at in _SLOTS:
                 self._tip_map[at : at + _SLOT_SIZE] = self._encode_slot(tip)
-        finally:
-            _platform.unlock(self._record_fd)
 
     def changed(self, tip: Tip) -> bool:
         # Both slots' sequences without their checksums: a slot half written by a writer at
@@ -451,8 +458,7 @@ class DirectoryJournal:
                 self._tip_map.flush()
         self._tip_map.close()
         os.close(self._waiting_fd)
-        if self._record_fd >= 0:
-            os.close(self._record_fd)
+        os.close(self._record_fd)
         os.close(self._fd)
         self._fd = -1
 

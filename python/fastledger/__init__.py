@@ -33,12 +33,6 @@ from ._types import (
     Transfer,
     TransferFlags,
 )
-
-if TYPE_CHECKING:
-    from opentelemetry.metrics import MeterProvider
-    from opentelemetry.trace import TracerProvider
-
-    from . import otel
 from .errors import (
     BatchTooLargeError,
     EngineUnavailableError,
@@ -55,6 +49,13 @@ from .errors import (
     ReadOnlyLedgerError,
     RecordTypeError,
 )
+
+# Only for the types of `instrument`, which imports OpenTelemetry when it is called.
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from . import otel
 
 # A library leaves the configuration of logging to the program; without a handler of its own,
 # the warnings of "fastledger" (slow journal writes, long lock waits, recovery) would go to

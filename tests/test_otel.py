@@ -350,3 +350,22 @@ def test_a_subclass_of_ledger_keeps_its_own_methods(telemetry: Telemetry) -> Non
     assert [span.name for span in telemetry.spans()] == ["fastledger.create_accounts"]
     handle.uninstrument()
     assert type(ledger) is Audited
+
+
+def test_instrument_without_opentelemetry_says_which_extra_to_install() -> None:
+    # A None in sys.modules makes every import of the package fail as if it were missing.
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["opentelemetry"] = None
+        import fastledger
+        try:
+            fastledger.instrument(fastledger.Ledger())
+        except ImportError as error:
+            print(error)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "pip install 'fastledger[otel]'" in done.stdout

@@ -8,6 +8,7 @@ ledger.create_accounts([fastledger.Account(id=1, ledger=1, code=1)])
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._async import AsyncLedger
@@ -50,10 +51,46 @@ from .errors import (
     RecordTypeError,
 )
 
+# Only for the types of `instrument`, which imports OpenTelemetry when it is called.
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from . import otel
+
 # A library leaves the configuration of logging to the program; without a handler of its own,
 # the warnings of "fastledger" (slow journal writes, long lock waits, recovery) would go to
 # stderr through logging's last resort.
 logging.getLogger("fastledger").addHandler(logging.NullHandler())
+
+
+def instrument(
+    ledger: Ledger,
+    *,
+    meter_provider: MeterProvider | None = None,
+    tracer_provider: TracerProvider | None = None,
+    attributes: Mapping[str, str | bool | int | float] | None = None,
+) -> otel.Instrumentation:
+    """Exports the ledger's metrics to OpenTelemetry and traces its calls: see
+    `fastledger.otel.instrument` for the options. Needs opentelemetry-api
+    (`pip install 'fastledger[otel]'`), imported only here, so that a program that never
+    instruments a ledger never loads it."""
+    try:
+        from . import otel
+    except ImportError as error:
+        if error.name is None or not error.name.startswith("opentelemetry"):
+            raise
+        raise ImportError(
+            "fastledger.instrument needs opentelemetry-api: pip install 'fastledger[otel]'",
+            name=error.name,
+        ) from error
+    return otel.instrument(
+        ledger,
+        meter_provider=meter_provider,
+        tracer_provider=tracer_provider,
+        attributes=attributes,
+    )
+
 
 # Read on first use from the installed distribution, whose version maturin takes from the
 # workspace Cargo.toml, the one place it is written. Lazily, because importing importlib.metadata
@@ -116,5 +153,6 @@ __all__ = [
     "TransferFlags",
     "TrialBalance",
     "id",
+    "instrument",
     "rust_engine_available",
 ]

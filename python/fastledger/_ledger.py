@@ -27,6 +27,7 @@ import os
 import threading
 import time
 import weakref
+from _thread import allocate_lock
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -175,6 +176,37 @@ def _make_engine(name: str) -> Engine:
     return engine
 
 
+# What became of a caller's batch (`_Request.state`): applied, or this caller leads the next
+# hold of the append lock; None while it waits, or when the leader stopped before applying it.
+_DONE = "done"
+_LEAD = "lead"
+
+
+class _Request:
+    """One caller's batch, waiting for the thread that leads the next hold of the append lock
+    (see `Ledger._lead`)."""
+
+    __slots__ = ("answer", "body", "checksum", "create", "kind", "sequence", "state", "woken")
+
+    def __init__(
+        self, kind: _Kind, body: bytes, checksum: bytes, create: _Create | _CreatePacked
+    ) -> None:
+        self.kind = kind
+        self.body = body
+        self.checksum = checksum
+        self.create = create
+        self.sequence = 0
+        self.answer: Any = None
+        self.state: str | None = None
+        self.woken = allocate_lock()
+
+    def arm(self) -> None:
+        """Makes `woken` block until the leader releases it; the state is reset."""
+        self.state = None
+        self.woken = allocate_lock()
+        self.woken.acquire()
+
+
 class Ledger:
     """An in-memory ledger of accounts and immutable transfers.
 
@@ -197,6 +229,11 @@ class Ledger:
         self._clock = clock if clock is not None else time.time_ns
         self._batch_max = batch_max
         self._lock = threading.Lock()
+        # The batches of durable creates waiting for a thread to lead the next hold of the
+        # append lock, and whether one does (see `_lead`).
+        self._waiting_lock = threading.Lock()
+        self._waiting: list[_Request] = []
+        self._leading = False
         # The last timestamp given to an event, and the time through which pending
         # transfers have been expired: every later event is stamped after both.
         self._timestamp = 0
@@ -498,25 +535,89 @@ class Ledger:
         assert committer is not None
         self._check_usable()
         # Outside the append lock, which other processes may be waiting for.
-        body_checksum = committer.journal.checksums(body)
-        self._durable.hold(self)
-        queued = False
+        request = _Request(kind, body, committer.journal.checksums(body), create)
+        while True:
+            request.arm()
+            with self._waiting_lock:
+                self._waiting.append(request)
+                leads = not self._leading
+                self._leading = True
+            if not leads:
+                request.woken.acquire()
+                leads = request.state is _LEAD
+            if leads:
+                failure = self._lead(request)
+                if request.state is not _DONE and failure is not None:
+                    raise failure
+            if request.state is _DONE:
+                return request.sequence, request.answer
+            # Not applied: the leader stopped first. Trying again finds out why.
+            self._check_usable()
+
+    def _lead(self, own: _Request) -> Exception | None:
+        """Applies the batches of every caller waiting, `own` among them, in one hold of the
+        append lock: each stamped, queued and applied in turn under the ledger's lock, by this
+        thread alone. Then wakes the others and hands the lead to one that came meanwhile.
+        Returns what stopped it, if anything did.
+
+        Callers that each took the ledger's lock and the GIL in turn to apply their own batch
+        spent more time handing them over than in the engine; one thread holding both does
+        the work of all, while the others sleep until their batch is applied."""
+        committer = self._committer
+        assert committer is not None
+        requests: list[_Request] = []
+        failure: Exception | None = None
         try:
-            with self._lock:
-                self._check_usable()
-                self._durable.catch_up_to_append(self)
-                timestamp = self._begin_batch(len(body) // RECORD_SIZE)
-                # From here the batch's append ends the pin, so that the committer need not
-                # wait for the engine before it writes.
-                queued = True
-                sequence, answer = self._apply_journaled(
-                    kind, timestamp, body, body_checksum, create
-                )
-                self._tally(kind, len(body) // RECORD_SIZE, answer)
-                return sequence, answer
+            self._durable.hold(self)
+            pinned = True
+            try:
+                with self._waiting_lock:
+                    requests, self._waiting = self._waiting, []
+                with self._lock:
+                    self._check_usable()
+                    self._durable.catch_up_to_append(self)
+                    for n, request in enumerate(requests):
+                        last = n == len(requests) - 1
+                        count = len(request.body) // RECORD_SIZE
+                        timestamp = self._begin_batch(count)
+                        # The last batch's append ends the pin, even when it raises.
+                        pinned = not last
+                        self._apply_request(request, timestamp, count, last=last)
+            finally:
+                if pinned:
+                    committer.release()
+        except Exception as error:
+            failure = error
         finally:
-            if not queued:
-                committer.release()
+            self._wake(requests, own)
+        return failure
+
+    def _apply_request(self, request: _Request, timestamp: int, count: int, *, last: bool) -> None:
+        """Queues and applies one caller's batch of `count` events, stamped `timestamp`;
+        called under both locks."""
+        request.sequence, request.answer = self._apply_journaled(
+            request.kind, timestamp, request.body, request.checksum, request.create, last=last
+        )
+        self._tally(request.kind, count, request.answer)
+        request.state = _DONE
+
+    def _wake(self, requests: list[_Request], own: _Request) -> None:
+        """Wakes the callers of `requests` but `own`, whose thread leads, and hands the lead
+        to the first caller that came meanwhile, or gives it up. A request the leader took
+        but did not apply is left to its caller, which tries again."""
+        with self._waiting_lock:
+            if own in self._waiting:
+                # The lead stopped before it took the requests waiting: they wait on.
+                self._waiting.remove(own)
+            for request in requests:
+                if request is not own:
+                    request.woken.release()
+            if self._waiting:
+                following = self._waiting[0]
+                following.state = _LEAD
+                following.woken.release()
+            else:
+                self._leading = False
 
     def _apply_journaled(
         self,
@@ -525,16 +626,19 @@ class Ledger:
         body: bytes,
         body_checksum: bytes,
         create: _Create | _CreatePacked,
+        *,
+        last: bool = True,
     ) -> tuple[int, Any]:
         """Queues a batch for the journal, then has the engine apply it; returns the batch's
-        sequence and the engine's answer. Called under both locks.
+        sequence and the engine's answer. Called under both locks; `last` as for
+        `Committer.append`.
 
         From the moment the batch is queued, an exception leaves the journal holding a batch
         that memory may lack, and fails the ledger (see `_fail_applying`)."""
         committer = self._committer
         assert committer is not None
         self._durable.policy.note_batch(len(body))
-        sequence = committer.append(kind.journal_kind, timestamp, body, body_checksum)
+        sequence = committer.append(kind.journal_kind, timestamp, body, body_checksum, last=last)
         try:
             return sequence, create(self._engine, memoryview(body), timestamp)
         except BaseException as error:

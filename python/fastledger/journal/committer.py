@@ -183,13 +183,17 @@ class Committer:
             elif self._durable < tip.sequence:
                 self._changed.notify_all()
 
-    def append(self, kind: int, timestamp: int, body: bytes, body_checksum: bytes) -> int:
-        """Queues a batch that the engine is about to apply, ending the caller's pin; returns
-        its sequence. `body_checksum` is the journal's checksum of `body`. Called under the
-        ledger's lock, by a caller that pinned the lock."""
+    def append(
+        self, kind: int, timestamp: int, body: bytes, body_checksum: bytes, *, last: bool = True
+    ) -> int:
+        """Queues a batch that the engine is about to apply, ending the caller's pin unless
+        more batches of the caller follow (`last` False); returns its sequence.
+        `body_checksum` is the journal's checksum of `body`. Called under the ledger's lock,
+        by a caller that pinned the lock."""
         with self._lock:
             assert self._locked and self._pins > 0
-            self._unpin()
+            if last:
+                self._unpin()
             self.raise_if_failed()
             self._appended = sequence = self._appended + 1
             self._queue.append((sequence, kind, timestamp, body, body_checksum))

@@ -5,17 +5,20 @@ lock is played by a shared lock of the tip file, which is what a waiting process
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from fastledger import Ledger, _platform
+import pytest
+
+from fastledger import CreateTransferStatus, Ledger, _platform
 from fastledger.journal.committer import GROUP_WAIT_BYTES_MAX, Committer
 from fastledger.journal.directory import TIP, DirectoryJournal
 from fastledger.journal.format import HEADER_SIZE, KIND_TRANSFERS
 
-from .helpers import account
+from .helpers import account, transfer
 
 
 def test_a_group_past_its_size_is_written_while_a_caller_still_pins_the_lock(
@@ -87,3 +90,38 @@ def test_a_ledger_closes_while_a_caller_has_pinned_the_append_lock(tmp_path: Pat
     assert not closer.is_alive(), "close waits for a caller that waits for close"
     assert not creator.is_alive()
     assert [type(error).__name__ for error in failures] == ["LedgerClosedError"]
+
+
+def test_a_caller_interrupted_while_it_waits_for_a_leader_leaves_the_others_going(
+    tmp_path: Path,
+) -> None:
+    """The main thread's create waits behind a leader that waits for the append lock; Ctrl-C
+    then takes its batch back, and the creates after it are neither lost nor stuck."""
+    ledger = Ledger.open(tmp_path, engine="python")
+    ledger.create_accounts([account(1), account(2)])
+    holder = DirectoryJournal(tmp_path)
+    holder.lock()
+    leader = threading.Thread(target=ledger.create_transfers, args=([transfer(10, 1, 2, 1)],))
+    leader.start()
+    time.sleep(0.2)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            ledger.create_transfers([transfer(11, 1, 2, 1)])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        holder.unlock()
+        holder.close()
+    leader.join(10)
+    assert not leader.is_alive()
+    assert ledger.lookup_transfers([11]) == [], "the interrupted batch was taken back"
+    [created] = ledger.create_transfers([transfer(12, 1, 2, 1)])
+    assert created.status == CreateTransferStatus.CREATED
+    assert [t.id for t in ledger.lookup_transfers([10, 12])] == [10, 12]
+    ledger.close()

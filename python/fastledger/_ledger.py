@@ -543,7 +543,11 @@ class Ledger:
                 leads = not self._leading
                 self._leading = True
             if not leads:
-                request.woken.acquire()
+                try:
+                    request.woken.acquire()
+                except BaseException:
+                    self._abandon(request)
+                    raise
                 leads = request.state is _LEAD
             if leads:
                 failure = self._lead(request)
@@ -601,6 +605,27 @@ class Ledger:
         self._tally(request.kind, count, request.answer)
         request.state = _DONE
 
+    def _abandon(self, request: _Request) -> None:
+        """Takes back the batch of a caller interrupted while it waited (Ctrl-C), unless a
+        leader has taken it already: then it may be applied, as a batch is whose caller is
+        interrupted while it waits for the flush, and retrying it with the same ids is safe.
+        A lead handed to this caller goes on to the next."""
+        with self._waiting_lock:
+            if request not in self._waiting:
+                return
+            self._waiting.remove(request)
+            if request.state is _LEAD:
+                self._hand_lead_on()
+
+    def _hand_lead_on(self) -> None:
+        """Hands the lead to the first caller waiting, or gives it up; under `_waiting_lock`."""
+        if self._waiting:
+            following = self._waiting[0]
+            following.state = _LEAD
+            following.woken.release()
+        else:
+            self._leading = False
+
     def _wake(self, requests: list[_Request], own: _Request) -> None:
         """Wakes the callers of `requests` but `own`, whose thread leads, and hands the lead
         to the first caller that came meanwhile, or gives it up. A request the leader took
@@ -612,12 +637,7 @@ class Ledger:
             for request in requests:
                 if request is not own:
                     request.woken.release()
-            if self._waiting:
-                following = self._waiting[0]
-                following.state = _LEAD
-                following.woken.release()
-            else:
-                self._leading = False
+            self._hand_lead_on()
 
     def _apply_journaled(
         self,

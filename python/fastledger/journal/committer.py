@@ -198,7 +198,8 @@ class Committer:
             self._appended = sequence = self._appended + 1
             self._queue.append((sequence, kind, timestamp, body, body_checksum))
             self._queued_bytes += HEADER_SIZE + len(body)
-            if self._pins == 0 or self._queued_bytes >= GROUP_WAIT_BYTES_MAX:
+            # The committer waits for the pinned callers only while another process waits.
+            if self._pins == 0 or not self._contended or self._queued_bytes >= GROUP_WAIT_BYTES_MAX:
                 self._changed.notify_all()
             return sequence
 

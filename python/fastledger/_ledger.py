@@ -523,7 +523,8 @@ class Ledger:
         durable (see `Durable.settle`).
 
         The batch is stamped and queued under the append lock, once this ledger has applied
-        every batch that others appended before it."""
+        every batch that others appended before it, by whichever caller leads that hold of
+        the lock (see `_lead`): this one, or one that came before it."""
         committer = self._committer
         assert committer is not None
         if self._read_only:

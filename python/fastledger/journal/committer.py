@@ -8,7 +8,8 @@ engine is given, never by what it answered. Callers wait for their batch outside
 Across processes, a batch may only be stamped and queued while this process holds the journal's
 append lock and has applied every batch others appended before it. `hold` takes the lock for a
 caller (once for all the callers that arrive together) and pins it until the caller has queued
-its batch; the committer thread lets it go once the queue is written and nothing is pinned. A
+its last batch: the ledger's leader queues the batches of every create waiting under one pin.
+The committer thread lets the lock go once the queue is written and nothing is pinned. A
 hold that has already carried `GROUPS_PER_HOLD` writes takes no new callers, so that a busy
 process hands the lock to the others between its groups. Each acquisition of the lock starts a
 new `epoch`: the ledger catches up with the journal once per epoch, before its first batch.
@@ -165,9 +166,15 @@ class Committer:
         self._pins -= 1
         if self._pins == 0:
             if self._stopped and self._locked:
-                self._locked = False
-                self.journal.unlock()
+                self._let_go()
             self._changed.notify_all()
+
+    def _let_go(self) -> None:
+        """Lets the append lock go and wakes the callers waiting to take it. Called with the
+        lock held, when nothing is pinned."""
+        self._locked = False
+        self.journal.unlock()
+        self._changed.notify_all()
 
     def caught_up(self, tip: Tip, *, durable: bool) -> None:
         """Records that the engine applied what others appended, through `tip`, which is
@@ -341,16 +348,12 @@ class Committer:
             if self._pins == 0 and self._durable < self._tip.sequence:
                 # Batches read under the lock wait for a flush, which needs no lock.
                 if self._locked and self.journal.contended():
-                    self._locked = False
-                    self.journal.unlock()
-                    self._changed.notify_all()
+                    self._let_go()
                 return []
             if self._locked and self._pins == 0:
                 lingered = time.monotonic() - idle_since
                 if self._closing or lingered >= LINGER_S or self.journal.contended():
-                    self._locked = False
-                    self.journal.unlock()
-                    self._changed.notify_all()
+                    self._let_go()
                 else:
                     self._changed.wait(_LINGER_POLL_S)
                     continue
@@ -384,9 +387,7 @@ class Committer:
                 self._marked_tip = tips[self._marked - first]
             self._contended = self._locked and self.journal.contended()
             if self._contended and self._pins == 0 and not self._queue:
-                self._locked = False
-                self.journal.unlock()
-                self._changed.notify_all()
+                self._let_go()
 
     def _made_durable(self, through: int) -> None:
         """Records that every batch through `through` is durable, and wakes their waiters.
@@ -424,8 +425,7 @@ class Committer:
             # A flush fails after the lock was let go, maybe once a caller of this process
             # took it again: that caller's pin lets it go then, not this, under its feet.
             if self._locked and self._pins == 0:
-                self._locked = False
-                self.journal.unlock()
+                self._let_go()
             self._changed.notify_all()
         for _, waiter in waiters:
             waiter.release()

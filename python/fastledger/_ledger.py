@@ -961,7 +961,7 @@ class Ledger:
         append lock; returns its result and the last batch it could see."""
         committer = self._committer
         assert committer is not None
-        committer.hold()
+        self._durable.hold(self)
         queued = False
         try:
             with self._lock:

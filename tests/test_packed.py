@@ -135,6 +135,31 @@ def test_a_batch_built_from_columns_creates_what_the_same_objects_create(engine:
     assert packed_ledger.lookup_transfers(ids) == object_ledger.lookup_transfers(ids)
 
 
+@pytest.mark.parametrize("failing", [None, 0, 4, 8188])
+def test_all_created_is_false_when_any_result_of_a_full_batch_failed(
+    engine: str, failing: int | None
+) -> None:
+    ledger = fastledger.Ledger(engine=engine)
+    ledger.create_accounts([Account(id=i, ledger=1, code=1) for i in (1, 2)])
+    credits = np.full(8189, 2, dtype=np.uint64)
+    if failing is not None:
+        credits[failing] = 9
+    results = ledger.create_transfers(
+        transfers_from_columns(
+            id=np.arange(1, 8190, dtype=np.uint64),
+            debit_account_id=np.ones(8189, dtype=np.uint64),
+            credit_account_id=credits,
+            amount=np.ones(8189, dtype=np.uint64),
+            ledger=np.ones(8189, dtype=np.uint32),
+            code=np.ones(8189, dtype=np.uint16),
+        )
+    )
+    assert isinstance(results, PackedResults)
+    assert results.all_created() is (failing is None)
+    failed = ledger.metrics().create_transfers.statuses
+    assert failed == ({} if failing is None else {"CREDIT_ACCOUNT_NOT_FOUND": 1})
+
+
 def _transfers_of_every_outcome() -> list[Transfer]:
     def move(id_: int, debit: int, credit: int, **fields: int) -> Transfer:
         return Transfer(

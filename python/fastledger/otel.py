@@ -26,9 +26,8 @@ from opentelemetry.trace import Tracer, TracerProvider
 
 from ._ledger import Ledger
 from ._metrics import BUCKETS, HistogramSnapshot, Metrics
-from ._types import BATCH_MAX, CreateTransferStatus
 from .errors import InvalidArgumentError
-from .packed import PackedResults
+from .packed import CREATED, PackedResults, count_failed
 
 __all__ = ["CREATES", "LOOKUPS", "QUERIES", "Instrumentation", "instrument"]
 
@@ -50,8 +49,6 @@ BATCH_SIZE = "fastledger.batch_size"
 FAILED = "fastledger.failed"
 RESULTS = "fastledger.results"
 
-_CREATED = int(CreateTransferStatus.CREATED)
-_ALL_CREATED = _CREATED.to_bytes(4, "little") * BATCH_MAX
 _status_of = itemgetter(0)
 
 _SCOPE = "fastledger"
@@ -161,13 +158,11 @@ def _created(span: trace.Span, result: Any) -> None:
     """A create's batch size and its results other than CREATED: counted by C loops, a
     memcmp for a packed batch all CREATED."""
     if isinstance(result, PackedResults):
-        statuses = result.status
-        size = len(statuses)
-        column = statuses.tobytes()
-        failed = 0 if _ALL_CREATED.startswith(column) else size - statuses.tolist().count(_CREATED)
+        size = len(result)
+        failed = count_failed(result.status)
     else:
         size = len(result)
-        failed = size - list(map(_status_of, result)).count(_CREATED)
+        failed = size - list(map(_status_of, result)).count(CREATED)
     span.set_attribute(BATCH_SIZE, size)
     span.set_attribute(FAILED, failed)
 

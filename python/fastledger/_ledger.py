@@ -40,7 +40,7 @@ from ._balances import Balances, TrialBalance
 from ._contract import Engine
 from ._durable import Durable, _close_journal
 from ._progress import ProgressCallback
-from ._records import RECORD_SIZE, pack_accounts, pack_transfers
+from ._records import FLAGS_OFFSET, RECORD_SIZE, pack_accounts, pack_transfers
 from ._types import (
     ACCOUNT_FILTER_FIELD_BITS,
     BATCH_MAX,
@@ -49,12 +49,14 @@ from ._types import (
     Account,
     AccountBalance,
     AccountFilter,
+    AccountFlags,
     CreateAccountResult,
     CreateAccountStatus,
     CreateTransferResult,
     CreateTransferStatus,
     QueryFilter,
     Transfer,
+    TransferFlags,
 )
 from .engine import PythonEngine
 from .errors import (
@@ -94,6 +96,8 @@ class _Kind:
     pack: Callable[[Any], bytes]
     # Where `Ledger._counts` keeps this kind's calls and events.
     index: int
+    # The flag that imports an event (LINKED is bit 0 in both kinds).
+    imported: int
 
 
 _ACCOUNTS = _Kind(
@@ -106,6 +110,7 @@ _ACCOUNTS = _Kind(
     KIND_ACCOUNTS,
     pack_accounts,
     0,
+    AccountFlags.IMPORTED,
 )
 _TRANSFERS = _Kind(
     "transfers",
@@ -117,6 +122,7 @@ _TRANSFERS = _Kind(
     KIND_TRANSFERS,
     pack_transfers,
     1,
+    TransferFlags.IMPORTED,
 )
 _KINDS = {KIND_ACCOUNTS: _ACCOUNTS, KIND_TRANSFERS: _TRANSFERS}
 
@@ -199,6 +205,48 @@ class _Request:
         self.state = None
         self.woken = allocate_lock()
         self.woken.acquire()
+
+
+# The most events of callers' batches that one batch of the journal carries: the leader checksums
+# their bytes again under the append lock, about 0.2 ms for 1024 events.
+SHARED_EVENTS_MAX = 1024
+
+
+def _shared_batches(requests: list[_Request], events_max: int) -> list[list[_Request]]:
+    """Splits the batches of one hold into runs that each become one batch of the journal.
+
+    A batch of the journal costs every process a read, a checksum and an engine call, so the
+    small batches of callers that waited for the same hold go out as one, and each caller gets
+    the results of its own events. The events of each caller judge alike alone or shared:
+    those of one kind share; a batch whose last event is linked ends its run, so that its open
+    chain ends where it would alone; a batch that imports (its first event is imported, which
+    makes the whole batch an import) never shares, and neither does a batch with more events
+    than a shared one holds."""
+    runs: list[list[_Request]] = []
+    events = 0
+    joinable = False
+    for request in requests:
+        body = request.body
+        count = len(body) // RECORD_SIZE
+        first_flags = int.from_bytes(body[FLAGS_OFFSET : FLAGS_OFFSET + 2], "little")
+        last_flags = int.from_bytes(body[-RECORD_SIZE + FLAGS_OFFSET :][:2], "little")
+        shares = not first_flags & request.kind.imported and count <= events_max
+        joins = joinable and runs[-1][0].kind is request.kind and events + count <= events_max
+        if shares and joins:
+            runs[-1].append(request)
+            events += count
+        else:
+            runs.append([request])
+            events = count
+        joinable = shares and not last_flags & AccountFlags.LINKED
+    return runs
+
+
+def _result_records(kind: _Kind, answer: tuple[bytes, bytes]) -> list[Any]:
+    """The result records of packed status and timestamp columns."""
+    statuses = memoryview(answer[0]).cast("I")
+    timestamps = memoryview(answer[1]).cast("Q")
+    return [kind.result(kind.status_enum(s), t) for s, t in zip(statuses, timestamps, strict=True)]
 
 
 class Ledger:
@@ -575,13 +623,17 @@ class Ledger:
                 with self._lock:
                     self._check_usable()
                     self._durable.catch_up_to_append(self)
-                    for n, request in enumerate(requests):
-                        last = n == len(requests) - 1
-                        count = len(request.body) // RECORD_SIZE
+                    runs = _shared_batches(requests, min(self._batch_max, SHARED_EVENTS_MAX))
+                    for n, run in enumerate(runs):
+                        last = n == len(runs) - 1
+                        count = sum(len(request.body) for request in run) // RECORD_SIZE
                         timestamp = self._begin_batch(count)
                         # The last batch's append ends the pin, even when it raises.
                         pinned = not last
-                        self._apply_request(request, timestamp, count, last=last)
+                        if len(run) == 1:
+                            self._apply_request(run[0], timestamp, count, last=last)
+                        else:
+                            self._apply_shared(run, timestamp, last=last)
             finally:
                 if pinned:
                     committer.release()
@@ -599,6 +651,29 @@ class Ledger:
         )
         self._tally(request.kind, count, request.answer)
         request.state = _DONE
+
+    def _apply_shared(self, run: list[_Request], timestamp: int, *, last: bool) -> None:
+        """Queues and applies the batches of several callers as one batch of the journal,
+        stamped `timestamp` (see `_shared_batches`), and gives each caller its part of the
+        results, as objects or packed as it asked; called under both locks."""
+        kind = run[0].kind
+        body = b"".join([request.body for request in run])
+        committer = self._committer
+        assert committer is not None
+        checksum = committer.journal.checksums(body)
+        sequence, (statuses, timestamps) = self._apply_journaled(
+            kind, timestamp, body, checksum, kind.create_packed, last=last
+        )
+        start = 0
+        for request in run:
+            end = start + len(request.body) // RECORD_SIZE
+            answer: Any = (statuses[start * 4 : end * 4], timestamps[start * 8 : end * 8])
+            if request.create is kind.create_from_packed:
+                answer = _result_records(kind, answer)
+            request.sequence, request.answer = sequence, answer
+            self._tally(kind, end - start, answer)
+            request.state = _DONE
+            start = end
 
     def _abandon(self, request: _Request) -> None:
         """Takes back the batch of a caller interrupted while it waited (Ctrl-C), unless a

@@ -36,6 +36,8 @@ RECORD_SIZE = 128
 # user_data_64, user_data_32, timeout, ledger, code, flags.
 _RECORD = struct.Struct("<12QQIIIHHQ")
 assert _RECORD.size == RECORD_SIZE
+# Where the u16 flags of either record sit.
+FLAGS_OFFSET = struct.calcsize("<12QQIIIH")
 
 _U64 = (1 << 64) - 1
 

@@ -5,6 +5,7 @@ ledger that cannot know where its journal went stops before it acknowledges more
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import multiprocessing
 import os
@@ -35,6 +36,7 @@ from fastledger import (
 )
 from fastledger._records import pack_transfers
 from fastledger._verify import verify
+from fastledger.journal import directory
 from fastledger.journal.directory import DirectoryJournal
 from fastledger.journal.format import KIND_TRANSFERS, Checksums, Tip, queued
 
@@ -343,6 +345,39 @@ def test_a_ledger_waiting_for_the_append_lock_applies_what_the_holder_appends_me
 
 
 # -- a directory taken from under an open ledger ----------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_a_write_that_fails_once_others_appended_fails_that_ledger_and_lets_the_lock_go(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once another process appended, the leader of a hold writes its batches itself and
+    lets the lock go at once: a failure there stops that ledger alone, and the others go on."""
+    require_engine(engine)
+    failed_in: list[str] = []
+    real_write_all = directory._write_all
+
+    def write_all(fd: int, parts: list[bytes], offset: int) -> None:
+        if not failed_in:
+            failed_in.append(threading.current_thread().name)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write_all(fd, parts, offset)
+
+    with (
+        Ledger.open(tmp_path, engine=engine) as first,
+        Ledger.open(tmp_path, engine=engine) as other,
+    ):
+        first.create_accounts([account(1), account(2)])
+        assert [r.status for r in other.create_transfers([transfer(10, 1, 2, 5)])] == [T.CREATED]
+        monkeypatch.setattr(directory, "_write_all", write_all)
+        with pytest.raises(JournalWriteError, match="No space left"):
+            first.create_transfers([transfer(11, 1, 2, 5)])
+        assert failed_in == [threading.current_thread().name], "the leader wrote"
+        assert [r.status for r in other.create_transfers([transfer(12, 2, 1, 3)])] == [T.CREATED]
+        with pytest.raises(JournalWriteError):
+            first.lookup_transfers([10])
+    with Ledger.open(tmp_path, engine=engine) as reopened:
+        assert [t.id for t in reopened.lookup_transfers([10, 11, 12])] == [10, 12]
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])

@@ -637,6 +637,8 @@ class Ledger:
             finally:
                 if pinned:
                     committer.release()
+            # While other processes wait for the lock, before the callers woken take the GIL.
+            committer.write_queued()
         except Exception as error:
             failure = error
         finally:

@@ -9,9 +9,11 @@ Across processes, a batch may only be stamped and queued while this process hold
 append lock and has applied every batch others appended before it. `hold` takes the lock for a
 caller (once for all the callers that arrive together) and pins it until the caller has queued
 its last batch: the ledger's leader queues the batches of every create waiting under one pin.
-The committer thread lets the lock go once the queue is written and nothing is pinned. A
-hold that has already carried `GROUPS_PER_HOLD` writes takes no new callers, so that a busy
-process hands the lock to the others between its groups. Each acquisition of the lock starts a
+The committer thread lets the lock go once the queue is written and nothing is pinned. While
+other processes append too, the leader writes the queue itself once its last batch is queued
+(`write_queued`) and lets the lock go at once, rather than wait for the committer thread to be
+scheduled. A hold that has already carried `GROUPS_PER_HOLD` writes takes no new callers, so
+that a busy process hands the lock to the others between its groups. Each acquisition of the lock starts a
 new `epoch`: the ledger catches up with the journal once per epoch, before its first batch.
 
 A write is flushed after the lock is let go, when another process waits for it: that one reads
@@ -23,8 +25,8 @@ follows are flushed by the committer thread all the same.
 
 Taking the lock and catching up cost more than the rest of a small append, so an idle process
 keeps the lock for up to `LINGER_S` after its last write, unless the journal says that another
-process waits for it: a process on its own takes it once, and one among others hands it over
-as soon as its writes are done.
+process waits for it or others appended since this process last wrote: a process on its own
+takes it once, and one among others hands it over as soon as its writes are done.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ WRITE_BYTES_MAX = 16 * 1024 * 1024
 GROUP_WAIT_BYTES_MAX = 1024 * 1024
 # The writes one hold of the append lock carries, while another process waits for it, before
 # it takes no new callers and lets the lock go.
-GROUPS_PER_HOLD = 2
+GROUPS_PER_HOLD = 1
 # How long an idle process keeps the append lock that no other process waits for, and how often
 # it looks whether one does meanwhile.
 LINGER_S = 0.002
@@ -73,6 +75,12 @@ class Committer:
         # `Journal.contended` could tell; asked once per write, since each probe lets go of
         # the GIL, which the committer thread then waits to take back from the callers.
         self._contended = False
+        # Whether others appended since this process last wrote, as the catch-up of this hold
+        # found: then this one hands the lock over as soon as its writes are done, rather than
+        # keep it for a while in case its callers come back (`LINGER_S`), which kept the
+        # others waiting for up to `_LINGER_POLL_S` after they asked for it.
+        self._own_through = tip.sequence
+        self._others_appended = False
         # The last batch written or read, the last queued, and the last known durable.
         self._tip = tip
         self._appended = tip.sequence
@@ -85,6 +93,11 @@ class Committer:
         self._pins = 0
         self._groups = 0
         self.epoch = 0
+        # Whether a group is being written, by the committer thread or by a leader
+        # (`write_queued`): writes go one at a time, in order, and the lock stays meanwhile.
+        # When a leader's write started, while the committer thread has not flushed it yet.
+        self._writing = False
+        self._unflushed_since_ns = 0
         # The callers waiting for their batch to be durable, and the lock each sleeps on:
         # waking every waiter for each write made each of them contend for the GIL, which cost
         # more than the fsync itself with dozens of threads.
@@ -165,7 +178,7 @@ class Committer:
         # queued; once it has stopped, the last pin does (see `_stop`).
         self._pins -= 1
         if self._pins == 0:
-            if self._stopped and self._locked:
+            if self._stopped and self._locked and not self._writing:
                 self._let_go()
             self._changed.notify_all()
 
@@ -183,6 +196,7 @@ class Committer:
         first batch in a hold of the append lock, or outside any hold."""
         with self._lock:
             assert not self._queue and self._appended == self._tip.sequence
+            self._others_appended = tip.sequence > self._own_through
             self._tip = tip
             self._appended = tip.sequence
             if durable:
@@ -209,6 +223,24 @@ class Committer:
             if self._pins == 0 or not self._contended or self._queued_bytes >= GROUP_WAIT_BYTES_MAX:
                 self._changed.notify_all()
             return sequence
+
+    def write_queued(self) -> None:
+        """Writes what is queued from the caller's thread, and lets the append lock go, when
+        another process waits for it; the committer thread then flushes it. Called by a leader
+        once its last batch is queued, outside the ledger's lock, before it wakes its callers.
+
+        Handed to the committer thread, the write waited for that thread to take the GIL back
+        from the callers just woken: about a millisecond of every hold, while the other
+        processes waited for the lock."""
+        with self._lock:
+            if self._writing or self._pins or not (self._queue and self._hands_over()):
+                return
+            group = self._take_group()
+            tip = self._tip
+            self._writing = True
+            if not self._unflushed_since_ns:
+                self._unflushed_since_ns = time.perf_counter_ns()
+        self._write(group, tip)
 
     def wait(self, sequence: int) -> None:
         """Returns once batch `sequence` and every batch before it are durable."""
@@ -283,6 +315,11 @@ class Committer:
             self._changed.notify_all()
         self._thread.join()
 
+    def _hands_over(self) -> bool:
+        """Whether the lock goes to the other processes as soon as this one's writes are
+        done. Called with the lock held."""
+        return self._contended or self._others_appended
+
     def _draining(self) -> bool:
         """Whether this hold takes no new callers, so as to let the lock go to the process
         that waits for it. Called with the lock held."""
@@ -300,30 +337,51 @@ class Committer:
             with self._lock:
                 group = self._next_group()
                 tip = self._tip
+                self._writing = bool(group)
+                # A write of a leader's is timed with the flush that follows it.
+                started_ns, self._unflushed_since_ns = self._unflushed_since_ns, 0
             if group is None:
                 return
-            started_ns = time.perf_counter_ns()
+            if group:
+                started_ns = time.perf_counter_ns()
+                written = self._write(group, tip)
+                if written is None:
+                    return
+                tip = written
             try:
-                if group:
-                    tips = self.journal.write(group, tip)
-                    tip = tips[-1]
-                    self._written(group, tips)
                 self.journal.flush(tip)
             except BaseException as error:
                 self._stop(error)
                 return
-            written_ns = time.perf_counter_ns() - started_ns
-            if group and written_ns > _metrics.SLOW_WRITE_S * 1e9:
-                log.warning(
-                    "fastledger: a write of %d batches to %s took %.3f s",
-                    len(group),
-                    self.journal.location,
-                    written_ns / 1e9,
-                )
+            if started_ns:
+                self._count_write(len(group), time.perf_counter_ns() - started_ns)
             with self._lock:
-                if group:
-                    self.counters.write_ns.record(written_ns)
                 self._made_durable(tip.sequence)
+
+    def _write(self, group: list[Queued], tip: Tip) -> Tip | None:
+        """Writes a group taken with `_writing` set, after `tip`; returns the tip of its last
+        batch, or None if the write failed, which stops the committer."""
+        try:
+            tips = self.journal.write(group, tip)
+        except BaseException as error:
+            with self._lock:
+                self._writing = False
+            self._stop(error)
+            return None
+        self._written(group, tips)
+        return tips[-1]
+
+    def _count_write(self, batches: int, written_ns: int) -> None:
+        """Counts a write with its flush, and warns of a slow one."""
+        if written_ns > _metrics.SLOW_WRITE_S * 1e9:
+            log.warning(
+                "fastledger: a write of %d batches to %s took %.3f s",
+                batches,
+                self.journal.location,
+                written_ns / 1e9,
+            )
+        with self._lock:
+            self.counters.write_ns.record(written_ns)
 
     def _next_group(self) -> list[Queued] | None:
         """Waits until a batch is queued, letting the append lock go whenever nothing is
@@ -338,6 +396,12 @@ class Committer:
         next group while the disk flushes this one."""
         idle_since = time.monotonic()
         while True:
+            if self._stopped:
+                return None
+            if self._writing:
+                # A leader writes a group: the next write, and letting the lock go, wait.
+                self._changed.wait()
+                continue
             if self._queue:
                 if self._pins == 0 or self._queued_bytes >= GROUP_WAIT_BYTES_MAX:
                     break
@@ -352,7 +416,8 @@ class Committer:
                 return []
             if self._locked and self._pins == 0:
                 lingered = time.monotonic() - idle_since
-                if self._closing or lingered >= LINGER_S or self.journal.contended():
+                done = self._closing or lingered >= LINGER_S or self._others_appended
+                if done or self.journal.contended():
                     self._let_go()
                 else:
                     self._changed.wait(_LINGER_POLL_S)
@@ -360,6 +425,11 @@ class Committer:
             if self._closing and not self._locked:
                 return None
             self._changed.wait()
+        return self._take_group()
+
+    def _take_group(self) -> list[Queued]:
+        """Takes the next group from the queue, which holds a batch at least. Called with the
+        lock held."""
         size = 0
         for count, queued in enumerate(self._queue):
             size += HEADER_SIZE + len(queued[3])
@@ -374,19 +444,24 @@ class Committer:
 
     def _written(self, group: list[Queued], tips: list[Tip]) -> None:
         """Records a group written, not flushed yet; lets the append lock go before the flush
-        if another process waits for it and this one has nothing more to write."""
+        if another process waits for it and this one has nothing more to write, or if the
+        committer stopped meanwhile."""
         first, through = group[0][0], group[-1][0]
         with self._lock:
+            self._writing = False
+            self._changed.notify_all()
             counters = self.counters
             counters.batches += len(group)
             counters.bytes += sum(HEADER_SIZE + len(queued[3]) for queued in group)
             counters.groups += 1
             counters.group_batches.record(len(group))
             self._tip = tips[-1]
+            self._own_through = through
             if first <= self._marked <= through:
                 self._marked_tip = tips[self._marked - first]
             self._contended = self._locked and self.journal.contended()
-            if self._contended and self._pins == 0 and not self._queue:
+            done = self._locked and self._pins == 0 and not self._queue
+            if done and (self._hands_over() or self._stopped):
                 self._let_go()
 
     def _made_durable(self, through: int) -> None:
@@ -423,8 +498,9 @@ class Committer:
             self._queue = []
             self._queued_bytes = 0
             # A flush fails after the lock was let go, maybe once a caller of this process
-            # took it again: that caller's pin lets it go then, not this, under its feet.
-            if self._locked and self._pins == 0:
+            # took it again: that caller's pin lets it go then, not this, under its feet; a
+            # group being written lets it go once written (`_written`).
+            if self._locked and self._pins == 0 and not self._writing:
                 self._let_go()
             self._changed.notify_all()
         for _, waiter in waiters:

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
+from operator import attrgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -59,6 +60,8 @@ _A = TypeVar("_A")
 # A load batch as the benchmark passes it: a list of objects, or the same transfers packed.
 _Batch = list[Transfer] | bytes
 _BatchResults = list[CreateTransferResult] | PackedResults[CreateTransferResult]
+
+_status_of = attrgetter("status")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -942,10 +945,13 @@ def _check_created(results: _BatchResults) -> None:
     # Packed results are checked in their status column, without an object per event.
     if isinstance(results, PackedResults) and results.all_created():
         return
-    created = CreateTransferStatus.CREATED
-    failed = next((r for r in results if r.status is not created), None)
-    if failed is not None:
-        raise _BenchError(f"a transfer of the benchmark was not created: {failed.status.name}")
+    # Counted by C loops: a loop in Python over the results took a fifth of the time of a
+    # batch of objects on the Rust engine.
+    statuses = list(map(_status_of, results))
+    if statuses.count(CreateTransferStatus.CREATED) == len(statuses):
+        return
+    failed = next(s for s in statuses if s != CreateTransferStatus.CREATED)
+    raise _BenchError(f"a transfer of the benchmark was not created: {failed.name}")
 
 
 def _rss_bytes() -> int:

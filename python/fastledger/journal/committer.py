@@ -13,8 +13,9 @@ The committer thread lets the lock go once the queue is written and nothing is p
 other processes append too, the leader writes the queue itself once its last batch is queued
 (`write_queued`) and lets the lock go at once, rather than wait for the committer thread to be
 scheduled. A hold that has already carried `GROUPS_PER_HOLD` writes takes no new callers, so
-that a busy process hands the lock to the others between its groups. Each acquisition of the lock starts a
-new `epoch`: the ledger catches up with the journal once per epoch, before its first batch.
+that a busy process hands the lock to the others between its groups. Each acquisition of the
+lock starts a new `epoch`: the ledger catches up with the journal once per epoch, before its
+first batch.
 
 A write is flushed after the lock is let go, when another process waits for it: that one reads
 the batches written and writes its own while the disk flushes, and its flush covers both. So a

@@ -95,6 +95,11 @@ _CLOSING_DEBIT = TransferFlags.CLOSING_DEBIT.value
 _CLOSING_CREDIT = TransferFlags.CLOSING_CREDIT.value
 _CLOSING = _CLOSING_DEBIT | _CLOSING_CREDIT
 _IMPORTED = TransferFlags.IMPORTED.value
+# Flags that the guards test together, combined once here: the compiler folds no module
+# constants, so `~TRANSFER_FLAGS_KNOWN` written in a guard was computed again per event.
+_UNKNOWN_TRANSFER_FLAGS = ~TRANSFER_FLAGS_KNOWN
+_POST_OR_VOID = _POST | _VOID
+_BALANCING = _BALANCING_DEBIT | _BALANCING_CREDIT
 assert AccountFlags.LINKED.value == _LINKED
 assert AccountFlags.IMPORTED.value == 1 << 4
 
@@ -210,7 +215,7 @@ class Rules(Storage):
 
     def _create_transfer(self, t: Transfer, timestamp: int) -> int:
         flags = t.flags
-        if flags & ~TRANSFER_FLAGS_KNOWN:
+        if flags & _UNKNOWN_TRANSFER_FLAGS:
             return T.RESERVED_FLAG
         if t.id == 0:
             return T.ID_MUST_NOT_BE_ZERO
@@ -221,7 +226,7 @@ class Rules(Storage):
             return self._create_transfer_exists(t, self._transfer_at(position))
         if t.id in self._failed_ids:
             return T.ID_ALREADY_FAILED
-        if flags & (_POST | _VOID):
+        if flags & _POST_OR_VOID:
             return self._post_or_void_pending_transfer(t, timestamp)
 
         if t.debit_account_id == 0:
@@ -272,11 +277,9 @@ class Rules(Storage):
         if cr.flags & _CLOSED:
             return T.CREDIT_ACCOUNT_ALREADY_CLOSED
 
-        amount = t.amount
-        if flags & _BALANCING_DEBIT:
-            amount = min(amount, max(0, dr.credits_posted - dr.debits_posted - dr.debits_pending))
-        if flags & _BALANCING_CREDIT:
-            amount = min(amount, max(0, cr.debits_posted - cr.credits_posted - cr.credits_pending))
+        # A transfer that balances neither account moves its amount, so the most common
+        # transfer makes no call for it.
+        amount = _balancing_amount(t, dr, cr) if flags & _BALANCING else t.amount
 
         if flags & _PENDING:
             if amount + dr.debits_pending > U128_MAX:
@@ -431,7 +434,7 @@ class Rules(Storage):
             return T.EXISTS_WITH_DIFFERENT_PENDING_ID
         if t.timeout != e[TIMEOUT]:
             return T.EXISTS_WITH_DIFFERENT_TIMEOUT
-        if t.flags & (_POST | _VOID):
+        if t.flags & _POST_OR_VOID:
             return _post_or_void_pending_transfer_exists(
                 t, e, self._transfer_at(self._transfer_index[t.pending_id])
             )
@@ -441,7 +444,7 @@ class Rules(Storage):
             return T.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
         # A balancing transfer's amount is an upper limit: a retry whose limit still covers
         # the amount that was actually moved is the same transfer.
-        if t.flags & (_BALANCING_DEBIT | _BALANCING_CREDIT):
+        if t.flags & _BALANCING:
             if t.amount < e[AMOUNT]:
                 return T.EXISTS_WITH_DIFFERENT_AMOUNT
         elif t.amount != e[AMOUNT]:
@@ -733,6 +736,18 @@ def _create_account_exists(a: Account, e: AccountState) -> int:
     if a.code != e.code:
         return A.EXISTS_WITH_DIFFERENT_CODE
     return A.EXISTS
+
+
+def _balancing_amount(t: Transfer, dr: AccountState, cr: AccountState) -> int:
+    """A balancing transfer moves at most what its account's limit allows: for a balancing
+    debit, what the debit account's posted credits leave over its debits, and the mirror for
+    a balancing credit; never less than zero."""
+    amount = t.amount
+    if t.flags & _BALANCING_DEBIT:
+        amount = min(amount, max(0, dr.credits_posted - dr.debits_posted - dr.debits_pending))
+    if t.flags & _BALANCING_CREDIT:
+        amount = min(amount, max(0, cr.debits_posted - cr.credits_posted - cr.credits_pending))
+    return amount
 
 
 def _post_or_void_amount(t: Transfer, p: StoredTransfer) -> int:

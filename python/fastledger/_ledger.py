@@ -700,14 +700,22 @@ class Ledger:
 
     def _wake(self, requests: list[_Request], own: _Request) -> None:
         """Wakes the callers of `requests` but `own`, whose thread leads, and hands the lead
-        to the first caller that came meanwhile, or gives it up. A request the leader took
-        but did not apply is left to its caller, which tries again."""
+        to the first caller that came meanwhile, or gives it up. A caller whose batch was
+        applied wakes once it is durable too, so that it sleeps once rather than twice; a
+        request the leader took but did not apply is left to its caller at once, which tries
+        again."""
+        committer = self._committer
+        assert committer is not None
         with self._waiting_lock:
             if own in self._waiting:
                 # The lead stopped before it took the requests waiting: they wait on.
                 self._waiting.remove(own)
             for request in requests:
-                if request is not own:
+                if request is own:
+                    continue
+                if request.state is _DONE:
+                    committer.release_when_durable(request.sequence, request.woken)
+                else:
                     request.woken.release()
             self._hand_lead_on()
 

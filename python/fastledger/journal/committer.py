@@ -243,6 +243,15 @@ class Committer:
                 self._unflushed_since_ns = time.perf_counter_ns()
         self._write(group, tip)
 
+    def release_when_durable(self, sequence: int, waiter: LockType) -> None:
+        """Releases `waiter` once batch `sequence` is durable, or once the committer stopped
+        short of it."""
+        with self._lock:
+            if self._durable >= sequence or self._stopped:
+                waiter.release()
+            else:
+                self._waiters.append((sequence, waiter))
+
     def wait(self, sequence: int) -> None:
         """Returns once batch `sequence` and every batch before it are durable."""
         # `_durable` only grows, so a batch seen durable without the lock is durable.

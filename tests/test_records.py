@@ -11,10 +11,12 @@ import pytest
 from fastledger import (
     AccountFlags,
     Ledger,
+    Transfer,
     TransferFlags,
     _durable,
     _records,
 )
+from fastledger._types import TRANSFER_FIELD_BITS
 
 from .conftest import FakeClock, require_engine
 from .helpers import U16_MAX, U128_MAX, account, pending, transfer
@@ -82,7 +84,26 @@ TRANSFER_BATCHES = {
     "an account": [account(1)],
     "a generator": (transfer(i, 1, 2, 3) for i in range(1, 3)),
     "a string": "transfers",
+    # Made without `__init__`, so that its slots hold no value: reading one raises.
+    "unset fields": [transfer(1, 1, 2, 3), object.__new__(Transfer)],
 }
+
+
+class Count(int):
+    """An int subclass, welcome in any field."""
+
+
+@pytest.mark.parametrize(("name", "bits"), TRANSFER_FIELD_BITS)
+def test_native_and_python_transfer_packers_agree_on_each_field_at_its_edges(
+    name: str, bits: int
+) -> None:
+    # The native packer reads plain ints below 2**63 on a path of its own: these values lie
+    # on either side of that bound and of the field's width, of either type.
+    _, native = native_packers()
+    values = [0, 1, 2**63 - 1, 2**63, 2**64 - 1, 2**bits - 1, 2**bits, 2**128, -1, -(2**64)]
+    for value in [*values, *map(Count, values), True, 1.5, None]:
+        batch = [transfer(1, 1, 2, 3), dataclasses.replace(transfer(2, 1, 2, 3), **{name: value})]
+        assert outcome(native, batch) == outcome(_records.pack_transfers_in_python, batch), value
 
 
 @pytest.mark.parametrize("name", ACCOUNT_BATCHES)

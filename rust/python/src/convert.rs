@@ -66,14 +66,17 @@ const TRANSFER_FIELDS: [(&str, u32); FIELD_COUNT] = [
 
 const FIELD_COUNT: usize = 13;
 
-/// One slot of a record class: its member descriptor and the descriptor's `__get__` and
-/// `__set__`.
+/// One slot of a record class: its member descriptor, the descriptor's `__get__` and
+/// `__set__`, and where in an instance the slot keeps its value.
 struct Slot {
     name: &'static str,
     bits: u32,
     descriptor: Py<PyAny>,
     get: ffi::descrgetfunc,
     set: ffi::descrsetfunc,
+    /// The byte offset in an instance of the pointer to the slot's value (NULL while unset),
+    /// as the class's member table gives it and a probe instance confirms (see `offsets`).
+    offset: usize,
 }
 
 /// A record class of `fastledger._types` (a frozen dataclass with slots) and its slots in
@@ -125,7 +128,9 @@ impl RecordClass {
                     std::mem::transmute::<*mut std::ffi::c_void, ffi::descrsetfunc>(set),
                 )
             };
-            slots.push(Slot { name: field, bits, descriptor: descriptor.unbind(), get, set });
+            let offset = member_offset(&class, name, field)?;
+            let descriptor = descriptor.unbind();
+            slots.push(Slot { name: field, bits, descriptor, get, set, offset });
         }
         // SAFETY: `object` is a static type whose `tp_new` slot is `object.__new__`.
         let object_new = unsafe {
@@ -134,7 +139,30 @@ impl RecordClass {
             assert!(!slot.is_null(), "object has a constructor");
             std::mem::transmute::<*mut std::ffi::c_void, ffi::newfunc>(slot)
         };
-        Ok(Self { class: class.unbind(), slots, object_new })
+        let record_class = Self { class: class.unbind(), slots, object_new };
+        record_class.check_offsets(py, name)?;
+        Ok(record_class)
+    }
+
+    /// Checks that each slot's descriptor keeps its value at the slot's offset, apart from
+    /// every other slot and within an instance: a probe instance gets a distinct value through
+    /// each descriptor, and each must be found at its offset.
+    fn check_offsets(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let size: usize = self.class.bind(py).getattr("__basicsize__")?.extract()?;
+        let values: Vec<Bound<'_, PyAny>> = (0..self.slots.len())
+            .map(|i| (u128::MAX - i as u128).into_pyobject(py).expect("an int").into_any())
+            .collect();
+        let values: [Bound<'_, PyAny>; FIELD_COUNT] =
+            values.try_into().expect("one value per slot");
+        let probe = self.make(py, values.clone())?;
+        for (slot, value) in self.slots.iter().zip(&values) {
+            let within = slot.offset >= std::mem::size_of::<ffi::PyObject>()
+                && slot.offset + std::mem::size_of::<*mut ffi::PyObject>() <= size;
+            // SAFETY: the offset lies within the instance, checked just before.
+            let found = within && unsafe { slot_value(&probe, slot.offset) } == value.as_ptr();
+            assert!(found, "{name}.{} keeps its value at offset {}", slot.name, slot.offset);
+        }
+        Ok(())
     }
 
     /// A record of the class with these field values, in record order: `object.__new__` and a
@@ -180,6 +208,16 @@ impl RecordClass {
         check_record_type(record, class, kind, index)?;
         let mut values = [0u128; FIELD_COUNT];
         for (value, slot) in values.iter_mut().zip(&self.slots) {
+            // SAFETY: `record` is exactly of `class`, whose instances keep the slot's value at
+            // `slot.offset` (checked at load). The value is only borrowed: the fast path runs
+            // no Python code and allocates no object, so nothing can change the slot meanwhile.
+            let borrowed = unsafe { slot_value(record, slot.offset) };
+            if let Some(number) = small_unsigned(borrowed, slot.bits) {
+                *value = number;
+                continue;
+            }
+            // Any other value, and an unset slot, take the descriptor's own path, which holds
+            // a reference to the value and raises what `getattr` raises.
             // SAFETY: `record` is exactly of `class`, and `slot.descriptor` is that class's
             // descriptor of the field; the call returns a new reference or NULL with an error.
             let field = unsafe {
@@ -190,6 +228,55 @@ impl RecordClass {
             *value = unsigned(&field, &place, slot.bits)?;
         }
         Ok(values)
+    }
+}
+
+/// The pointer that `record` keeps at byte `offset`, borrowed; NULL for an unset slot.
+///
+/// # Safety
+///
+/// `offset` must be the offset of a slot of `record`'s class, as `RecordClass` checks.
+unsafe fn slot_value(record: &Bound<'_, PyAny>, offset: usize) -> *mut ffi::PyObject {
+    // SAFETY: the caller's promise: the instance holds an object pointer at `offset`.
+    unsafe { record.as_ptr().cast::<u8>().add(offset).cast::<*mut ffi::PyObject>().read() }
+}
+
+/// The byte offset of the slot `field` of `class`, from the class's member table (the
+/// `__slots__` that the dataclass declares); refuses a field that is no such slot.
+fn member_offset(class: &Bound<'_, PyType>, name: &str, field: &str) -> PyResult<usize> {
+    // SAFETY: any type answers PyType_GetSlot; the member table of a type is an array of
+    // `PyMemberDef` ended by one with a NULL name, which lives as long as the class.
+    unsafe {
+        let members = ffi::PyType_GetSlot(class.as_type_ptr(), ffi::Py_tp_members);
+        let mut member = members.cast::<ffi::PyMemberDef>().cast_const();
+        while !member.is_null() && !(*member).name.is_null() {
+            let found = std::ffi::CStr::from_ptr((*member).name).to_bytes() == field.as_bytes();
+            if found && (*member).type_code == ffi::Py_T_OBJECT_EX {
+                if let Ok(offset) = usize::try_from((*member).offset) {
+                    return Ok(offset);
+                }
+            }
+            member = member.add(1);
+        }
+    }
+    let message = format!("{name}.{field} is not a slot of the record class");
+    Err(pyo3::exceptions::PyTypeError::new_err(message))
+}
+
+/// The value of a field of `bits` bits when it is a plain int in `0..2**63` that fits them,
+/// read without a reference, an allocation or a call into Python code; None for any other
+/// value (an unset slot included), which `unsigned` reads or refuses.
+fn small_unsigned(value: *mut ffi::PyObject, bits: u32) -> Option<u128> {
+    // SAFETY: a non-NULL slot value is a live object, kept by the record that the caller
+    // holds; an exact int is only read.
+    unsafe {
+        if value.is_null() || ffi::PyLong_CheckExact(value) == 0 {
+            return None;
+        }
+        let mut overflow: c_int = 0;
+        let small = ffi::PyLong_AsLongLongAndOverflow(value, &mut overflow);
+        let number = u128::try_from(small).ok().filter(|_| overflow == 0)?;
+        (bits == 128 || number >> bits == 0).then_some(number)
     }
 }
 

@@ -85,7 +85,7 @@ struct Slot {
 /// exactly the record class first, so the descriptors are the ones `getattr` would find.
 struct RecordClass {
     class: Py<PyType>,
-    slots: Vec<Slot>,
+    slots: [Slot; FIELD_COUNT],
     /// `object.__new__`, which makes an instance with empty slots.
     object_new: ffi::newfunc,
 }
@@ -139,6 +139,7 @@ impl RecordClass {
             assert!(!slot.is_null(), "object has a constructor");
             std::mem::transmute::<*mut std::ffi::c_void, ffi::newfunc>(slot)
         };
+        let slots = slots.try_into().unwrap_or_else(|_| unreachable!("a slot per field"));
         let record_class = Self { class: class.unbind(), slots, object_new };
         record_class.check_offsets(py, name)?;
         Ok(record_class)
@@ -196,38 +197,55 @@ impl RecordClass {
     }
 
     /// Reads every field of `record` in record order, refusing what `_check.check_records`
-    /// refuses, with its message.
+    /// refuses, with its message. `fields` are the class's fields, whose widths are constants
+    /// where this is inlined: the check of each width then costs nothing.
+    #[inline(always)]
     fn read(
         &self,
         record: &Bound<'_, PyAny>,
+        fields: &[(&'static str, u32); FIELD_COUNT],
         kind: &str,
         index: usize,
     ) -> PyResult<[u128; FIELD_COUNT]> {
-        let py = record.py();
-        let class = self.class.bind(py);
-        check_record_type(record, class, kind, index)?;
+        // SAFETY: `record` is a live object; its type is only compared.
+        if unsafe { ffi::Py_TYPE(record.as_ptr()) } != self.class.as_ptr().cast() {
+            check_record_type(record, self.class.bind(record.py()), kind, index)?;
+        }
         let mut values = [0u128; FIELD_COUNT];
-        for (value, slot) in values.iter_mut().zip(&self.slots) {
-            // SAFETY: `record` is exactly of `class`, whose instances keep the slot's value at
-            // `slot.offset` (checked at load). The value is only borrowed: the fast path runs
-            // no Python code and allocates no object, so nothing can change the slot meanwhile.
+        for (i, value) in values.iter_mut().enumerate() {
+            let slot = &self.slots[i];
+            // SAFETY: `record` is exactly of the class, whose instances keep the slot's value
+            // at `slot.offset` (checked at load). The value is only borrowed: the fast path
+            // runs no Python code and allocates no object, so nothing can change the slot
+            // meanwhile.
             let borrowed = unsafe { slot_value(record, slot.offset) };
-            if let Some(number) = small_unsigned(borrowed, slot.bits) {
-                *value = number;
-                continue;
-            }
-            // Any other value, and an unset slot, take the descriptor's own path, which holds
-            // a reference to the value and raises what `getattr` raises.
-            // SAFETY: `record` is exactly of `class`, and `slot.descriptor` is that class's
-            // descriptor of the field; the call returns a new reference or NULL with an error.
-            let field = unsafe {
-                let raw = (slot.get)(slot.descriptor.as_ptr(), record.as_ptr(), class.as_ptr());
-                Bound::from_owned_ptr_or_err(py, raw)?
+            *value = match small_unsigned(borrowed, fields[i].1) {
+                Some(number) => number,
+                None => self.read_slowly(record, slot, kind, index)?,
             };
-            let place = Place { kind, index, field: Some(slot.name) };
-            *value = unsigned(&field, &place, slot.bits)?;
         }
         Ok(values)
+    }
+
+    /// Reads a field whose value is not a small plain int, or is unset, through the slot's
+    /// descriptor, which holds a reference to the value and raises what `getattr` raises.
+    #[cold]
+    #[inline(never)]
+    fn read_slowly(
+        &self,
+        record: &Bound<'_, PyAny>,
+        slot: &Slot,
+        kind: &str,
+        index: usize,
+    ) -> PyResult<u128> {
+        let py = record.py();
+        // SAFETY: `record` is exactly of the class, and `slot.descriptor` is that class's
+        // descriptor of the field; the call returns a new reference or NULL with an error.
+        let field = unsafe {
+            let raw = (slot.get)(slot.descriptor.as_ptr(), record.as_ptr(), self.class.as_ptr());
+            Bound::from_owned_ptr_or_err(py, raw)?
+        };
+        unsigned(&field, &Place { kind, index, field: Some(slot.name) }, slot.bits)
     }
 }
 
@@ -424,7 +442,7 @@ fn check_record_type(
 
 // The casts below are exact: `RecordClass::read` has checked every field against its width.
 fn account_from(record: &Bound<'_, PyAny>, index: usize) -> PyResult<Account> {
-    let v = account_class(record.py())?.read(record, "accounts", index)?;
+    let v = account_class(record.py())?.read(record, &ACCOUNT_FIELDS, "accounts", index)?;
     Ok(Account {
         id: v[0],
         debits_pending: v[1],
@@ -443,7 +461,7 @@ fn account_from(record: &Bound<'_, PyAny>, index: usize) -> PyResult<Account> {
 }
 
 fn transfer_from(record: &Bound<'_, PyAny>, index: usize) -> PyResult<Transfer> {
-    let v = transfer_class(record.py())?.read(record, "transfers", index)?;
+    let v = transfer_class(record.py())?.read(record, &TRANSFER_FIELDS, "transfers", index)?;
     Ok(Transfer {
         id: v[0],
         debit_account_id: v[1],

@@ -82,6 +82,20 @@ def test_in_memory_counts_calls_events_and_statuses(engine: str, clock: FakeCloc
     assert metrics.lock_wait_ns.count == metrics.catch_up_ns.count == 0
 
 
+def test_each_batch_counts_its_own_failures(engine: str) -> None:
+    # The Rust engine tells the facade how many results of its last batch failed: a batch
+    # all CREATED after one that failed counts nothing more, and the next failure counts.
+    ledger = Ledger(engine=engine)
+    ledger.create_accounts(_accounts())
+    ledger.create_transfers([_transfer(1, debit=9), _transfer(2, debit=9)])
+    ledger.create_transfers([_transfer(3), _transfer(4)])
+    failed = {"DEBIT_ACCOUNT_NOT_FOUND": 2}
+    assert ledger.metrics().create_transfers == fastledger.OperationMetrics(2, 4, failed)
+    ledger.create_transfers([_transfer(5), _transfer(3)])
+    failed = {"DEBIT_ACCOUNT_NOT_FOUND": 2, "EXISTS": 1}
+    assert ledger.metrics().create_transfers == fastledger.OperationMetrics(3, 6, failed)
+
+
 def test_packed_batches_count_their_statuses_from_the_status_column(engine: str) -> None:
     ledger = Ledger(engine=engine)
     ledger.create_accounts(pack_accounts(_accounts()))

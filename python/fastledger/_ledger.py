@@ -266,7 +266,7 @@ class Ledger:
     ) -> None:
         if type(batch_max) is not int or not 1 <= batch_max <= BATCH_MAX:
             raise InvalidArgumentError(f"batch_max must be an int in 1..{BATCH_MAX}")
-        self._engine = _make_engine(engine)
+        self._set_engine(_make_engine(engine))
         self._engine_name = engine
         self._clock = clock if clock is not None else time.time_ns
         self._batch_max = batch_max
@@ -524,7 +524,9 @@ class Ledger:
                 # `_tally` inline: this is the path of a single transfer in memory.
                 self._counts[kind.index] += _CALL + len(created)
                 if len(created) != 1:
-                    self._tally_failed(kind, created)
+                    engine_failed = self._engine_failed
+                    if engine_failed is None or engine_failed():
+                        self._tally_failed(kind, created)
                 elif created[0][0] != CREATED:
                     failed = self._failed_statuses[kind.index]
                     code = created[0][0]
@@ -1055,8 +1057,14 @@ class Ledger:
     def _start_over(self) -> None:
         """A new engine and a clock that has stamped nothing, for a replay of the whole
         journal: after a snapshot the engine refused, or to rebuild after a failed append."""
-        self._engine = _make_engine(self._engine_name)
+        self._set_engine(_make_engine(self._engine_name))
         self._timestamp = self._expired_through = 0
+
+    def _set_engine(self, engine: Engine) -> None:
+        self._engine = engine
+        # The Rust engine counts the results of its last create that are not CREATED, beyond
+        # the contract: a batch all CREATED then costs no look at each of its results.
+        self._engine_failed: Callable[[], int] | None = getattr(engine, "_failed", None)
 
     def _check_usable(self) -> None:
         if self._closed:

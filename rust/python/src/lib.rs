@@ -6,8 +6,8 @@
 mod convert;
 
 use fastledger_core::{
-    Account, CreateAccountStatus, CreateTransferStatus, Transfer, TransferRecord, BATCH_MAX,
-    TIMESTAMP_MAX,
+    Account, BatchStatus, CreateAccountStatus, CreateTransferStatus, Transfer, TransferRecord,
+    BATCH_MAX, TIMESTAMP_MAX,
 };
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyAssertionError, PyValueError};
@@ -32,6 +32,8 @@ struct Engine {
     // Conversion buffers, kept between batches so that a batch allocates no records.
     accounts: Vec<Account>,
     transfers: Vec<Transfer>,
+    /// How many results of the last create that made result objects were not CREATED.
+    failed: usize,
 }
 
 /// The fewest events for which the core runs without the GIL. Releasing it costs little while no
@@ -68,7 +70,8 @@ fn check_batch_timestamp(count: usize, timestamp: u64, newest: u64) -> PyResult<
 impl Engine {
     #[new]
     fn new() -> Self {
-        Self { core: fastledger_core::Engine::new(), accounts: Vec::new(), transfers: Vec::new() }
+        let core = fastledger_core::Engine::new();
+        Self { core, accounts: Vec::new(), transfers: Vec::new(), failed: 0 }
     }
 
     /// The engine's name, as `Ledger.engine` reports it.
@@ -87,6 +90,7 @@ impl Engine {
     ) -> PyResult<Bound<'py, PyList>> {
         convert::accounts(accounts, &mut self.accounts)?;
         let results = self.apply_accounts(py, timestamp)?;
+        self.failed = failed(&results);
         convert::account_results(py, &results)
     }
 
@@ -100,6 +104,7 @@ impl Engine {
     ) -> PyResult<Bound<'py, PyList>> {
         convert::transfers(transfers, &mut self.transfers)?;
         let results = self.apply_transfers(py, timestamp)?;
+        self.failed = failed(&results);
         convert::transfer_results(py, &results)
     }
 
@@ -140,6 +145,7 @@ impl Engine {
         let into = &mut self.accounts;
         convert::packed(records, "accounts", Account::from_bytes, into)?;
         let results = self.apply_accounts(py, timestamp)?;
+        self.failed = failed(&results);
         convert::account_results(py, &results)
     }
 
@@ -151,7 +157,17 @@ impl Engine {
         timestamp: u64,
     ) -> PyResult<Bound<'py, PyList>> {
         let results = self.apply_packed_transfers(py, records, timestamp)?;
+        self.failed = failed(&results);
         convert::transfer_results(py, &results)
+    }
+
+    /// How many results of the last create that returned result objects were not CREATED.
+    ///
+    /// Not part of the engine contract: a `Ledger` in memory asks it to count a batch's
+    /// failures by status only when there are some, rather than look at each of its 8189
+    /// results to find them all CREATED, which took a tenth of the time of a batch.
+    fn _failed(&self) -> usize {
+        self.failed
     }
 
     /// Whether any pending transfer expires at or before `now_ns`: a cheap look at the earliest
@@ -356,6 +372,11 @@ impl Engine {
         }
         Ok(run(py, batch.len(), || core.create_transfers(batch, timestamp)))
     }
+}
+
+/// How many of `results` are not CREATED.
+fn failed<S: BatchStatus>(results: &[(S, u64)]) -> usize {
+    results.iter().filter(|&&(status, _)| status != S::CREATED).count()
 }
 
 fn accounts_list<'py>(py: Python<'py>, accounts: &[Account]) -> PyResult<Bound<'py, PyList>> {

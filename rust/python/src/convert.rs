@@ -882,8 +882,20 @@ fn results<'py, S: BatchStatus>(
     results: &[(S, u64)],
 ) -> PyResult<Bound<'py, PyList>> {
     let _paused = CollectorPause::new(py);
-    let made = results.iter().map(|&(status, timestamp)| class.make(py, status, timestamp));
-    PyList::new(py, made.collect::<PyResult<Vec<_>>>()?)
+    // Each result goes straight into its place in the list, rather than into a Vec that a
+    // second loop then moves into the list: about a quarter of the cost of the results.
+    let length = isize::try_from(results.len()).expect("a batch is far shorter than isize::MAX");
+    // SAFETY: PyList_New returns a new list of `length` empty items, or NULL with an error.
+    let list = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyList_New(length))? };
+    for (index, &(status, timestamp)) in (0..length).zip(results) {
+        let made = class.make(py, status, timestamp)?;
+        // SAFETY: `index` is within the new list, whose item there is still empty; the call
+        // takes over the reference to `made`. A list left with empty items when an error
+        // returns early is freed unseen, and freeing a list skips empty items.
+        unsafe { ffi::PyList_SetItem(list.as_ptr(), index, made.into_ptr()) };
+    }
+    // SAFETY: PyList_New made a list.
+    Ok(unsafe { list.cast_into_unchecked() })
 }
 
 /// Pauses CPython's cyclic garbage collector until dropped, for making a batch's results.

@@ -75,14 +75,15 @@ struct Slot {
     get: ffi::descrgetfunc,
     set: ffi::descrsetfunc,
     /// The byte offset in an instance of the pointer to the slot's value (NULL while unset),
-    /// as the class's member table gives it and a probe instance confirms (see `offsets`).
+    /// as the class's member table gives it and a probe instance confirms (`check_offsets`).
     offset: usize,
 }
 
 /// A record class of `fastledger._types` (a frozen dataclass with slots) and its slots in
-/// record order. Reading a field through its slot's descriptor skips the attribute lookup by
-/// name that `getattr` repeats for every field of every record; the class is checked to be
-/// exactly the record class first, so the descriptors are the ones `getattr` would find.
+/// record order. Reading a field from its slot, or through the slot's descriptor, skips the
+/// attribute lookup by name that `getattr` repeats for every field of every record; the class
+/// is checked to be exactly the record class first, so the slots are the ones `getattr` would
+/// read.
 struct RecordClass {
     class: Py<PyType>,
     slots: [Slot; FIELD_COUNT],

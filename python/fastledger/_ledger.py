@@ -1064,7 +1064,9 @@ class Ledger:
         self._engine = engine
         # The Rust engine counts the results of its last create that are not CREATED, beyond
         # the contract: a batch all CREATED then costs no look at each of its results.
-        self._engine_failed: Callable[[], int] | None = getattr(engine, "_failed", None)
+        self._engine_failed: Callable[[], int] | None = getattr(
+            engine, "_failed_of_last_create", None
+        )
 
     def _check_usable(self) -> None:
         if self._closed:

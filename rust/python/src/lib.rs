@@ -166,7 +166,7 @@ impl Engine {
     /// Not part of the engine contract: a `Ledger` in memory asks it to count a batch's
     /// failures by status only when there are some, rather than look at each of its 8189
     /// results to find them all CREATED, which took a tenth of the time of a batch.
-    fn _failed(&self) -> usize {
+    fn _failed_of_last_create(&self) -> usize {
         self.failed
     }
 

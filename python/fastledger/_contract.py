@@ -10,6 +10,9 @@ expired by its first timestamp: expiry is a rule of the engines, not of their ca
 Batches come as objects (`create_accounts`, `create_transfers`) or as packed 128-byte records;
 a caller that packs a batch once, for its journal, hands the same bytes to either engine:
 `create_*_from_packed` answers with result records, `create_*_packed` with packed columns.
+`counts` tells what `create_accounts` and `create_transfers` applied (calls, events, and the
+results other than CREATED by status code), which a `Ledger` in memory reports in its metrics
+without counting anything itself on the path of one transfer.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ class Engine(Protocol):
     def create_transfers_from_packed(
         self, records: memoryview, timestamp: int
     ) -> list[CreateTransferResult]: ...
+
+    def counts(
+        self,
+    ) -> tuple[tuple[int, int, dict[int, int]], tuple[int, int, dict[int, int]]]: ...
 
     def expiry_due(self, now_ns: int) -> bool: ...
 

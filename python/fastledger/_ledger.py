@@ -133,11 +133,6 @@ TRANSFERS_RESERVED_MAX = 3 << 30
 R = TypeVar("R")
 
 _status_of = itemgetter(0)
-# A create's calls and events are counted in one int, calls << _CALLS_SHIFT | events, so that
-# the hot path of a single transfer pays for one addition (about 40 ns less than two).
-_CALLS_SHIFT = 64
-_CALL = 1 << _CALLS_SHIFT
-_EVENTS_MASK = _CALL - 1
 
 
 def _immutable(records: memoryview) -> bytes:
@@ -266,7 +261,7 @@ class Ledger:
     ) -> None:
         if type(batch_max) is not int or not 1 <= batch_max <= BATCH_MAX:
             raise InvalidArgumentError(f"batch_max must be an int in 1..{BATCH_MAX}")
-        self._set_engine(_make_engine(engine))
+        self._engine = _make_engine(engine)
         self._engine_name = engine
         self._clock = clock if clock is not None else time.time_ns
         self._batch_max = batch_max
@@ -290,9 +285,11 @@ class Ledger:
         self._forked = False
         self._closed = False
         # For `metrics()`, counted under the lock: per kind of create, its calls and events
-        # (see `_CALL`) and the results of every status but CREATED by code; [calls, events]
-        # of lookups and of queries; how long catching up with other processes took.
-        self._counts = [0, 0]
+        # and the results of every status but CREATED by code, beside what the engine counted
+        # of the creates in memory of objects (`Engine.counts`); [calls, events] of lookups
+        # and of queries; how long catching up with other processes took.
+        self._calls = [0, 0]
+        self._events = [0, 0]
         self._failed_statuses: tuple[dict[int, int], dict[int, int]] = ({}, {})
         self._lookups = [0, 0]
         self._queries = [0, 0]
@@ -517,20 +514,11 @@ class Ledger:
         if not events:
             return []
         if self._committer is None:
-            # The engine checks the records as it reads them, once.
+            # The engine checks the records as it reads them, once, and counts what it
+            # applied for `metrics()` (`Engine.counts`): this is the path of one transfer.
             with self._lock:
                 timestamp = self._begin_batch(len(events))
                 created: list[Any] = kind.create(self._engine, events, timestamp)
-                # `_tally` inline: this is the path of a single transfer in memory.
-                self._counts[kind.index] += _CALL + len(created)
-                if len(created) != 1:
-                    engine_failed = self._engine_failed
-                    if engine_failed is None or engine_failed():
-                        self._tally_failed(kind, created)
-                elif created[0][0] != CREATED:
-                    failed = self._failed_statuses[kind.index]
-                    code = created[0][0]
-                    failed[code] = failed.get(code, 0) + 1
                 return created
         # Packed once: the journal and the engine take the same bytes, so that what was
         # checked is what is applied is what is journaled, whatever the caller's objects do.
@@ -748,9 +736,9 @@ class Ledger:
             raise
 
     def _tally(self, kind: _Kind, count: int, answer: list[Any] | tuple[bytes, bytes]) -> None:
-        """Counts a create the engine answered, for `metrics()`. Called under the lock.
-        `_create` does the same inline for objects in memory, the hot path of one transfer."""
-        self._counts[kind.index] += _CALL + count
+        """Counts a create the engine answered, for `metrics()`. Called under the lock."""
+        self._calls[kind.index] += 1
+        self._events[kind.index] += count
         if type(answer) is list:
             if count != 1 or answer[0][0] != CREATED:
                 self._tally_failed(kind, answer)
@@ -784,23 +772,18 @@ class Ledger:
         journal = _metrics.JournalCounters() if committer is None else committer.counted()
         with self._lock:
             creates = [
-                _metrics.OperationMetrics(
-                    counts >> _CALLS_SHIFT,
-                    counts & _EVENTS_MASK,
-                    {
-                        kind.status_enum(code).name: n
-                        for code, n in sorted(self._failed_statuses[kind.index].items())
-                    },
+                self._create_metrics(kind, engine_counts)
+                for kind, engine_counts in zip(
+                    (_ACCOUNTS, _TRANSFERS), self._engine.counts(), strict=True
                 )
-                for kind, counts in ((_ACCOUNTS, self._counts[0]), (_TRANSFERS, self._counts[1]))
             ]
             return _metrics.Metrics(
                 create_accounts=creates[0],
                 create_transfers=creates[1],
                 lookups=_metrics.OperationMetrics(self._lookups[0], self._lookups[1], {}),
                 queries=_metrics.OperationMetrics(self._queries[0], self._queries[1], {}),
-                accounts_created=creates[0].events - sum(self._failed_statuses[0].values()),
-                transfers_created=creates[1].events - sum(self._failed_statuses[1].values()),
+                accounts_created=creates[0].events - sum(creates[0].statuses.values()),
+                transfers_created=creates[1].events - sum(creates[1].statuses.values()),
                 timestamp=self._timestamp,
                 sequence=self.sequence,
                 journal_batches=journal.batches,
@@ -811,6 +794,19 @@ class Ledger:
                 lock_wait_ns=journal.lock_wait_ns.snapshot(),
                 catch_up_ns=self._catch_up_ns.snapshot(),
             )
+
+    def _create_metrics(
+        self, kind: _Kind, engine_counts: tuple[int, int, dict[int, int]]
+    ) -> _metrics.OperationMetrics:
+        """What this ledger and its engine counted of one kind of create."""
+        engine_calls, engine_events, engine_failed = engine_counts
+        failed = Counter(engine_failed)
+        failed.update(self._failed_statuses[kind.index])
+        return _metrics.OperationMetrics(
+            self._calls[kind.index] + engine_calls,
+            self._events[kind.index] + engine_events,
+            {kind.status_enum(code).name: n for code, n in sorted(failed.items())},
+        )
 
     def _begin_batch(self, count: int, journaled: int | None = None) -> int:
         """Stamps a batch (on replay, with its `journaled` stamp). The engine releases the
@@ -1057,16 +1053,8 @@ class Ledger:
     def _start_over(self) -> None:
         """A new engine and a clock that has stamped nothing, for a replay of the whole
         journal: after a snapshot the engine refused, or to rebuild after a failed append."""
-        self._set_engine(_make_engine(self._engine_name))
+        self._engine = _make_engine(self._engine_name)
         self._timestamp = self._expired_through = 0
-
-    def _set_engine(self, engine: Engine) -> None:
-        self._engine = engine
-        # The Rust engine counts the results of its last create that are not CREATED, beyond
-        # the contract: a batch all CREATED then costs no look at each of its results.
-        self._engine_failed: Callable[[], int] | None = getattr(
-            engine, "_failed_of_last_create", None
-        )
 
     def _check_usable(self) -> None:
         if self._closed:

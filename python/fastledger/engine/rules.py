@@ -49,7 +49,7 @@ from .._types import (
     TransferFlags,
 )
 from ..errors import InvalidArgumentError
-from ..packed import as_records
+from ..packed import CREATED, as_records
 from .storage import (
     AMOUNT,
     CODE,
@@ -108,6 +108,9 @@ _CREDITS_MUST_NOT_EXCEED_DEBITS = AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS.va
 _ACCOUNT_IMPORTED = AccountFlags.IMPORTED.value
 _CLOSED = AccountFlags.CLOSED.value
 
+# Calls, events, and results other than CREATED by status code (see `Rules.counts`).
+Counts = tuple[int, int, dict[int, int]]
+
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
@@ -131,6 +134,31 @@ def _collector_paused() -> Iterator[None]:
 class Rules(Storage):
     """The rules of the engine contract's creates and expiry, over the engine's storage."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # What `create_accounts` and `create_transfers` applied, for `counts`: calls, events
+        # and the results other than CREATED by status code, for accounts, then transfers.
+        self._calls = [0, 0]
+        self._events = [0, 0]
+        self._failed: tuple[dict[int, int], dict[int, int]] = ({}, {})
+
+    def counts(self) -> tuple[Counts, Counts]:
+        """For accounts, then transfers: the calls, events, and results other than CREATED by
+        status code, of the batches applied through `create_accounts` and `create_transfers`."""
+        accounts, transfers = (
+            (self._calls[i], self._events[i], dict(self._failed[i])) for i in (0, 1)
+        )
+        return accounts, transfers
+
+    def _count(self, index: int, results: list[Any]) -> None:
+        """Counts a batch applied through `create_accounts` or `create_transfers`."""
+        self._calls[index] += 1
+        self._events[index] += len(results)
+        failed = self._failed[index]
+        for status, _ in results:
+            if status != CREATED:
+                failed[int(status)] = failed.get(int(status), 0) + 1
+
     # -- create_accounts -------------------------------------------------------------------
 
     def create_accounts(
@@ -139,7 +167,9 @@ class Rules(Storage):
         """Applies a batch whose last event takes `timestamp`; returns a `CreateAccountResult`
         per event."""
         batch = _check.check_batch(accounts, "accounts", BATCH_MAX)
-        return self._create_accounts(_check.checked_accounts(batch, "accounts"), timestamp)
+        results = self._create_accounts(_check.checked_accounts(batch, "accounts"), timestamp)
+        self._count(0, results)
+        return results
 
     def _create_accounts(
         self, accounts: Sequence[Account], timestamp: int
@@ -199,7 +229,9 @@ class Rules(Storage):
         """Applies a batch whose last event takes `timestamp`; returns a `CreateTransferResult`
         per event."""
         batch = _check.check_batch(transfers, "transfers", BATCH_MAX)
-        return self._create_transfers(_check.checked_transfers(batch, "transfers"), timestamp)
+        results = self._create_transfers(_check.checked_transfers(batch, "transfers"), timestamp)
+        self._count(1, results)
+        return results
 
     def _create_transfers(
         self, transfers: Sequence[Transfer], timestamp: int

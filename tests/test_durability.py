@@ -20,6 +20,7 @@ import pytest
 import fastledger
 from fastledger import (
     AccountFilter,
+    AccountFlags,
     AsyncLedger,
     BatchTooLargeError,
     CreateTransferStatus,
@@ -31,6 +32,7 @@ from fastledger import (
     QueryFilter,
     Transfer,
     _durable,
+    _ledger,
     _platform,
 )
 from fastledger._records import pack_transfers
@@ -560,11 +562,55 @@ def test_callers_arriving_together_share_one_flush(tmp_path: Path, slow_fsync: l
     assert flushes < threads * per_thread / 2, f"{flushes} flushes for {len(results)} batches"
 
 
+def create_behind_one_hold(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, calls: list[tuple[str, Any]]
+) -> dict[int, Any]:
+    """Has one thread per call create its batch, all of them waiting for one hold of the append
+    lock: the first leads and waits at a gate until every other one has queued behind it.
+    Returns each call's results as (status, timestamp) pairs, or the exception it raised."""
+    gate = threading.Event()
+    real_hold = _durable.Durable.hold
+
+    def held_at_the_gate(self: Any, ledger: Ledger) -> None:
+        gate.wait(5)
+        real_hold(self, ledger)
+
+    monkeypatch.setattr(_durable.Durable, "hold", held_at_the_gate)
+    got: dict[int, Any] = {}
+
+    def call(n: int, kind: str, events: Any) -> None:
+        try:
+            got[n] = [
+                (int(r.status), r.timestamp) for r in getattr(ledger, f"create_{kind}")(events)
+            ]
+        except BaseException as error:
+            got[n] = error
+
+    callers = []
+    for n, (kind, events) in enumerate(calls):
+        callers.append(threading.Thread(target=call, args=(n, kind, events)))
+        callers[-1].start()
+        wait_for(lambda n=n: len(ledger._waiting) == n + 1, f"caller {n} did not queue")
+    gate.set()
+    for caller in callers:
+        caller.join()
+    monkeypatch.setattr(_durable.Durable, "hold", real_hold)
+    return got
+
+
+def created_alone(reference: Ledger, calls: list[tuple[str, Any]]) -> dict[int, Any]:
+    """What each call gets from `reference`, one after the other."""
+    return {
+        n: [(int(r.status), r.timestamp) for r in getattr(reference, f"create_{kind}")(events)]
+        for n, (kind, events) in enumerate(calls)
+    }
+
+
 def test_callers_that_wait_for_one_hold_share_a_batch_and_get_what_each_would_alone(
     engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     linked, imported = fastledger.TransferFlags.LINKED, fastledger.TransferFlags.IMPORTED
-    batches: list[tuple[str, Any]] = [
+    calls: list[tuple[str, Any]] = [
         ("transfers", [transfer(10, 1, 2, 5)]),
         ("transfers", pack_transfers([transfer(11, 1, 2, 1), transfer(12, 2, 9, 1)])),
         # An open chain at the end of a caller's batch ends there, shared or not.
@@ -575,55 +621,80 @@ def test_callers_that_wait_for_one_hold_share_a_batch_and_get_what_each_would_al
         ("transfers", [transfer(15, 1, 2, 1, flags=imported, timestamp=1)]),
         ("transfers", [transfer(16, 1, 2, 1), transfer(10, 1, 2, 5)]),
     ]
-
-    def create(ledger: Ledger, kind: str, events: Any) -> list[tuple[int, int]]:
-        results = getattr(ledger, f"create_{kind}")(events)
-        return [(int(r.status), r.timestamp) for r in results]
-
     # A clock that stands still: every batch is stamped right after the one before, shared
     # or not, so the results of the two ledgers must be the same to the nanosecond.
     reference = Ledger(engine=engine, clock=FakeClock())
     reference.create_accounts([account(1), account(2)])
-    expected = [create(reference, kind, events) for kind, events in batches]
-
-    gate = threading.Event()
-    real_hold = _durable.Durable.hold
-
-    def held_at_the_gate(self: Any, ledger: Ledger) -> None:
-        gate.wait(5)
-        real_hold(self, ledger)
-
+    expected = created_alone(reference, calls)
     with Ledger.open(tmp_path, engine=engine, clock=FakeClock()) as ledger:
         ledger.create_accounts([account(1), account(2)])
         batches_before = ledger.metrics().journal_batches
-        monkeypatch.setattr(_durable.Durable, "hold", held_at_the_gate)
-        got: dict[int, list[tuple[int, int]]] = {}
-        callers = []
-        for n, (kind, events) in enumerate(batches):
-            caller = threading.Thread(
-                target=lambda n=n, kind=kind, events=events: got.update(
-                    {n: create(ledger, kind, events)}
-                )
-            )
-            caller.start()
-            callers.append(caller)
-            # The first caller leads and waits at the gate; each other one queues behind it.
-            wait_for(
-                lambda n=n: len(ledger._waiting) == n + 1,
-                f"caller {n} did not queue",
-            )
-        gate.set()
-        for caller in callers:
-            caller.join()
-        assert [got[n] for n in range(len(batches))] == expected
+        assert create_behind_one_hold(ledger, monkeypatch, calls) == expected
         # The first three share a batch; the accounts, the import and what follows it do not.
         assert ledger.metrics().journal_batches - batches_before == 5
-        calls = ledger.metrics().create_transfers.calls
-    assert calls == 6
+        assert ledger.metrics().create_transfers.calls == 6
     with Ledger.open(tmp_path, engine=engine) as reopened:
         ids = list(range(1, 17))
         assert reopened.lookup_accounts(ids) == reference.lookup_accounts(ids)
         assert reopened.lookup_transfers(ids) == reference.lookup_transfers(ids)
+
+
+def test_callers_whose_shared_batch_would_pass_an_expiry_go_one_by_one(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch releases the reservations that expired by its first timestamp: a reservation
+    expiring at the second caller's timestamp is released for it alone, and must be so when
+    the two wait for one hold too."""
+
+    def reserve_until_the_next_two_stamps(ledger: Ledger, clock: FakeClock) -> None:
+        limited = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+        ledger.create_accounts([account(1, flags=limited), account(2), account(3), account(4)])
+        ledger.create_transfers([transfer(10, 2, 1, 10)])
+        # Reserves all that account 1 may spend, for one second.
+        [reserved] = ledger.create_transfers([pending(11, 1, 2, 10, timeout=1)])
+        # Stamped next: a batch of accounts, which expires nothing, just before the expiry.
+        clock.now_ns = reserved.timestamp + 1_000_000_000 - 2
+        ledger.create_accounts([account(5)])
+
+    # The first is stamped a nanosecond before the expiry, the second at it.
+    calls = [("transfers", [transfer(12, 3, 4, 1)]), ("transfers", [transfer(13, 1, 2, 5)])]
+    clock = FakeClock()
+    reference = Ledger(engine=engine, clock=clock)
+    reserve_until_the_next_two_stamps(reference, clock)
+    expected = created_alone(reference, calls)
+    assert [status for status, _ in expected[1]] == [T.CREATED]
+    clock = FakeClock()
+    with Ledger.open(tmp_path, engine=engine, clock=clock) as ledger:
+        reserve_until_the_next_two_stamps(ledger, clock)
+        assert create_behind_one_hold(ledger, monkeypatch, calls) == expected
+
+
+def test_an_interrupt_while_a_leader_hands_out_shared_results_applies_nothing_twice(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller whose shared batch was applied, but that got no answer, must not try it again:
+    the ledger fails instead, and the journal holds each event once."""
+    real_records = _ledger._result_records
+    handed: list[int] = []
+
+    def interrupted_records(kind: Any, answer: Any) -> Any:
+        handed.append(1)
+        if len(handed) == 2:
+            raise KeyboardInterrupt
+        return real_records(kind, answer)
+
+    with Ledger.open(tmp_path, engine=engine) as ledger:
+        ledger.create_accounts([account(1), account(2)])
+        before = ledger.sequence
+        monkeypatch.setattr(_ledger, "_result_records", interrupted_records)
+        calls = [("transfers", [transfer(20 + n, 1, 2, 1)]) for n in range(3)]
+        got = create_behind_one_hold(ledger, monkeypatch, calls)
+        # The leader is interrupted; the callers it had no answer for meet the failed ledger.
+        assert isinstance(got[0], KeyboardInterrupt), got[0]
+        assert all(isinstance(got[n], JournalWriteError) for n in (1, 2)), got
+    with Ledger.open(tmp_path, engine=engine) as reopened:
+        assert reopened.sequence == before + 1
+        assert [t.id for t in reopened.lookup_transfers([20, 21, 22])] == [20, 21, 22]
 
 
 def run_threads(count: int, target: Any) -> None:

@@ -36,11 +36,12 @@ from fastledger import (
 )
 from fastledger._records import pack_transfers
 from fastledger._verify import verify
+from fastledger.journal import committer as committer_module
 from fastledger.journal import directory
 from fastledger.journal.directory import DirectoryJournal
 from fastledger.journal.format import KIND_TRANSFERS, Checksums, Tip, queued
 
-from .conftest import ENGINE_NAMES, require_engine
+from .conftest import ENGINE_NAMES, FakeClock, require_engine
 from .helpers import account, pending, post, transfer
 
 T = CreateTransferStatus
@@ -370,14 +371,106 @@ def test_a_write_that_fails_once_others_appended_fails_that_ledger_and_lets_the_
         first.create_accounts([account(1), account(2)])
         assert [r.status for r in other.create_transfers([transfer(10, 1, 2, 5)])] == [T.CREATED]
         monkeypatch.setattr(directory, "_write_all", write_all)
-        with pytest.raises(JournalWriteError, match="No space left"):
-            first.create_transfers([transfer(11, 1, 2, 5)])
-        assert failed_in == [threading.current_thread().name], "the leader wrote"
+        # Led from a thread other than the main one, which leaves its writes to the committer.
+        outcome: list[Any] = []
+        leader = threading.Thread(
+            target=lambda: outcome.append(catch(first.create_transfers, [transfer(11, 1, 2, 5)])),
+            name="leader",
+        )
+        leader.start()
+        leader.join()
+        assert isinstance(outcome[0], JournalWriteError) and "No space left" in str(outcome[0])
+        assert failed_in == ["leader"], "the leader wrote"
         assert [r.status for r in other.create_transfers([transfer(12, 2, 1, 3)])] == [T.CREATED]
         with pytest.raises(JournalWriteError):
             first.lookup_transfers([10])
     with Ledger.open(tmp_path, engine=engine) as reopened:
         assert [t.id for t in reopened.lookup_transfers([10, 11, 12])] == [10, 12]
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_a_failed_write_lets_no_other_write_through_before_the_committer_stops(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch queued while a failed write stops the committer (here, the expiry that a read
+    journals, with the stop made slow) is never written after the tip the failed write began
+    from, and so never acknowledged in its place."""
+    clock = FakeClock()
+    real_write_all, real_stop = directory._write_all, committer_module.Committer._stop
+    stopping = threading.Event()
+
+    def write_all(fd: int, parts: list[bytes], offset: int) -> None:
+        if not stopping.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write_all(fd, parts, offset)
+
+    def slow_stop(self: Any, error: BaseException, **options: Any) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            time.sleep(0.3)
+        real_stop(self, error, **options)
+
+    with (
+        Ledger.open(tmp_path, engine=engine, clock=clock) as first,
+        Ledger.open(tmp_path, engine=engine, clock=clock) as other,
+    ):
+        first.create_accounts([account(1), account(2)])
+        first.create_transfers([pending(20, 1, 2, 5, timeout=1)])
+        other.create_transfers([transfer(10, 1, 2, 5)])
+        monkeypatch.setattr(directory, "_write_all", write_all)
+        monkeypatch.setattr(committer_module.Committer, "_stop", slow_stop)
+        outcome: list[Any] = []
+        leader = threading.Thread(
+            target=lambda: outcome.append(catch(first.create_transfers, [transfer(11, 1, 2, 5)]))
+        )
+        leader.start()
+        assert stopping.wait(5)
+        clock.advance(seconds=2)
+        with pytest.raises(JournalWriteError):
+            first.lookup_accounts([1])
+        leader.join()
+        assert isinstance(outcome[0], JournalWriteError), outcome
+    with Ledger.open(tmp_path, engine=engine) as reopened:
+        assert [t.id for t in reopened.lookup_transfers([10, 11, 20])] == [10, 20]
+
+
+def catch(call: Any, *args: Any) -> Any:
+    """What `call` returned, or the exception it raised."""
+    try:
+        return call(*args)
+    except Exception as error:
+        return error
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_ctrl_c_while_the_main_thread_leads_reaches_it_and_fails_nothing(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once others appended, a leader hands its hold's write to no thread, but on the main
+    thread, where Ctrl-C lands, the committer thread writes, so that the interrupt stops the
+    wait and never cuts the write."""
+    real_write_all = directory._write_all
+    wrote_in: list[str] = []
+
+    def write_all(fd: int, parts: list[bytes], offset: int) -> None:
+        if not wrote_in:
+            wrote_in.append(threading.current_thread().name)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        real_write_all(fd, parts, offset)
+
+    with (
+        Ledger.open(tmp_path, engine=engine) as first,
+        Ledger.open(tmp_path, engine=engine) as other,
+    ):
+        first.create_accounts([account(1), account(2)])
+        other.create_transfers([transfer(10, 1, 2, 5)])
+        monkeypatch.setattr(directory, "_write_all", write_all)
+        with pytest.raises(KeyboardInterrupt):
+            first.create_transfers([transfer(11, 1, 2, 5)])
+        assert wrote_in == ["fastledger-journal"]
+        assert [t.id for t in first.lookup_transfers([10, 11])] == [10, 11]
+        assert [r.status for r in first.create_transfers([transfer(12, 2, 1, 1)])] == [T.CREATED]
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])

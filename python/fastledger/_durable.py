@@ -345,12 +345,13 @@ class Durable:
 
     # -- snapshots -------------------------------------------------------------------------
 
-    def settle(self, ledger: Ledger, sequence: int) -> None:
-        """Waits, outside the lock, until batch `sequence` is durable; then takes a snapshot
-        if one is due."""
-        if ledger._committer is None or sequence == 0:
+    def settle(self, ledger: Ledger, sequence: int, committer: Committer | None = None) -> None:
+        """Waits, outside the lock, until batch `sequence` of `committer` (the ledger's, by
+        default) is durable; then takes a snapshot if one is due."""
+        committer = committer or ledger._committer
+        if committer is None or sequence == 0:
             return
-        ledger._committer.wait(sequence)
+        committer.wait(sequence)
         if self.policy.due and self.snapshot_lock.acquire(blocking=False):
             try:
                 self._snapshot(ledger)

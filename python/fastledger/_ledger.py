@@ -23,13 +23,14 @@ journal back, on open, from other processes, after a failed append, and snapshot
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 import weakref
 from _thread import allocate_lock
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from types import TracebackType
@@ -181,7 +182,17 @@ class _Request:
     """One caller's batch, waiting for the thread that leads the next hold of the append lock
     (see `Ledger._lead`)."""
 
-    __slots__ = ("answer", "body", "checksum", "create", "kind", "sequence", "state", "woken")
+    __slots__ = (
+        "answer",
+        "body",
+        "checksum",
+        "committer",
+        "create",
+        "kind",
+        "sequence",
+        "state",
+        "woken",
+    )
 
     def __init__(
         self, kind: _Kind, body: bytes, checksum: bytes, create: _Create | _CreatePacked
@@ -192,8 +203,17 @@ class _Request:
         self.create = create
         self.sequence = 0
         self.answer: Any = None
+        # The committer that queued the batch, which tells when it is durable: a rebuild
+        # after a failed write makes another, which may give the same sequence to another
+        # batch.
+        self.committer: Committer | None = None
         self.state: str | None = None
         self.woken = allocate_lock()
+
+    def answered(self, committer: Committer | None, sequence: int, answer: Any) -> None:
+        """Records that the batch was queued by `committer` as `sequence` and applied."""
+        self.committer, self.sequence, self.answer = committer, sequence, answer
+        self.state = _DONE
 
     def arm(self) -> None:
         """Makes `woken` block until the leader releases it; the state is reset."""
@@ -523,8 +543,9 @@ class Ledger:
         # Packed once: the journal and the engine take the same bytes, so that what was
         # checked is what is applied is what is journaled, whatever the caller's objects do.
         body = kind.pack(events)
-        sequence, answer = self._journaled(kind, body, kind.create_from_packed)
-        self._durable.settle(self, sequence)
+        request = self._journaled(kind, body, kind.create_from_packed)
+        self._durable.settle(self, request.sequence, request.committer)
+        answer = request.answer
         # Each engine makes the result records itself, the cheapest place to make them.
         results: list[Any] = answer
         return results
@@ -542,17 +563,15 @@ class Ledger:
                 self._tally(kind, count, (statuses, timestamps))
             return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
         body = _immutable(records)
-        sequence, answer = self._journaled(kind, body, kind.create_packed)
-        self._durable.settle(self, sequence)
-        statuses, timestamps = answer
+        request = self._journaled(kind, body, kind.create_packed)
+        self._durable.settle(self, request.sequence, request.committer)
+        statuses, timestamps = request.answer
         return PackedResults(statuses, timestamps, kind.result, kind.status_enum)
 
-    def _journaled(
-        self, kind: _Kind, body: bytes, create: _Create | _CreatePacked
-    ) -> tuple[int, Any]:
+    def _journaled(self, kind: _Kind, body: bytes, create: _Create | _CreatePacked) -> _Request:
         """Appends a batch to the journal and has the engine apply it with `create` on the
-        same bytes; returns the batch's sequence and the engine's answer, before the batch is
-        durable (see `Durable.settle`).
+        same bytes; returns the request, applied, with the batch's sequence, its committer
+        and the engine's answer, before the batch is durable (see `Durable.settle`).
 
         The batch is stamped and queued under the append lock, once this ledger has applied
         every batch that others appended before it, by whichever caller leads that hold of
@@ -587,7 +606,7 @@ class Ledger:
                 if request.state is not _DONE and failure is not None:
                     raise failure
             if request.state is _DONE:
-                return request.sequence, request.answer
+                return request
             # Not applied: the leader stopped first. Trying again finds out why.
             self._check_usable()
 
@@ -606,27 +625,16 @@ class Ledger:
         failure: Exception | None = None
         try:
             self._durable.hold(self)
-            pinned = True
-            try:
-                with self._waiting_lock:
-                    requests, self._waiting = self._waiting, []
-                with self._lock:
+            with self._lock:
+                try:
+                    with self._waiting_lock:
+                        requests, self._waiting = self._waiting, []
                     self._check_usable()
                     self._durable.catch_up_to_append(self)
-                    runs = _shared_batches(requests, min(self._batch_max, SHARED_EVENTS_MAX))
-                    for n, run in enumerate(runs):
-                        last = n == len(runs) - 1
-                        count = sum(len(request.body) for request in run) // RECORD_SIZE
-                        timestamp = self._begin_batch(count)
-                        # The last batch's append ends the pin, even when it raises.
-                        pinned = not last
-                        if len(run) == 1:
-                            self._apply_request(run[0], timestamp, count, last=last)
-                        else:
-                            self._apply_shared(run, timestamp, last=last)
-            finally:
-                if pinned:
+                except BaseException:
                     committer.release()
+                    raise
+                self._apply_runs(requests)
             # While other processes wait for the lock, before the callers woken take the GIL.
             committer.write_queued()
         except Exception as error:
@@ -635,14 +643,51 @@ class Ledger:
             self._wake(requests, own)
         return failure
 
+    def _apply_runs(self, requests: list[_Request]) -> None:
+        """Stamps, queues and applies the batches of one hold, in runs that share a batch of
+        the journal where they may (see `_shared_batches`). Called under both locks by the
+        leader, whose pin of the append lock the last batch's append ends, even when it
+        raises; anything that raises before it ends the pin here."""
+        runs = deque(_shared_batches(requests, min(self._batch_max, SHARED_EVENTS_MAX)))
+        pinned = True
+        try:
+            while runs:
+                run = runs.popleft()
+                count = sum(len(request.body) for request in run) // RECORD_SIZE
+                stamped_before = self._timestamp, self._expired_through
+                timestamp = self._begin_batch(count)
+                if (
+                    len(run) > 1
+                    and run[0].kind is _TRANSFERS
+                    and self._engine.expiry_due(timestamp)
+                ):
+                    # A reservation may expire within the run, after its first event: each
+                    # caller's batch alone would release it first, so each goes alone,
+                    # stamped as if this stamp had not been taken.
+                    self._timestamp, self._expired_through = stamped_before
+                    runs.extendleft(reversed([[request] for request in run]))
+                    continue
+                last = not runs
+                pinned = not last
+                if len(run) == 1:
+                    self._apply_request(run[0], timestamp, count, last=last)
+                else:
+                    self._apply_shared(run, timestamp, last=last)
+        finally:
+            if pinned:
+                committer = self._committer
+                assert committer is not None
+                committer.release()
+
     def _apply_request(self, request: _Request, timestamp: int, count: int, *, last: bool) -> None:
         """Queues and applies one caller's batch of `count` events, stamped `timestamp`;
         called under both locks."""
-        request.sequence, request.answer = self._apply_journaled(
+        sequence, answer = self._apply_journaled(
             request.kind, timestamp, request.body, request.checksum, request.create, last=last
         )
-        self._tally(request.kind, count, request.answer)
-        request.state = _DONE
+        with self._answering(sequence):
+            request.answered(self._committer, sequence, answer)
+            self._tally(request.kind, count, answer)
 
     def _apply_shared(self, run: list[_Request], timestamp: int, *, last: bool) -> None:
         """Queues and applies the batches of several callers as one batch of the journal,
@@ -656,16 +701,27 @@ class Ledger:
         sequence, (statuses, timestamps) = self._apply_journaled(
             kind, timestamp, body, checksum, kind.create_packed, last=last
         )
-        start = 0
-        for request in run:
-            end = start + len(request.body) // RECORD_SIZE
-            answer: Any = (statuses[start * 4 : end * 4], timestamps[start * 8 : end * 8])
-            if request.create is kind.create_from_packed:
-                answer = _result_records(kind, answer)
-            request.sequence, request.answer = sequence, answer
-            self._tally(kind, end - start, answer)
-            request.state = _DONE
-            start = end
+        with self._answering(sequence):
+            start = 0
+            for request in run:
+                end = start + len(request.body) // RECORD_SIZE
+                answer: Any = (statuses[start * 4 : end * 4], timestamps[start * 8 : end * 8])
+                if request.create is kind.create_from_packed:
+                    answer = _result_records(kind, answer)
+                request.answered(committer, sequence, answer)
+                self._tally(kind, end - start, answer)
+                start = end
+
+    @contextlib.contextmanager
+    def _answering(self, sequence: int) -> Iterator[None]:
+        """Fails the ledger if giving the callers of batch `sequence`, applied already, their
+        answers raises (an interrupt, memory): a caller left without one would try its batch
+        again, and apply its events a second time."""
+        try:
+            yield
+        except BaseException as error:
+            self._fail_applying(sequence, error)
+            raise
 
     def _abandon(self, request: _Request) -> None:
         """Takes back the batch of a caller interrupted while it waited (Ctrl-C), unless a
@@ -694,8 +750,6 @@ class Ledger:
         applied wakes once it is durable too, so that it sleeps once rather than twice; a
         request the leader took but did not apply is left to its caller at once, which tries
         again."""
-        committer = self._committer
-        assert committer is not None
         with self._waiting_lock:
             if own in self._waiting:
                 # The lead stopped before it took the requests waiting: they wait on.
@@ -703,8 +757,8 @@ class Ledger:
             for request in requests:
                 if request is own:
                     continue
-                if request.state is _DONE:
-                    committer.release_when_durable(request.sequence, request.woken)
+                if request.state is _DONE and request.committer is not None:
+                    request.committer.release_when_durable(request.sequence, request.woken)
                 else:
                     request.woken.release()
             self._hand_lead_on()

@@ -96,9 +96,11 @@ class Committer:
         self.epoch = 0
         # Whether a group is being written, by the committer thread or by a leader
         # (`write_queued`): writes go one at a time, in order, and the lock stays meanwhile.
-        # When a leader's write started, while the committer thread has not flushed it yet.
+        # When the leaders' writes that the committer thread has not flushed yet started, and
+        # their batches, for `counters.write_ns`.
         self._writing = False
         self._unflushed_since_ns = 0
+        self._unflushed_batches = 0
         # The callers waiting for their batch to be durable, and the lock each sleeps on:
         # waking every waiter for each write made each of them contend for the GIL, which cost
         # more than the fsync itself with dozens of threads.
@@ -232,15 +234,22 @@ class Committer:
 
         Handed to the committer thread, the write waited for that thread to take the GIL back
         from the callers just woken: about a millisecond of every hold, while the other
-        processes waited for the lock."""
+        processes waited for the lock.
+
+        Not on the main thread, where a signal handler may raise (Ctrl-C): an interrupt there
+        would cut a write short and fail the ledger, where the committer thread finishes it
+        and the caller only stops waiting."""
+        if threading.current_thread() is threading.main_thread():
+            return
         with self._lock:
-            if self._writing or self._pins or not (self._queue and self._hands_over()):
+            busy = self._writing or self._stopped or self._pins
+            if busy or not (self._queue and self._hands_over()):
                 return
             group = self._take_group()
             tip = self._tip
             self._writing = True
-            if not self._unflushed_since_ns:
-                self._unflushed_since_ns = time.perf_counter_ns()
+            self._unflushed_since_ns = self._unflushed_since_ns or time.perf_counter_ns()
+            self._unflushed_batches += len(group)
         self._write(group, tip)
 
     def release_when_durable(self, sequence: int, waiter: LockType) -> None:
@@ -348,12 +357,13 @@ class Committer:
                 group = self._next_group()
                 tip = self._tip
                 self._writing = bool(group)
-                # A write of a leader's is timed with the flush that follows it.
-                started_ns, self._unflushed_since_ns = self._unflushed_since_ns, 0
+                # A leader's writes are timed with the flush that follows them.
+                started_ns = self._unflushed_since_ns or time.perf_counter_ns()
+                batches = self._unflushed_batches + len(group or ())
+                self._unflushed_since_ns = self._unflushed_batches = 0
             if group is None:
                 return
             if group:
-                started_ns = time.perf_counter_ns()
                 written = self._write(group, tip)
                 if written is None:
                     return
@@ -363,8 +373,8 @@ class Committer:
             except BaseException as error:
                 self._stop(error)
                 return
-            if started_ns:
-                self._count_write(len(group), time.perf_counter_ns() - started_ns)
+            if batches:
+                self._count_write(batches, time.perf_counter_ns() - started_ns)
             with self._lock:
                 self._made_durable(tip.sequence)
 
@@ -374,9 +384,7 @@ class Committer:
         try:
             tips = self.journal.write(group, tip)
         except BaseException as error:
-            with self._lock:
-                self._writing = False
-            self._stop(error)
+            self._stop(error, wrote=True)
             return None
         self._written(group, tips)
         return tips[-1]
@@ -406,12 +414,13 @@ class Committer:
         next group while the disk flushes this one."""
         idle_since = time.monotonic()
         while True:
-            if self._stopped:
-                return None
             if self._writing:
-                # A leader writes a group: the next write, and letting the lock go, wait.
+                # A leader writes a group: the next write, letting the lock go and stopping
+                # wait for it to end (see `_written` and `_stop`).
                 self._changed.wait()
                 continue
+            if self._stopped:
+                return None
             if self._queue:
                 if self._pins == 0 or self._queued_bytes >= GROUP_WAIT_BYTES_MAX:
                     break
@@ -489,10 +498,14 @@ class Committer:
         for waiter in ready:
             waiter.release()
 
-    def _stop(self, error: BaseException) -> None:
+    def _stop(self, error: BaseException, *, wrote: bool = False) -> None:
         """A write failed or its outcome is unknown: no batch after it may be written, and
-        every waiter learns it. The append lock goes, so that other processes go on."""
+        every waiter learns it. The append lock goes, so that other processes go on. `wrote`
+        says that the failed write was the one in flight: it ends here, in the same hold of
+        the lock that stops the committer, so that no other write slips in between."""
         with self._lock:
+            if wrote:
+                self._writing = False
             if self._failure is None:
                 self._failure = error
                 self._failure_message = (

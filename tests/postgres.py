@@ -73,12 +73,13 @@ def journal_url() -> Iterator[str]:
             connection.execute(f"DROP TABLE IF EXISTS {table}_batches, {table}_head")
 
 
-def terminate(connection: Any, application_name: str) -> int:
-    """Ends every backend of `application_name`, as a server restart would; how many."""
+def terminate(connection: Any, application_name: str, *, wait_ms: int = 0) -> int:
+    """Ends every backend of `application_name`, as a server restart would; how many. With
+    `wait_ms`, waits that long at most for each to have exited."""
     rows = connection.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity "
         "WHERE application_name = %s AND pid <> pg_backend_pid()",
-        (application_name,),
+        (wait_ms, application_name),
     ).fetchall()
     return len(rows)
 
@@ -110,8 +111,9 @@ class Proxy:
                 _hang_up(end)
 
     def swallow_next_commit(self) -> None:
-        """Passes the next COMMIT to the server, lets it commit, and cuts the connection
-        before its reply reaches the client."""
+        """Passes the next append to the server (its statement inserts the batches and
+        commits as it ends), lets it commit, and cuts the connection before its reply reaches
+        the client."""
         self._swallow_commit.set()
 
     def close(self) -> None:
@@ -137,7 +139,7 @@ class Proxy:
         swallowing = False
         try:
             while data := source.recv(1 << 16):
-                if upstream and self._swallow_commit.is_set() and b"COMMIT" in data:
+                if upstream and self._swallow_commit.is_set() and b"INSERT INTO" in data:
                     self._swallow_commit.clear()
                     swallowing = True
                     # Nothing more reaches the client: its pump stops at the closed socket.

@@ -414,7 +414,9 @@ def test_a_writer_whose_session_was_lost_writes_nothing_and_locks_again(
     journal = journals()
     empty = empty_tip(journal)
     journal.lock()
-    terminate(admin, table_of(postgres_url))
+    # Ended while idle, before the write: the server said so, and the write finds it out
+    # without sending what it would then not know the outcome of.
+    terminate(admin, table_of(postgres_url), wait_ms=5000)
     with pytest.raises(JournalWriteError, match="batch 1 not written") as failed:
         journal.write(batches_after(journal, empty, 1), empty)
     assert not isinstance(failed.value, JournalOutcomeUnknownError)
@@ -423,24 +425,51 @@ def test_a_writer_whose_session_was_lost_writes_nothing_and_locks_again(
     assert [t.sequence for t in append(journal, empty, 1)] == [1]
 
 
-def test_a_write_interrupted_half_way_leaves_no_transaction_to_go_on_in(
+def test_a_write_the_server_refuses_writes_nothing_and_keeps_the_session(
+    journals: OpenJournal, admin: Any, postgres_url: str
+) -> None:
+    journal = journals()
+    empty = empty_tip(journal)
+    # A row where the next batch goes, with the head not moved: the append's insert fails
+    # after its head update, and the statement's transaction takes both back.
+    admin.execute(f"INSERT INTO {table_of(postgres_url)}_batches VALUES (1, 'x')")
+    journal.lock()
+    locked_on = journal._locked_on
+    with pytest.raises(JournalWriteError, match="batch 1 not written: duplicate key") as failed:
+        journal.write(batches_after(journal, empty, 1), empty)
+    assert not isinstance(failed.value, JournalOutcomeUnknownError)
+    assert journal.durable_extent() == (0, empty.end)
+    assert journal._locked_on is locked_on and not locked_on.closed, "still holds the lock"
+    admin.execute(f"DELETE FROM {table_of(postgres_url)}_batches")
+    assert [t.sequence for t in journal.write(batches_after(journal, empty, 1), empty)] == [1]
+    journal.unlock()
+
+
+def test_a_write_interrupted_while_committing_ends_its_session(
     journals: OpenJournal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     journal = journals()
     empty = empty_tip(journal)
     psycopg = require_postgres()
+    execute = psycopg.Connection.execute
 
-    def interrupted(*args: Any, **kwargs: Any) -> None:
+    def committed_then_interrupted(*args: Any, **kwargs: Any) -> None:
+        execute(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(psycopg.Cursor, "executemany", interrupted)
     journal.lock()
+    locked_on = journal._locked_on
+    monkeypatch.setattr(psycopg.Connection, "execute", committed_then_interrupted)
     with pytest.raises(KeyboardInterrupt):
         journal.write(batches_after(journal, empty, 1), empty)
     monkeypatch.undo()
+    # The outcome was not heard: the session went, and the lock with it, as after a lost
+    # connection; the next lock is taken anew, and what is there is sure.
+    assert locked_on is not None and locked_on.closed
     journal.unlock()
-    assert [t.sequence for t in append(journal, empty, 1)] == [1]
-    assert [b.sequence for b in journal.read(empty, locked=False)] == [1]
+    journal.lock()
+    assert [b.sequence for b in journal.read(empty, locked=True)] == [1]
+    journal.unlock()
 
 
 def test_a_commit_cut_off_before_the_server_had_it_is_unknown_and_not_there(
@@ -450,9 +479,9 @@ def test_a_commit_cut_off_before_the_server_had_it_is_unknown_and_not_there(
     empty = empty_tip(journal)
     commit = journal._commit
 
-    def end_the_session_then_commit(connection: Any, batches: str) -> None:
+    def end_the_session_then_commit(connection: Any, *args: Any) -> bool:
         admin.execute("SELECT pg_terminate_backend(%s, 5000)", (connection.info.backend_pid,))
-        commit(connection, batches)
+        return commit(connection, *args)
 
     monkeypatch.setattr(journal, "_commit", end_the_session_then_commit)
     journal.lock()

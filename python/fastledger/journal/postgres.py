@@ -18,14 +18,18 @@ process that opens it for writing (processes racing to make it queue on an advis
         the last batch's sequence, the byte offset just after it in a directory journal, and its
         checksum. Offsets are those of a directory journal, so both places name a batch alike.
 
-Order. An append is one transaction: it moves the head from the tip its writer caught up to
-(`UPDATE ... WHERE sequence = and end_offset = and checksum =`) to the new tip, inserts the
-rows, notifies, and commits. Every writer passes through the head row: a second writer's update
-waits for the first's row lock and, once the first commits, finds the head moved, updates
-nothing and inserts nothing. So sequences are dense and commit in sequence order, and a reader
-that sees batch n has seen every batch before it. A bigserial would not do (it is given at
-insert and seen at commit, so a reader tailing `id > last` skips a row that commits late), nor
-would a table or advisory lock alone (a rollback still leaves a hole).
+Order. An append is one statement, sent in one round trip on a session in autocommit, so that
+it is its own transaction and commits as it ends: it moves the head from the tip its writer
+caught up to (`UPDATE ... WHERE sequence = and end_offset = and checksum =`) to the new tip,
+and only the rows of a head that moved notify and go in (`WITH moved AS (UPDATE ... RETURNING)
+... INSERT ... SELECT ... FROM moved, unnest(batches)`), the batches passed as one binary array
+of bytea, so that they are stored as the very bytes given. The rows inserted say whether the
+head moved. Every writer passes through the head row: a second writer's update waits for the
+first's row lock and, once the first commits, finds the head moved, updates nothing and
+inserts nothing. So sequences are dense and commit in sequence order, and a reader that sees
+batch n has seen every batch before it. A bigserial would not do (it is given at insert and
+seen at commit, so a reader tailing `id > last` skips a row that commits late), nor would a
+table or advisory lock alone (a rollback still leaves a hole).
 
 Append lock. `lock()` takes a session-level advisory lock, keyed by 64 bits derived from the
 table name, on a connection of its own, so that writers queue instead of failing on the head.
@@ -35,16 +39,19 @@ or through a pooler in session mode, never one in transaction mode (pgbouncer's 
 would hand the lock to whichever client's transaction runs next. The server is asked to probe
 the append session, so the lock of a writer whose machine vanished is freed within about 25 s.
 
-Durability. Nothing is acknowledged before COMMIT returned, so PostgreSQL's settings decide what
-survives: `synchronous_commit = on` keeps a batch through a crash of the server, synchronous
-replication through the loss of its machine. A write that fails before its commit raises
-JournalWriteError: nothing was written. A connection lost during COMMIT raises
-JournalOutcomeUnknownError: the batches may be there; the session and its lock are gone, so
-`lock()` connects anew, and `read` after the old tip tells what is there. That answer is final:
-the old session held the lock until its backend ended, which is after its commit finished one
-way or the other, and `lock()` waits for it. No statement timeout
-is set: cancelling a commit that waits for a synchronous standby leaves it committed on the
-primary without a word.
+Durability. Nothing is acknowledged before the append's statement returned, committed, so
+PostgreSQL's settings decide what survives: `synchronous_commit = on` keeps a batch through a
+crash of the server, synchronous replication through the loss of its machine. A write that the
+server refuses raises JournalWriteError: its transaction was rolled back, nothing was written,
+and the session keeps the lock. So does a write whose session was found ended before the
+statement was sent (the server says so when it ends an idle session, and that is read without
+a round trip); the lock went with the session. A connection lost once the statement was sent
+raises JournalOutcomeUnknownError, for the statement commits as it ends: the batches may be
+there; the session and its lock are gone, so `lock()` connects anew, and `read` after the old
+tip tells what is there. That answer is final: the old session held the lock until its backend
+ended, which is after its commit finished one way or the other, and `lock()` waits for it. No
+statement timeout is set: cancelling a commit that waits for a synchronous standby leaves it
+committed on the primary without a word.
 
 Forks. With asynchronous replication a failover can lose committed batches and give their
 sequences to others. Every read first checks the head and the batch at the reader's tip against
@@ -62,6 +69,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -238,21 +246,17 @@ class PostgresJournal:
     def write(self, group: list[Queued], after: Tip) -> list[Tip]:
         connection = self._lock_holder()
         parts, tips = encode_batches(group, after, self.checksums)
-        rows = [(tip.sequence, parts[2 * i] + parts[2 * i + 1]) for i, tip in enumerate(tips)]
+        rows = [parts[2 * i] + parts[2 * i + 1] for i in range(len(tips))]
         batches = _name_batches(tips)
-        try:
-            moved = self._append(connection, rows, after, tips[-1])
-        except psycopg.Error as error:
-            self._abandon(connection)
-            raise JournalWriteError(f"{self.location}: {batches} not written: {error}") from error
-        except BaseException:
-            # Interrupted half way (Ctrl-C): end the session, which rolls the transaction back,
-            # rather than leave it open for the next write to go on in.
+        if self._found_lost(connection):
             self._lose_session()
-            raise
-        if not moved:
+            raise JournalWriteError(
+                f"{self.location}: {batches} not written: the append session was lost "
+                "(a server restart, a terminated backend), and the append lock with it: take "
+                "it with lock() and catch up first"
+            )
+        if not self._commit(connection, rows, after, tips[-1], batches):
             raise self._stale(connection, after, batches)
-        self._commit(connection, batches)
         return tips
 
     def flush(self, tip: Tip) -> None:
@@ -414,30 +418,45 @@ class PostgresJournal:
             )
         return connection
 
-    def _append(
-        self, connection: Connection, rows: list[tuple[int, bytes]], after: Tip, tip: Tip
-    ) -> bool:
-        """Begins the transaction of a write; False, rolled back, if the head is not `after`."""
-        connection.execute("BEGIN")
-        moved = connection.execute(
-            self._sql.move_head,
-            (tip.sequence, tip.end, tip.checksum, after.sequence, after.end, after.checksum),
-        )
-        if moved.rowcount != 1:
-            connection.execute("ROLLBACK")
-            return False
-        connection.cursor().executemany(self._sql.insert, rows)
-        connection.execute(self._sql.notify, (str(tip.sequence),))
-        return True
-
-    def _commit(self, connection: Connection, batches: str) -> None:
+    def _found_lost(self, connection: Connection) -> bool:
+        """Whether the append session ended while it was idle, as a terminated backend or a
+        restarted server ends it: the server then said so and closed the connection, which is
+        read here without a round trip. An idle session in autocommit is sent nothing else
+        that matters, so what is there is read and, unless it ended the session, dropped."""
         try:
-            connection.execute("COMMIT")
+            readable, _, _ = select.select([connection.fileno()], [], [], 0)
+            while readable:
+                connection.pgconn.consume_input()
+                readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        except (OSError, psycopg.Error):
+            return True
+        return connection.pgconn.status != psycopg.pq.ConnStatus.OK
+
+    def _commit(
+        self, connection: Connection, rows: list[bytes], after: Tip, tip: Tip, batches: str
+    ) -> bool:
+        """Appends `rows` after `after` in one statement, committed as it ends (the session
+        is in autocommit); False, with nothing written, if the head is not `after`."""
+        try:
+            inserted = connection.execute(
+                self._sql.append,
+                (
+                    tip.sequence,
+                    tip.end,
+                    tip.checksum,
+                    after.sequence,
+                    after.end,
+                    after.checksum,
+                    str(tip.sequence),
+                    after.sequence,
+                    rows,
+                ),
+            ).rowcount
         except psycopg.Error as error:
             if not connection.closed:
-                # The server answered, refusing the commit: it rolled the transaction back.
+                # The server answered, refusing the statement: it rolled its transaction back.
                 raise JournalWriteError(
-                    f"{self.location}: {batches} not written: the commit failed: {error}"
+                    f"{self.location}: {batches} not written: {error}"
                 ) from error
             self._lose_session()
             raise JournalOutcomeUnknownError(
@@ -450,14 +469,9 @@ class PostgresJournal:
             # connection, and the session must go the same way, so that `lock` connects anew.
             self._lose_session()
             raise
-
-    def _abandon(self, connection: Connection) -> None:
-        """Rolls back a write that failed before its commit; a lost connection rolled it back
-        already, and took the lock with it."""
-        with contextlib.suppress(psycopg.Error):
-            connection.execute("ROLLBACK")
-        if connection.closed:
-            self._lose_session()
+        if inserted not in (0, len(rows)):
+            raise self._refuse(f"an append of {len(rows)} batches inserted {inserted}", after)
+        return inserted == len(rows)
 
     def _lose_session(self) -> None:
         """Ends the append session, and with it the lock and any transaction it had open."""
@@ -498,9 +512,7 @@ class _Statements:
     head: sql.Composed
     tip: sql.Composed
     page: sql.Composed
-    move_head: sql.Composed
-    insert: sql.Composed
-    notify: sql.Composed
+    append: sql.Composed
     listen: sql.Composed
 
     @classmethod
@@ -545,12 +557,16 @@ class _Statements:
                 "COPY (SELECT sequence, batch FROM {batches} WHERE sequence > %s "
                 "ORDER BY sequence LIMIT %s) TO STDOUT (FORMAT BINARY)"
             ),
-            move_head=q(
-                "UPDATE {head} SET sequence = %s, end_offset = %s, checksum = %b "
-                "WHERE sequence = %s AND end_offset = %s AND checksum = %b"
+            # The head moves only from the tip the writer read; the rows go in, and the
+            # notification goes out at the commit, only if it moved: the rows inserted say so.
+            append=q(
+                "WITH moved AS (UPDATE {head} SET sequence = %s, end_offset = %s, checksum = %b "
+                "WHERE sequence = %s AND end_offset = %s AND checksum = %b RETURNING 1), "
+                "notified AS (SELECT pg_notify({channel_name}, %s) FROM moved) "
+                "INSERT INTO {batches} (sequence, batch) "
+                "SELECT %s::bigint + n, batch FROM moved, notified, "
+                "unnest(%b::bytea[]) WITH ORDINALITY AS rows (batch, n)"
             ),
-            insert=q("INSERT INTO {batches} (sequence, batch) VALUES (%s, %b)"),
-            notify=q("SELECT pg_notify({channel_name}, %s)"),
             listen=q("LISTEN {channel}"),
         )
 

@@ -56,7 +56,10 @@ committed on the primary without a word.
 Forks. With asynchronous replication a failover can lose committed batches and give their
 sequences to others. Every read first checks the head and the batch at the reader's tip against
 what the reader applied: a head behind that tip, or another batch at it, is a fork, raised as
-JournalCorruptError, for the ledger must stop rather than diverge from its journal.
+JournalCorruptError, for the ledger must stop rather than diverge from its journal. The head and
+that batch come with the first page of the batches after the tip, in one statement and so one
+snapshot: the catch-up of a hold of the append lock, which mostly finds one small batch or none,
+is then one round trip.
 
 Connections. Three, each made again once lost: one for reads and head checks, one for appends
 (made by `lock()`), one that LISTENs (made by the first `wait`). A read or check that fails on a
@@ -195,12 +198,15 @@ class PostgresJournal:
         # A row is seen only once its transaction committed, so whoever reads, holding the
         # append lock or not, sees durable batches only, and never a torn one.
         del locked
-        head = self._reader.run("read the journal's head", partial(self._head, after.sequence))
+        # The head comes with the first page, in one round trip: under the append lock that is
+        # the whole read when the last holder appended one small batch, or none.
+        limit = _PAGE_ROWS_FIRST
+        head, rows = self._reader.run(
+            "read the journal's head", partial(self._head_and_page, after.sequence, limit)
+        )
         self._check_not_forked(head, after)
         tip = after
-        limit = _PAGE_ROWS_FIRST
         while True:
-            rows = self._reader.run("read the journal", partial(self._page, tip.sequence, limit))
             for sequence, data in rows:
                 batch = decode_batch(data, tip, self.checksums, self.location)
                 if batch.sequence != sequence:
@@ -210,6 +216,7 @@ class PostgresJournal:
             if len(rows) < limit:
                 break
             limit = max(1, min(_PAGE_ROWS_MAX, _PAGE_BYTES // max(len(d) for _, d in rows)))
+            rows = self._reader.run("read the journal", partial(self._page, tip.sequence, limit))
         self._check_head(head, tip)
 
     def durable_extent(self) -> tuple[int, int]:
@@ -343,6 +350,20 @@ class PostgresJournal:
         if row is None:
             raise self._refuse(f"the table {self.table}_head is empty", Tip())
         return _Head(*row)
+
+    def _head_and_page(
+        self, after: int, limit: int, connection: Connection
+    ) -> tuple[_Head, list[tuple[int, bytes]]]:
+        """The head, with the link at `after`, and the first `limit` batches after `after`,
+        all seen by one snapshot; each row repeats the head, a row without a batch holds it
+        alone."""
+        with connection.cursor().copy(self._sql.head_and_page, (after, after, limit)) as copy:
+            copy.set_types(["int8", "int8", "bytea", "bytea", "bytea", "int8", "bytea"])
+            found = list(copy.rows())
+        if not found:
+            raise self._refuse(f"the table {self.table}_head is empty", Tip())
+        head = _Head(*found[0][:5])
+        return head, [(row[5], row[6]) for row in found if row[5] is not None]
 
     def _tip(self, connection: Connection) -> tuple[int, bytes]:
         row = connection.execute(self._sql.tip, binary=True).fetchone()
@@ -512,6 +533,7 @@ class _Statements:
     head: sql.Composed
     tip: sql.Composed
     page: sql.Composed
+    head_and_page: sql.Composed
     append: sql.Composed
     listen: sql.Composed
 
@@ -556,6 +578,14 @@ class _Statements:
             page=q(
                 "COPY (SELECT sequence, batch FROM {batches} WHERE sequence > %s "
                 "ORDER BY sequence LIMIT %s) TO STDOUT (FORMAT BINARY)"
+            ),
+            head_and_page=q(
+                "COPY (SELECT h.sequence, h.end_offset, h.checksum, h.header, "
+                "substring(l.batch FROM {link_at} FOR {link_size}), b.sequence, b.batch "
+                "FROM {head} AS h LEFT JOIN {batches} AS l ON l.sequence = %s "
+                "LEFT JOIN LATERAL (SELECT sequence, batch FROM {batches} WHERE sequence > %s "
+                "ORDER BY sequence LIMIT %s) AS b ON true ORDER BY b.sequence) "
+                "TO STDOUT (FORMAT BINARY)"
             ),
             # The head moves only from the tip the writer read; the rows go in, and the
             # notification goes out at the commit, only if it moved: the rows inserted say so.

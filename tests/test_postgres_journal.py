@@ -425,6 +425,31 @@ def test_a_writer_whose_session_was_lost_writes_nothing_and_locks_again(
     assert [t.sequence for t in append(journal, empty, 1)] == [1]
 
 
+def test_an_unlock_lets_the_lock_go_before_its_reply_is_read(journals: OpenJournal) -> None:
+    first, second = journals(), journals()
+    tips = append(first, empty_tip(first), 1)
+    taken = threading.Event()
+
+    def take() -> None:
+        second.lock()
+        taken.set()
+
+    threading.Thread(target=take, daemon=True).start()
+    assert taken.wait(10), "the lock went with the unlock sent"
+    tips += second.write(batches_after(second, tips[-1], 1), tips[-1])
+    second.unlock()
+    assert [t.sequence for t in append(first, tips[-1], 1)] == [3]
+
+
+def test_a_session_lost_after_its_unlock_was_sent_locks_again(
+    journals: OpenJournal, admin: Any, postgres_url: str
+) -> None:
+    journal = journals()
+    tips = append(journal, empty_tip(journal), 1)
+    assert terminate(admin, table_of(postgres_url), wait_ms=5000) >= 2
+    assert [t.sequence for t in append(journal, tips[-1], 1)] == [2]
+
+
 def test_a_write_the_server_refuses_writes_nothing_and_keeps_the_session(
     journals: OpenJournal, admin: Any, postgres_url: str
 ) -> None:

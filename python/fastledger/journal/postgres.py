@@ -33,6 +33,9 @@ table or advisory lock alone (a rollback still leaves a hole).
 
 Append lock. `lock()` takes a session-level advisory lock, keyed by 64 bits derived from the
 table name, on a connection of its own, so that writers queue instead of failing on the head.
+`unlock()` sends the unlock without waiting for its reply, which the next `lock()` reads: the
+server lets the lock go as it reads the unlock, after the append's commit, whose reply came
+first, so the next writer finds every batch of this one.
 The lock is for speed; the head check is what keeps appends right, even those of a writer whose
 lock went with a lost session. Locks and LISTEN live in sessions: connect to PostgreSQL directly
 or through a pooler in session mode, never one in transaction mode (pgbouncer's default), which
@@ -43,9 +46,9 @@ Durability. Nothing is acknowledged before the append's statement returned, comm
 PostgreSQL's settings decide what survives: `synchronous_commit = on` keeps a batch through a
 crash of the server, synchronous replication through the loss of its machine. A write that the
 server refuses raises JournalWriteError: its transaction was rolled back, nothing was written,
-and the session keeps the lock. So does a write whose session was found ended before the
-statement was sent (the server says so when it ends an idle session, and that is read without
-a round trip); the lock went with the session. A connection lost once the statement was sent
+and the session keeps the lock. A write whose session was found ended before the statement
+was sent (the server says so when it ends an idle session, and that is read without a round
+trip) raises it too: nothing was sent, and the lock went with the session. A connection lost once the statement was sent
 raises JournalOutcomeUnknownError, for the statement commits as it ends: the batches may be
 there; the session and its lock are gone, so `lock()` connects anew, and `read` after the old
 tip tells what is there. That answer is final: the old session held the lock until its backend
@@ -83,7 +86,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 try:
     import psycopg
-    from psycopg import sql
+    from psycopg import generators, sql
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
     from psycopg.rows import TupleRow
 except ImportError as error:
@@ -159,6 +162,8 @@ class PostgresJournal:
         self.table = table
         self._sql = _Statements.of(table)
         self._append_key = _lock_key("append", table)
+        self._append_key_text = str(self._append_key).encode()
+        self._unlock_query = b"SELECT pg_advisory_unlock($1::bigint)"
         self._create_key = _lock_key("create", table)
         conninfo = _with_defaults(conninfo)
         self._reader = _Session(conninfo, location, _guard_reads if read_only else None)
@@ -166,6 +171,8 @@ class PostgresJournal:
         self._listener = _Session(conninfo, location, self._listen)
         # The connection on which this process holds the append lock; the lock goes with it.
         self._locked_on: Connection | None = None
+        # The connection on which an unlock was sent and its reply not read yet.
+        self._unlocking: Connection | None = None
         self._header_block = b""
         self._new_header: JournalHeader | None = None
 
@@ -241,14 +248,19 @@ class PostgresJournal:
         return True
 
     def unlock(self) -> None:
+        # The unlock is sent, not waited for: the server lets the lock go as it reads it, and
+        # its reply is read by the next `lock`, in the same round trip as the lock's own.
         connection, self._locked_on = self._locked_on, None
         if connection is None or connection.closed:
             return
         try:
-            connection.execute("SELECT pg_advisory_unlock(%s)", (self._append_key,))
+            connection.pgconn.send_query_params(self._unlock_query, [self._append_key_text])
+            connection.wait(generators.send(connection.pgconn))
         except psycopg.Error:
             # The session is lost, and the lock with it; the next `lock` connects anew.
             self._appender.drop()
+            return
+        self._unlocking = connection
 
     def write(self, group: list[Queued], after: Tip) -> list[Tip]:
         connection = self._lock_holder()
@@ -418,8 +430,24 @@ class PostgresJournal:
         connection.execute(self._sql.listen)
 
     def _take_lock(self, connection: Connection) -> Connection:
+        if self._unlocking is connection:
+            self._unlocking = None
+            try:
+                self._unlocked(connection)
+            except psycopg.Error:
+                # Whether the lock went is not known: ending the session makes sure it did.
+                connection.close()
+                raise
         connection.execute("SELECT pg_advisory_lock(%s)", (self._append_key,))
         return connection
+
+    def _unlocked(self, connection: Connection) -> None:
+        """Reads the reply to the unlock that `unlock` sent on `connection`, which has
+        usually arrived by now; raises psycopg.Error if the session was lost meanwhile."""
+        pgconn = connection.pgconn
+        for result in connection.wait(generators.fetch_many(pgconn)):
+            if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                raise psycopg.errors.error_from_result(result, encoding=connection.info.encoding)
 
     def _refuse_read_only(self, action: str) -> None:
         if self.read_only:

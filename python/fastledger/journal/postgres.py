@@ -46,15 +46,15 @@ Durability. Nothing is acknowledged before the append's statement returned, comm
 PostgreSQL's settings decide what survives: `synchronous_commit = on` keeps a batch through a
 crash of the server, synchronous replication through the loss of its machine. A write that the
 server refuses raises JournalWriteError: its transaction was rolled back, nothing was written,
-and the session keeps the lock. A write whose session was found ended before the statement
-was sent (the server says so when it ends an idle session, and that is read without a round
-trip) raises it too: nothing was sent, and the lock went with the session. A connection lost once the statement was sent
-raises JournalOutcomeUnknownError, for the statement commits as it ends: the batches may be
-there; the session and its lock are gone, so `lock()` connects anew, and `read` after the old
-tip tells what is there. That answer is final: the old session held the lock until its backend
-ended, which is after its commit finished one way or the other, and `lock()` waits for it. No
-statement timeout is set: cancelling a commit that waits for a synchronous standby leaves it
-committed on the primary without a word.
+and the session keeps the lock. A write whose session was found ended before the statement was
+sent (the server says so when it ends an idle session, and that is read without a round trip)
+raises it too: nothing was sent, and the lock went with the session. A connection lost once the
+statement was sent raises JournalOutcomeUnknownError, for the statement commits as it ends: the
+batches may be there; the session and its lock are gone, so `lock()` connects anew, and `read`
+after the old tip tells what is there. That answer is final: the old session held the lock until
+its backend ended, which is after its commit finished one way or the other, and `lock()` waits
+for it. No statement timeout is set: cancelling a commit that waits for a synchronous standby
+leaves it committed on the primary without a word.
 
 Forks. With asynchronous replication a failover can lose committed batches and give their
 sequences to others. Every read first checks the head and the batch at the reader's tip against

@@ -8,6 +8,7 @@ start one); the batches are real transfer records, encoded as the ledger encodes
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -448,6 +449,61 @@ def test_a_session_lost_after_its_unlock_was_sent_locks_again(
     tips = append(journal, empty_tip(journal), 1)
     assert terminate(admin, table_of(postgres_url), wait_ms=5000) >= 2
     assert [t.sequence for t in append(journal, tips[-1], 1)] == [2]
+
+
+def test_the_lock_reads_ahead_what_the_catch_up_after_it_reads(journals: OpenJournal) -> None:
+    journal, other = journals(), journals()
+    empty = empty_tip(journal)
+    tips = append(journal, empty, 1)
+    tips += append(other, tips[-1], 1, 1, first_id=10)
+    # Taken knowing batch 1, the lock reads batches 2 and 3 with it: a catch-up from batch 1,
+    # or from batch 2 (a reader went on while the lock was waited for), is then read from
+    # there, and what the lock read is used once only.
+    for after, expected in ((tips[0], tips[1:]), (tips[1], tips[2:])):
+        reader = journals()
+        read = reader.read(empty, locked=False)
+        assert next(read).tip == tips[0]
+        read.close()
+        reader.lock()
+        assert reader._with_lock is not None and reader._with_lock[0] == tips[0]
+        assert [b.tip for b in reader.read(after, locked=True)] == expected
+        assert reader._with_lock is None
+        assert [b.tip for b in reader.read(empty, locked=True)] == tips
+        reader.unlock()
+
+
+def test_a_catch_up_from_another_batch_than_the_lock_read_is_a_fork(
+    journals: OpenJournal,
+) -> None:
+    journal, other = journals(), journals()
+    tips = append(journal, empty_tip(journal), 1)
+    tips += append(other, tips[-1], 1, 1, first_id=10)
+    # The lock reads from batch 1 on, which it knows: the catch-up from a batch 2 of its own
+    # finds another there.
+    forked = dataclasses.replace(tips[1], checksum=bytes(len(tips[1].checksum)))
+    journal.lock()
+    with pytest.raises(JournalCorruptError, match="batch 2 is another than this process applied"):
+        list(journal.read(forked, locked=True))
+    journal.unlock()
+
+
+def test_a_lock_whose_read_failed_is_not_kept(
+    journals: OpenJournal, admin: Any, postgres_url: str
+) -> None:
+    journal, other = journals(), journals()
+    table = table_of(postgres_url)
+    admin.execute(f"ALTER TABLE {table}_batches RENAME TO {table}_elsewhere")
+    try:
+        with pytest.raises(JournalUnavailableError, match="could not take the append lock"):
+            journal.lock()
+    finally:
+        admin.execute(f"ALTER TABLE {table}_elsewhere RENAME TO {table}_batches")
+    # The session that may have had it was ended: another takes it at once.
+    taken = threading.Event()
+    threading.Thread(target=lambda: (other.lock(), taken.set()), daemon=True).start()
+    assert taken.wait(10)
+    other.unlock()
+    assert [t.sequence for t in append(journal, empty_tip(journal), 1)] == [1]
 
 
 def test_a_write_the_server_refuses_writes_nothing_and_keeps_the_session(

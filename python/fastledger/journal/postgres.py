@@ -62,7 +62,11 @@ what the reader applied: a head behind that tip, or another batch at it, is a fo
 JournalCorruptError, for the ledger must stop rather than diverge from its journal. The head and
 that batch come with the first page of the batches after the tip, in one statement and so one
 snapshot: the catch-up of a hold of the append lock, which mostly finds one small batch or none,
-is then one round trip.
+is then one round trip. `lock()` even saves that one: right behind the lock it asks for that
+read after the furthest tip this journal read or wrote, in the same round trip (the server runs
+it once the lock is granted, so it sees every batch of the last holder), and the catch-up that
+follows uses it, from that tip or from a later one among the batches it read, checked as a read
+checks them; from anywhere else the catch-up reads as any read does.
 
 Connections. Three, each made again once lost: one for reads and head checks, one for appends
 (made by `lock()`), one that LISTENs (made by the first `wait`). A read or check that fails on a
@@ -78,10 +82,10 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 try:
@@ -171,6 +175,9 @@ class PostgresJournal:
         self._listener = _Session(conninfo, location, self._listen)
         # The connection on which this process holds the append lock; the lock goes with it.
         self._locked_on: Connection | None = None
+        # The furthest tip read or written, and what `lock` read after the tip it knew then.
+        self._known = Tip()
+        self._with_lock: tuple[Tip, _Fetched] | None = None
         # The connection on which an unlock was sent and its reply not read yet.
         self._unlocking: Connection | None = None
         self._header_block = b""
@@ -204,13 +211,16 @@ class PostgresJournal:
     def read(self, after: Tip, *, locked: bool) -> Iterator[Batch]:
         # A row is seen only once its transaction committed, so whoever reads, holding the
         # append lock or not, sees durable batches only, and never a torn one.
-        del locked
         # The head comes with the first page, in one round trip: under the append lock that is
-        # the whole read when the last holder appended one small batch, or none.
-        limit = _PAGE_ROWS_FIRST
-        head, rows = self._reader.run(
-            "read the journal's head", partial(self._head_and_page, after.sequence, limit)
-        )
+        # the whole read when the last holder appended one small batch, or none, and `lock`
+        # has mostly fetched it already.
+        fetched = self._fetched_with_lock(after) if locked else None
+        if fetched is None:
+            fetched = self._reader.run(
+                "read the journal's head",
+                partial(self._head_and_page, after.sequence, _PAGE_ROWS_FIRST),
+            )
+        head, rows, full = fetched
         self._check_not_forked(head, after)
         tip = after
         while True:
@@ -219,11 +229,14 @@ class PostgresJournal:
                 if batch.sequence != sequence:
                     raise self._refuse(f"row {sequence} holds batch {batch.sequence}", tip)
                 tip = batch.tip
+                self._learn(tip)
                 yield batch
-            if len(rows) < limit:
+            if not full:
                 break
-            limit = max(1, min(_PAGE_ROWS_MAX, _PAGE_BYTES // max(len(d) for _, d in rows)))
+            largest = max((len(data) for _, data in rows), default=HEADER_SIZE)
+            limit = max(1, min(_PAGE_ROWS_MAX, _PAGE_BYTES // largest))
             rows = self._reader.run("read the journal", partial(self._page, tip.sequence, limit))
+            full = len(rows) == limit
         self._check_head(head, tip)
 
     def durable_extent(self) -> tuple[int, int]:
@@ -240,7 +253,12 @@ class PostgresJournal:
         self._refuse_read_only("take the append lock")
         if self._locked_on is not None and not self._locked_on.closed:
             return
-        self._locked_on = self._appender.run("take the append lock", self._take_lock)
+        self._with_lock = None
+        start = self._known
+        self._locked_on, fetched = self._appender.run(
+            "take the append lock", partial(self._take_lock, start)
+        )
+        self._with_lock = start, fetched
 
     def contended(self) -> bool:
         # Finding out would take a query of pg_locks, which costs about what taking the lock
@@ -251,6 +269,7 @@ class PostgresJournal:
         # The unlock is sent, not waited for: the server lets the lock go as it reads it, and
         # its reply is read by the next `lock`, in the same round trip as the lock's own.
         connection, self._locked_on = self._locked_on, None
+        self._with_lock = None
         if connection is None or connection.closed:
             return
         try:
@@ -274,8 +293,10 @@ class PostgresJournal:
                 "(a server restart, a terminated backend), and the append lock with it: take "
                 "it with lock() and catch up first"
             )
+        self._with_lock = None
         if not self._commit(connection, rows, after, tips[-1], batches):
             raise self._stale(connection, after, batches)
+        self._learn(tips[-1])
         return tips
 
     def flush(self, tip: Tip) -> None:
@@ -315,6 +336,7 @@ class PostgresJournal:
         self.header = JournalHeader.decode(head.header, self.checksums, self.location)
         self._header_block = head.header
         empty = self.header.empty_tip(self.checksums)
+        self._known = empty
         if head.sequence == 0 and (head.end, head.checksum) != (empty.end, empty.checksum):
             raise self._refuse("the head of the empty journal is not its header's", empty)
 
@@ -363,19 +385,21 @@ class PostgresJournal:
             raise self._refuse(f"the table {self.table}_head is empty", Tip())
         return _Head(*row)
 
-    def _head_and_page(
-        self, after: int, limit: int, connection: Connection
-    ) -> tuple[_Head, list[tuple[int, bytes]]]:
+    def _head_and_page(self, after: int, limit: int, connection: Connection) -> _Fetched:
         """The head, with the link at `after`, and the first `limit` batches after `after`,
         all seen by one snapshot; each row repeats the head, a row without a batch holds it
         alone."""
         with connection.cursor().copy(self._sql.head_and_page, (after, after, limit)) as copy:
             copy.set_types(["int8", "int8", "bytea", "bytea", "bytea", "int8", "bytea"])
             found = list(copy.rows())
+        return self._split_page(found, limit)
+
+    def _split_page(self, found: Sequence[Sequence[Any]], limit: int) -> _Fetched:
         if not found:
             raise self._refuse(f"the table {self.table}_head is empty", Tip())
         head = _Head(*found[0][:5])
-        return head, [(row[5], row[6]) for row in found if row[5] is not None]
+        rows = [(row[5], row[6]) for row in found if row[5] is not None]
+        return head, rows, len(rows) == limit
 
     def _tip(self, connection: Connection) -> tuple[int, bytes]:
         row = connection.execute(self._sql.tip, binary=True).fetchone()
@@ -429,17 +453,60 @@ class PostgresJournal:
     def _listen(self, connection: Connection) -> None:
         connection.execute(self._sql.listen)
 
-    def _take_lock(self, connection: Connection) -> Connection:
-        if self._unlocking is connection:
-            self._unlocking = None
-            try:
+    def _take_lock(self, start: Tip, connection: Connection) -> tuple[Connection, _Fetched]:
+        """Takes the lock, and in the same round trip reads what a catch-up after `start`
+        would read first: the statements run in turn, the read once the lock is granted."""
+        try:
+            if self._unlocking is connection:
+                self._unlocking = None
                 self._unlocked(connection)
-            except psycopg.Error:
-                # Whether the lock went is not known: ending the session makes sure it did.
-                connection.close()
-                raise
-        connection.execute("SELECT pg_advisory_lock(%s)", (self._append_key,))
-        return connection
+            with connection.pipeline():
+                connection.execute("SELECT pg_advisory_lock(%s)", (self._append_key,))
+                page = connection.execute(
+                    self._sql.head_and_page_rows,
+                    (start.sequence, start.sequence, _PAGE_ROWS_FIRST),
+                    binary=True,
+                )
+            fetched = self._split_page(page.fetchall(), _PAGE_ROWS_FIRST)
+        except BaseException:
+            # Whether this session holds the lock is not known: ending it makes sure it does
+            # not, rather than hold it unknowingly.
+            connection.close()
+            raise
+        return connection, fetched
+
+    def _fetched_with_lock(self, after: Tip) -> _Fetched | None:
+        """What `lock` read with the lock, from `after` on, if it read that far: from the
+        tip this journal knew then, which a reader may have gone past while it waited."""
+        with_lock, self._with_lock = self._with_lock, None
+        if with_lock is None:
+            return None
+        start, (head, rows, full) = with_lock
+        if start == after:
+            return head, rows, full
+        if start.sequence > after.sequence:
+            return None
+        tip = start
+        try:
+            self._check_not_forked(head, start)
+            for n, (sequence, data) in enumerate(rows):
+                tip = decode_batch(data, tip, self.checksums, self.location).tip
+                if tip.sequence != sequence or tip.sequence > after.sequence:
+                    return None
+                if tip.sequence == after.sequence:
+                    # `after` is this page's batch: the link the fork check wants is its own.
+                    if tip != after:
+                        return None
+                    return head._replace(link=after.checksum), rows[n + 1 :], full
+        except JournalCorruptError:
+            # Left for the read, which tells what it is.
+            return None
+        return None
+
+    def _learn(self, tip: Tip) -> None:
+        """Keeps the furthest tip read or written, after which `lock` reads."""
+        if tip.sequence > self._known.sequence:
+            self._known = tip
 
     def _unlocked(self, connection: Connection) -> None:
         """Reads the reply to the unlock that `unlock` sent on `connection`, which has
@@ -552,6 +619,10 @@ class _Head(NamedTuple):
     link: bytes | None
 
 
+# The head, the first page of batches after a tip, and whether the page was full.
+_Fetched = tuple[_Head, list[tuple[int, bytes]], bool]
+
+
 @dataclass(frozen=True, slots=True)
 class _Statements:
     """The SQL of one journal's tables."""
@@ -562,6 +633,7 @@ class _Statements:
     tip: sql.Composed
     page: sql.Composed
     head_and_page: sql.Composed
+    head_and_page_rows: sql.Composed
     append: sql.Composed
     listen: sql.Composed
 
@@ -578,6 +650,14 @@ class _Statements:
 
         def q(text: str) -> sql.Composed:
             return sql.SQL(text).format(**names)
+
+        head_and_page = (
+            "SELECT h.sequence, h.end_offset, h.checksum, h.header, "
+            "substring(l.batch FROM {link_at} FOR {link_size}), b.sequence, b.batch "
+            "FROM {head} AS h LEFT JOIN {batches} AS l ON l.sequence = %s "
+            "LEFT JOIN LATERAL (SELECT sequence, batch FROM {batches} WHERE sequence > %s "
+            "ORDER BY sequence LIMIT %s) AS b ON true ORDER BY b.sequence"
+        )
 
         return cls(
             create=(
@@ -607,14 +687,8 @@ class _Statements:
                 "COPY (SELECT sequence, batch FROM {batches} WHERE sequence > %s "
                 "ORDER BY sequence LIMIT %s) TO STDOUT (FORMAT BINARY)"
             ),
-            head_and_page=q(
-                "COPY (SELECT h.sequence, h.end_offset, h.checksum, h.header, "
-                "substring(l.batch FROM {link_at} FOR {link_size}), b.sequence, b.batch "
-                "FROM {head} AS h LEFT JOIN {batches} AS l ON l.sequence = %s "
-                "LEFT JOIN LATERAL (SELECT sequence, batch FROM {batches} WHERE sequence > %s "
-                "ORDER BY sequence LIMIT %s) AS b ON true ORDER BY b.sequence) "
-                "TO STDOUT (FORMAT BINARY)"
-            ),
+            head_and_page=q(f"COPY ({head_and_page}) TO STDOUT (FORMAT BINARY)"),
+            head_and_page_rows=q(head_and_page),
             # The head moves only from the tip the writer read; the rows go in, and the
             # notification goes out at the commit, only if it moved: the rows inserted say so.
             append=q(

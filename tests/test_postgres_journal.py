@@ -373,6 +373,21 @@ def test_wait_wakes_on_a_commit_within_milliseconds(journals: OpenJournal) -> No
     assert len(woke_s) == 1 and 0 < woke_s[0] - writing_s < 0.3
 
 
+def test_a_notified_sequence_answers_changed_until_a_read_finds_it_lost(
+    journals: OpenJournal, admin: Any, postgres_url: str
+) -> None:
+    writer, follower = journals(), journals()
+    assert not follower.wait(empty_tip(writer), 0.05), "listens from here on"
+    tips = append(writer, empty_tip(writer), 1, 1)
+    assert not follower.wait(tips[-1], 0.1), "takes in the notifications waiting"
+    assert follower._notified == 2
+    rewind(admin, postgres_url, tips[0])
+    # Batch 2 was committed, so it is said to be there, until a read finds it gone.
+    assert follower.changed(tips[0])
+    assert list(follower.read(tips[0], locked=False)) == []
+    assert not follower.changed(tips[0])
+
+
 def test_wait_goes_on_through_a_terminated_listening_connection(
     journals: OpenJournal, admin: Any, postgres_url: str
 ) -> None:

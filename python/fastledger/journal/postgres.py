@@ -71,7 +71,10 @@ checks them; from anywhere else the catch-up reads as any read does.
 Connections. Three, each made again once lost: one for reads and head checks, one for appends
 (made by `lock()`), one that LISTENs (made by the first `wait`). A read or check that fails on a
 lost connection connects anew and tries once more, then raises JournalUnavailableError. NOTIFY
-is only a wake-up: `wait` checks the head after each one and at least every second.
+is a wake-up: `wait` checks the head at least every second, and after each notification, which
+names the sequence of the batch that committed, so that `changed` asked about an earlier tip
+knows without a round trip (a read that finds the head behind that sequence, after a failover,
+forgets it).
 """
 
 from __future__ import annotations
@@ -175,6 +178,8 @@ class PostgresJournal:
         self._listener = _Session(conninfo, location, self._listen)
         # The connection on which this process holds the append lock; the lock goes with it.
         self._locked_on: Connection | None = None
+        # The furthest sequence that a notification named.
+        self._notified = 0
         # The furthest tip read or written, and what `lock` read after the tip it knew then.
         self._known = Tip()
         self._with_lock: tuple[Tip, _Fetched] | None = None
@@ -221,6 +226,8 @@ class PostgresJournal:
                 partial(self._head_and_page, after.sequence, _PAGE_ROWS_FIRST),
             )
         head, rows, full = fetched
+        # A sequence notified and then lost in a failover says nothing more once read.
+        self._notified = min(self._notified, head.sequence)
         self._check_not_forked(head, after)
         tip = after
         while True:
@@ -246,6 +253,9 @@ class PostgresJournal:
         return head.sequence, head.end
 
     def changed(self, tip: Tip) -> bool:
+        if self._notified > tip.sequence:
+            # A batch after `tip` committed: its notification says so, without a round trip.
+            return True
         sequence, checksum = self._reader.run("check the journal's head", self._tip)
         return sequence != tip.sequence or checksum != tip.checksum
 
@@ -314,8 +324,20 @@ class PostgresJournal:
             if remaining_s <= 0:
                 return False
             self._listener.run(
-                "wait for new batches", partial(_await_notification, min(remaining_s, _POLL_S))
+                "wait for new batches", partial(self._await_notification, min(remaining_s, _POLL_S))
             )
+
+    def _await_notification(self, timeout_s: float, connection: Connection) -> None:
+        """Returns on the first notification, or after `timeout_s`; keeps the furthest
+        sequence notified, which names a committed batch."""
+        notified = [
+            *connection.notifies(timeout=timeout_s, stop_after=1),
+            # Those that queued up while nobody waited.
+            *connection.notifies(timeout=0),
+        ]
+        for notification in notified:
+            with contextlib.suppress(ValueError):
+                self._notified = max(self._notified, int(notification.payload))
 
     def close(self) -> None:
         self._locked_on = None
@@ -763,15 +785,6 @@ class _Session:
 
 def _connected(connection: Connection) -> None:
     """Nothing: `_Session.run` has made the connection, and its setup has run."""
-
-
-def _await_notification(timeout_s: float, connection: Connection) -> None:
-    """Returns on the first notification, or after `timeout_s`."""
-    for _ in connection.notifies(timeout=timeout_s, stop_after=1):
-        pass
-    # Those that queued up while nobody waited say nothing that the next check will not.
-    for _ in connection.notifies(timeout=0):
-        pass
 
 
 def _probe_client(connection: Connection) -> None:

@@ -559,8 +559,8 @@ class PostgresJournal:
     def _found_lost(self, connection: Connection) -> bool:
         """Whether the append session ended while it was idle, as a terminated backend or a
         restarted server ends it: the server then said so and closed the connection, which is
-        read here without a round trip. An idle session in autocommit is sent nothing else
-        that matters, so what is there is read and, unless it ended the session, dropped."""
+        read here without a round trip. Anything else there (a notice, a changed setting) is
+        taken in, and libpq handles it with the next statement's reply as it would have."""
         try:
             readable, _, _ = select.select([connection.fileno()], [], [], 0)
             while readable:

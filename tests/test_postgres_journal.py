@@ -162,6 +162,24 @@ def test_batches_read_back_as_the_bytes_and_offsets_of_a_directory_journal(
     )
 
 
+def test_a_group_of_many_batches_is_stored_as_the_same_bytes(
+    journals: OpenJournal, admin: Any, postgres_url: str
+) -> None:
+    # Past a few batches the append passes them as one array, not as parameters of their own.
+    journal = journals()
+    empty = empty_tip(journal)
+    group = batches_after(journal, empty, *[1, 2, 0] * 20)
+    journal.lock()
+    tips = journal.write(group, empty)
+    journal.unlock()
+    parts, expected = encode_batches(group, empty, journal.checksums)
+    assert tips == expected
+    assert [b.tip for b in journal.read(empty, locked=False)] == tips
+    table = table_of(postgres_url)
+    rows = admin.execute(f"SELECT batch FROM {table}_batches ORDER BY sequence").fetchall()
+    assert b"".join(row[0] for row in rows) == b"".join(parts)
+
+
 def test_a_full_batch_is_kept_out_of_line_and_uncompressed(
     journals: OpenJournal, admin: Any, postgres_url: str
 ) -> None:

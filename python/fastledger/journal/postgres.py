@@ -18,18 +18,18 @@ process that opens it for writing (processes racing to make it queue on an advis
         the last batch's sequence, the byte offset just after it in a directory journal, and its
         checksum. Offsets are those of a directory journal, so both places name a batch alike.
 
-Order. An append is one statement, sent in one round trip on a session in autocommit, so that
-it is its own transaction and commits as it ends: it moves the head from the tip its writer
-caught up to (`UPDATE ... WHERE sequence = and end_offset = and checksum =`) to the new tip,
-and only the rows of a head that moved notify and go in (`WITH moved AS (UPDATE ... RETURNING)
-... INSERT ... SELECT ... FROM moved, unnest(batches)`), the batches passed as one binary array
-of bytea, so that they are stored as the very bytes given. The rows inserted say whether the
-head moved. Every writer passes through the head row: a second writer's update waits for the
-first's row lock and, once the first commits, finds the head moved, updates nothing and
-inserts nothing. So sequences are dense and commit in sequence order, and a reader that sees
-batch n has seen every batch before it. A bigserial would not do (it is given at insert and
-seen at commit, so a reader tailing `id > last` skips a row that commits late), nor would a
-table or advisory lock alone (a rollback still leaves a hole).
+Order. An append is one statement, sent in one round trip on a session in autocommit, so that it
+is its own transaction and commits as it ends: it moves the head from the tip its writer caught
+up to (`UPDATE ... WHERE sequence = and end_offset = and checksum =`) to the new tip, and only
+the rows of a head that moved notify and go in (`WITH moved AS (UPDATE ... RETURNING) ... INSERT
+... SELECT ... FROM moved, (VALUES ...)`). Each batch is a binary parameter of its own (a group
+of many, one binary array of bytea), so that it is stored as the very bytes given. The rows
+inserted say whether the head moved. Every writer passes through the head row: a second writer's
+update waits for the first's row lock and, once the first commits, finds the head moved, updates
+nothing and inserts nothing. So sequences are dense and commit in sequence order, and a reader
+that sees batch n has seen every batch before it. A bigserial would not do (it is given at
+insert and seen at commit, so a reader tailing `id > last` skips a row that commits late), nor
+would a table or advisory lock alone (a rollback still leaves a hole).
 
 Append lock. `lock()` takes a session-level advisory lock, keyed by 64 bits derived from the
 table name, on a connection of its own, so that writers queue instead of failing on the head.
@@ -133,6 +133,8 @@ _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _PAGE_ROWS_FIRST = 32
 _PAGE_ROWS_MAX = 4096
 _PAGE_BYTES = 32 * 2**20
+# An append passes up to this many batches as parameters of their own, more as one array.
+_ROWS_AS_VALUES_MAX = 32
 # `wait` checks the head at least this often: a notification sent while the listening
 # connection was being made again is lost.
 _POLL_S = 1.0
@@ -577,7 +579,7 @@ class PostgresJournal:
         is in autocommit); False, with nothing written, if the head is not `after`."""
         try:
             inserted = connection.execute(
-                self._sql.append,
+                self._sql.append(len(rows)),
                 (
                     tip.sequence,
                     tip.end,
@@ -587,7 +589,7 @@ class PostgresJournal:
                     after.checksum,
                     str(tip.sequence),
                     after.sequence,
-                    rows,
+                    *(rows if len(rows) <= _ROWS_AS_VALUES_MAX else [rows]),
                 ),
             ).rowcount
         except psycopg.Error as error:
@@ -656,8 +658,25 @@ class _Statements:
     page: sql.Composed
     head_and_page: sql.Composed
     head_and_page_rows: sql.Composed
-    append: sql.Composed
+    # The append's statement but its rows, and the whole of it by how many rows it inserts.
+    append_to: sql.Composed
+    appends: dict[int, sql.Composed]
     listen: sql.Composed
+
+    def append(self, rows: int) -> sql.Composed:
+        """The append of `rows` batches, after the head moved. Each batch is a parameter of
+        its own, up to a few: an array of bytea costs about 2 ms a MiB more to build and take
+        apart, which only a group of many small batches is better off paying."""
+        statement = self.appends.get(rows)
+        if statement is None:
+            if rows <= _ROWS_AS_VALUES_MAX:
+                values = ", ".join(f"({n}, %b::bytea)" for n in range(1, rows + 1))
+                given = f"(VALUES {values}) AS rows (n, batch)"
+            else:
+                given = "unnest(%b::bytea[]) WITH ORDINALITY AS rows (batch, n)"
+            statement = self.append_to + sql.SQL(given)
+            self.appends[rows] = statement
+        return statement
 
     @classmethod
     def of(cls, table: str) -> _Statements:
@@ -713,14 +732,14 @@ class _Statements:
             head_and_page_rows=q(head_and_page),
             # The head moves only from the tip the writer read; the rows go in, and the
             # notification goes out at the commit, only if it moved: the rows inserted say so.
-            append=q(
+            append_to=q(
                 "WITH moved AS (UPDATE {head} SET sequence = %s, end_offset = %s, checksum = %b "
                 "WHERE sequence = %s AND end_offset = %s AND checksum = %b RETURNING 1), "
                 "notified AS (SELECT pg_notify({channel_name}, %s) FROM moved) "
                 "INSERT INTO {batches} (sequence, batch) "
                 "SELECT %s::bigint + n, batch FROM moved, notified, "
-                "unnest(%b::bytea[]) WITH ORDINALITY AS rows (batch, n)"
             ),
+            appends={},
             listen=q("LISTEN {channel}"),
         )
 

@@ -395,6 +395,7 @@ def test_a_failed_write_lets_no_other_write_through_before_the_committer_stops(
     """A batch queued while a failed write stops the committer (here, the expiry that a read
     journals, with the stop made slow) is never written after the tip the failed write began
     from, and so never acknowledged in its place."""
+    require_engine(engine)
     clock = FakeClock()
     real_write_all, real_stop = directory._write_all, committer_module.Committer._stop
     stopping = threading.Event()
@@ -449,6 +450,7 @@ def test_ctrl_c_while_the_main_thread_leads_reaches_it_and_fails_nothing(
     """Once others appended, a leader hands its hold's write to no thread, but on the main
     thread, where Ctrl-C lands, the committer thread writes, so that the interrupt stops the
     wait and never cuts the write."""
+    require_engine(engine)
     real_write_all = directory._write_all
     wrote_in: list[str] = []
 

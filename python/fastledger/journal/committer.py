@@ -53,7 +53,7 @@ WRITE_BYTES_MAX = 16 * 1024 * 1024
 GROUP_WAIT_BYTES_MAX = 1024 * 1024
 # The writes one hold of the append lock carries, while another process waits for it, before
 # it takes no new callers and lets the lock go.
-GROUPS_PER_HOLD = 1
+GROUPS_PER_HOLD = 2
 # How long an idle process keeps the append lock that no other process waits for, and how often
 # it looks whether one does meanwhile.
 LINGER_S = 0.002

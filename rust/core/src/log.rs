@@ -280,11 +280,16 @@ impl<T: Plain + Send + 'static> Log<T> {
         // One more segment is asked for when the newest is half full and when it is three
         // quarters full, while fewer than `SEGMENTS_AHEAD` are being made: a few at a time,
         // since the threads that make them share the processor with the batch loop (asked for
-        // every eighth, the first batch that asked for two rounds took twice as long).
+        // every eighth, the first batch that asked for two rounds took twice as long). None is
+        // asked for while segments are ready: a reservation says how much will come, and
+        // segments made in its last stretch, for records that may never come, slowed the
+        // batches beside them (up to 9 ms against 0.4, in 5 of 6 runs of 10,000,000 transfers
+        // with exactly that many reserved; none without that making).
         let filled = segment.len();
         if filled >= Self::SEGMENT_LEN / 2
             && filled % (Self::SEGMENT_LEN / 4) == 0
-            && self.ready.len() + self.next_segments.len() < SEGMENTS_AHEAD
+            && self.ready.is_empty()
+            && self.next_segments.len() < SEGMENTS_AHEAD
         {
             ask_for_segment(&mut self.next_segments);
         }
@@ -491,6 +496,23 @@ mod tests {
         log.reserve(3 * SEGMENT_LEN);
         assert_eq!((log.ready.len(), log.mapped_room()), (3, 4 * SEGMENT_LEN - 10));
         assert!(log.iter().copied().eq((0..SEGMENT_LEN + 10).map(pair)));
+    }
+
+    #[test]
+    fn a_reserved_log_asks_for_segments_ahead_only_once_its_reserved_ones_are_taken() {
+        let mut log = Log::default();
+        log.reserve(2 * SEGMENT_LEN);
+        for n in 0..SEGMENT_LEN * 3 / 2 {
+            log.push_streaming(&pair(n));
+            assert_eq!(log.segments_ahead(), 0, "a reserved segment is ready or half empty at {n}");
+        }
+        assert!(log.ready.is_empty());
+        log.push_streaming(&pair(SEGMENT_LEN * 3 / 2));
+        assert_eq!(
+            log.segments_ahead(),
+            1,
+            "the last reserved one half full, the maker makes ahead"
+        );
     }
 
     #[test]

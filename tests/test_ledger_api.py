@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import FrozenInstanceError, replace
 from itertools import pairwise
 from typing import Any
@@ -159,6 +159,37 @@ def test_a_batch_over_the_limit_raises_and_changes_nothing(ledger: Ledger) -> No
     with pytest.raises(BatchTooLargeError, match="8189"):
         ledger.create_transfers([transfer(i, 1, 2, 1) for i in range(1, BATCH_MAX + 2)])
     assert snapshot(ledger) == before
+
+
+@pytest.mark.parametrize(
+    ("transfers", "ids_in_order"),
+    [(-1, False), (1.5, False), (True, False), (2**63, False), (10, 1), (10, None)],
+)
+def test_a_bad_reservation_raises_invalid_argument_and_changes_nothing(
+    ledger: Ledger, transfers: Any, ids_in_order: Any
+) -> None:
+    open_accounts(ledger, account(1), account(2))
+    before = snapshot(ledger)
+    with pytest.raises(InvalidArgumentError, match=r"transfers|ids_in_order"):
+        ledger.reserve_transfers(transfers, ids_in_order=ids_in_order)
+    assert snapshot(ledger) == before
+
+
+@pytest.mark.parametrize("ids_in_order", [True, False])
+def test_a_reservation_changes_no_result_whatever_the_order_of_the_ids(
+    make_ledger: Callable[[], Ledger], ids_in_order: bool
+) -> None:
+    reserved, plain = make_ledger(), make_ledger()
+    reserved.reserve_transfers(20_000, ids_in_order=ids_in_order)
+    # Ids in order, then out of order (and one again), so that both indexes of ids are used.
+    batches = [range(1, 3001), range(10**30, 10**30 - 3000, -1), [1, 10**30, 77]]
+    for ledger in (reserved, plain):
+        open_accounts(ledger, account(1), account(2))
+    for batch in batches:
+        events = [transfer(id_, 1, 2, 1 + id_ % 5) for id_ in batch]
+        assert reserved.create_transfers(events) == plain.create_transfers(events)
+    every_id = [id_ for batch in batches[:2] for id_ in batch]
+    assert reserved.lookup_transfers(every_id[:8000]) == plain.lookup_transfers(every_id[:8000])
 
 
 def test_an_empty_batch_has_no_results(ledger: Ledger) -> None:

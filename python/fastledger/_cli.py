@@ -694,14 +694,14 @@ def _run_engine(ledger: Ledger, config: _BenchConfig) -> _EngineReport:
     singles = _single_transfers(config, config.transfers + 1)
     loaded = _loaded_load(config, config.transfers + _SAMPLES + 1)
     loaded_singles = _single_transfers(config, config.transfers + _SAMPLES + 1)
-    reserve = partial(_reserve, ledger, config.transfers)
+    reserve = partial(_reserve, ledger, config, config.transfers)
     load = _post_load(ledger, config, progress, reserve if config.reserve else None)
     load_ns, batch_latencies, rss_added, reserve_ns = load
     progress.say(f"sampling {_SAMPLES:,} single transfers and queries of each kind")
     transfers = _latencies(ledger.create_transfers, singles)
     progress.say(f"sampling single transfers while another thread posts {loaded.transfers:,}")
     if config.reserve:
-        _reserve(ledger, _SAMPLES + loaded.transfers)
+        _reserve(ledger, config, _SAMPLES + loaded.transfers)
     under_load, background_ns = _latencies_under_load(ledger, loaded_singles, loaded.batches)
     _check_singles_created(ledger, [*singles, *loaded_singles[: len(under_load)]])
     rng = random.Random(config.seed + 1)
@@ -751,9 +751,10 @@ def _create_accounts(ledger: Ledger, count: int) -> None:
             raise _BenchError(f"creating accounts failed: {failed[0].status.name}")
 
 
-def _reserve(ledger: Ledger, transfers: int) -> None:
-    """Maps the memory of `transfers` more transfers now."""
-    ledger.reserve_transfers(transfers)
+def _reserve(ledger: Ledger, config: _BenchConfig, transfers: int) -> None:
+    """Maps the memory of `transfers` more transfers of the load's shape now: the index of ids
+    out of order only for random ids, as a service that knows its ids would."""
+    ledger.reserve_transfers(transfers, ids_in_order=config.shape != "random-ids")
 
 
 # -- bench load ------------------------------------------------------------------------------

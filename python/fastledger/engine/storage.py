@@ -263,6 +263,6 @@ class Storage:
     def _transfer_count(self) -> int:
         return len(self._transfer_log) // RECORD_SIZE
 
-    def reserve_transfers(self, transfers: int) -> None:
+    def reserve_transfers(self, transfers: int, ids_in_order: bool) -> None:
         """Room for `transfers` more transfers: nothing to do here. The Rust engine maps the
         memory of its logs ahead; a `bytearray` has no room to set aside beyond its length."""

@@ -215,6 +215,11 @@ impl Default for IdIndex {
     }
 }
 
+/// How many slots an index of `ids` ids needs: a power of two, at most three quarters full.
+fn slot_count(ids: usize) -> usize {
+    (ids * 4 / 3 + 1).next_power_of_two().max(SLOTS_MIN)
+}
+
 /// An array of `count` free slots, whose pages the kernel maps when the ids moving in first
 /// reach them (`Moving`).
 fn free_slots(count: usize) -> HugeVec<u64> {
@@ -334,12 +339,26 @@ impl IdIndex {
         }
     }
 
+    /// Makes room for `additional` more ids now, in an array whose pages are all mapped (in
+    /// huge pages where the kernel grants them), moving every id there at once: inserts then
+    /// never grow the array, and never wait for the kernel to map a page of it.
+    pub(crate) fn reserve_mapped(&mut self, additional: usize) {
+        let needed = self.len + additional;
+        if needed > self.table.slots.len() / 4 * 3 {
+            self.grow_into(HugeVec::mapped_zeros(slot_count(needed)));
+            self.move_some(usize::MAX);
+        }
+    }
+
     #[cold]
     fn grow(&mut self, needed: usize) {
+        self.grow_into(free_slots(slot_count(needed)));
+    }
+
+    fn grow_into(&mut self, slots: HugeVec<u64>) {
         // An index grows from one array at a time: the rest of an earlier growth moves now.
         self.move_some(usize::MAX);
-        let count = (needed * 4 / 3 + 1).next_power_of_two().max(SLOTS_MIN);
-        let mut grown = Self::with_slots(free_slots(count), self.hasher.clone());
+        let mut grown = Self::with_slots(slots, self.hasher.clone());
         grown.len = self.len;
         let old = mem::replace(self, grown).table;
         let small = old.slots.len() < MOVE_SLOTS_MIN;
@@ -516,6 +535,12 @@ impl RunIndex {
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.others.reserve(additional);
     }
+
+    /// Makes room for `additional` more ids out of order now, all of it mapped
+    /// (`IdIndex::reserve_mapped`).
+    pub(crate) fn reserve_out_of_order(&mut self, additional: usize) {
+        self.others.reserve_mapped(additional);
+    }
 }
 
 #[cfg(test)]
@@ -540,6 +565,27 @@ mod tests {
         assert_eq!(index.remove(ids[5], |p| ids[p]), None);
         assert_eq!(index.get(ids[5], |p| ids[p]), None);
         assert_eq!(index.get(ids[6], |p| ids[p]), Some(6));
+    }
+
+    #[test]
+    fn a_mapped_reservation_keeps_the_ids_and_grows_no_more_while_the_reserved_ids_come() {
+        let ids: Vec<u128> =
+            (1..=100_000u128).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+        let mut index = IdIndex::default();
+        for (position, &id) in ids[..1000].iter().enumerate() {
+            index.insert(id, position);
+        }
+        index.reserve_mapped(ids.len() - 1000);
+        assert!(index.moving.is_none(), "every id moved at once");
+        let slots = index.table.slots.len();
+        assert_eq!(slots, slot_count(ids.len()));
+        for (position, &id) in ids.iter().enumerate().skip(1000) {
+            index.insert(id, position);
+        }
+        assert_eq!(index.table.slots.len(), slots, "no growth");
+        for (position, &id) in ids.iter().enumerate() {
+            assert_eq!(index.get(id, |p| ids[p]), Some(position));
+        }
     }
 
     #[test]

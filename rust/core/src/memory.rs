@@ -381,6 +381,20 @@ impl HugeVec<u64> {
         zeros.len = len;
         zeros
     }
+
+    /// A vector of `len` zeros whose pages are all mapped now, in huge pages where the kernel
+    /// grants them (`mapped`, at once): for an array read and written at random from its first
+    /// use on.
+    pub(crate) fn mapped_zeros(len: usize) -> Self {
+        if Self::layout(len).align() != HUGE_PAGE {
+            return Self::zeros(len);
+        }
+        let mut zeros = Self::mapped(len, true, true);
+        // As in `zeros`: mapping a page of the kernel's memory, by a write of zero or without
+        // one, leaves it all zeros.
+        zeros.len = len;
+        zeros
+    }
 }
 
 /// Frees `value` on the maker thread, or here if there is none: giving a large array back to

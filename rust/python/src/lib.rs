@@ -207,10 +207,11 @@ impl Engine {
     }
 
     /// Maps now, without the GIL, the memory that `transfers` more transfers fill (176 bytes
-    /// each), so that posting them never waits for the kernel to map a page.
-    fn reserve_transfers(&mut self, py: Python<'_>, transfers: usize) {
+    /// each, and the index of their ids unless `ids_in_order`), so that posting them never
+    /// waits for the kernel to map a page.
+    fn reserve_transfers(&mut self, py: Python<'_>, transfers: usize, ids_in_order: bool) {
         let core = &mut self.core;
-        py.detach(|| core.reserve_transfers(transfers));
+        py.detach(|| core.reserve_transfers(transfers, ids_in_order));
     }
 
     /// Releases every pending transfer whose timeout has passed by `timestamp`; returns how

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from fastledger import Account, Transfer
-from fastledger._records import pack_accounts, pack_transfers, unpack_transfers
+from fastledger._records import RECORD_SIZE, pack_accounts, pack_transfers, unpack_transfers
 from fastledger.errors import (
     InvalidArgumentError,
     JournalCorruptError,
@@ -502,6 +502,36 @@ def test_the_lock_reads_ahead_what_the_catch_up_after_it_reads(journals: OpenJou
         assert [b.tip for b in reader.read(after, locked=True)] == expected
         assert reader._with_lock is None
         assert [b.tip for b in reader.read(empty, locked=True)] == tips
+        reader.unlock()
+
+
+def test_the_lock_reads_large_batches_as_headers_and_the_catch_up_reads_them_whole(
+    journals: OpenJournal,
+) -> None:
+    journal, other = journals(), journals()
+    empty = empty_tip(journal)
+    tips = append(journal, empty, 1)
+    # Batches of 1 and 0 records come whole with the lock; one of 1,000 (128 KiB) as its
+    # header alone, which the catch-up reads in full, with what follows it.
+    tips += append(other, tips[-1], 1, 1000, 0, 2, first_id=10)
+    expected = list(other.read(empty, locked=False))
+    for after in tips[:3]:
+        reader = journals()
+        read = reader.read(empty, locked=False)
+        assert next(read).tip == tips[0]
+        read.close()
+        reader.lock()
+        assert reader._with_lock is not None
+        _, rows, _ = reader._with_lock[1]
+        assert [len(data) for _, data in rows] == [
+            HEADER_SIZE + RECORD_SIZE,
+            HEADER_SIZE,
+            HEADER_SIZE,
+            HEADER_SIZE + 2 * RECORD_SIZE,
+        ]
+        caught_up = list(reader.read(after, locked=True))
+        assert caught_up == expected[after.sequence :]
+        assert ids(caught_up) == ids(expected[after.sequence :])
         reader.unlock()
 
 

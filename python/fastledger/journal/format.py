@@ -68,6 +68,7 @@ __all__ = [
     "JournalHeader",
     "Queued",
     "Tip",
+    "batch_size",
     "decode_batch_header",
     "encode_batches",
     "queued",
@@ -277,6 +278,13 @@ def encode_batches(
         tip = Tip(sequence, tip.end, tip.end + HEADER_SIZE + len(body), link)
         tips.append(tip)
     return parts, tips
+
+
+def batch_size(header: bytes) -> int:
+    """The size of a whole batch, header included, as its header declares it, unchecked: what
+    a reader that holds only the header has yet to read."""
+    count: int = _BATCH_HEADER.unpack_from(header)[3]
+    return HEADER_SIZE + count * RECORD_SIZE
 
 
 def decode_batch_header(

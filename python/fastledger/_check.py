@@ -15,7 +15,7 @@ what was checked is what the engines and the journal read.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from ._types import (
@@ -71,12 +71,18 @@ def check_record(
     index: int, record: object, record_type: type, kind: str, fields: tuple[tuple[str, int], ...]
 ) -> Any:
     """Checks record `index` of a batch field by field; the first fault raises, named. Returns
-    the record, or a copy with the exact value of each int subclass in its fields."""
+    the record, or a copy with the exact value of each int subclass in its fields.
+
+    `fields` are all the record's fields, in order, so the copy is made from the exact values
+    by the record's own `__init__`. `dataclasses.replace`, which reads every field again and
+    passes them by name, took longer than the checks: a transfer whose flags are
+    `TransferFlags`, as most flagged transfers are, took 3.6 µs here instead of 2.4."""
     if type(record) is not record_type:
         raise RecordTypeError(
             f"{kind}[{index}] must be a {record_type.__name__}, not {type(record).__name__}"
         )
-    exact: dict[str, int] = {}
+    values: list[int] = []
+    inexact = False
     for name, bits in fields:
         value = getattr(record, name)
         if type(value) is not int:
@@ -84,10 +90,17 @@ def check_record(
                 raise RecordTypeError(
                     f"{kind}[{index}].{name} must be an int, not {type(value).__name__}"
                 )
-            value = exact[name] = int.__index__(value)
+            value = int.__index__(value)
+            inexact = True
         if value < 0 or value >> bits:
             raise InvalidRecordError(field_message(kind, index, name, value, bits))
-    return replace(record, **exact) if exact else record  # type: ignore[type-var]
+        values.append(value)
+    return record_type(*values) if inexact else record
+
+
+# `check_record` copies a record from its values in order: each table names every field.
+assert [name for name, _ in ACCOUNT_FIELD_BITS] == [f.name for f in dataclass_fields(Account)]
+assert [name for name, _ in TRANSFER_FIELD_BITS] == [f.name for f in dataclass_fields(Transfer)]
 
 
 def _replaced(exact: Sequence[Any], records: Sequence[Any], index: int, value: Any) -> list[Any]:

@@ -30,7 +30,8 @@ def outcome(check: Callable[[], object]) -> tuple[str, str] | None:
 def edges(bits: int) -> list[Any]:
     """Values in a field of `bits`, at and past its edges, and of the wrong type."""
     ints = [0, 1, 2**bits - 1, 2**bits, -1, 2**64 - 1, 2**64, 2**128 - 1, 2**128, -(2**128)]
-    return [*ints, Count(1), Count(-1), Count(2**bits), True, False, 1.0, None, "1"]
+    flags = [TransferFlags.PENDING, TransferFlags(2**bits), TransferFlags(2**128)]
+    return [*ints, Count(1), Count(-1), Count(2**bits), *flags, True, False, 1.0, None, "1"]
 
 
 def field_values(bits: int) -> st.SearchStrategy[Any]:

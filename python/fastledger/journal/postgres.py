@@ -70,7 +70,7 @@ checks them; from anywhere else the catch-up reads as any read does. In that rea
 more than 64 KiB comes as its header alone: it is mostly the last holder's, which this
 process's follower applied while the lock was waited for, and its header is what checks the
 chain there; the catch-up reads in full what it has yet to apply. Four processes posting full
-batches went from 330,000-390,000 to 475,000-500,000 transfers/s with it.
+batches went from 330,000-390,000 to 475,000-570,000 transfers/s with it.
 
 Connections. Three, each made again once lost: one for reads and head checks, one for appends
 (made by `lock()`), one that LISTENs (made by the first `wait`). A read or check that fails on a

@@ -757,9 +757,8 @@ class _Statements:
                 "ORDER BY sequence LIMIT %s) TO STDOUT (FORMAT BINARY)"
             ),
             head_and_page=q(f"COPY ({head_and('batch')}) TO STDOUT (FORMAT BINARY)"),
-            # Behind the lock, a large batch comes as its header alone: the last holder's, which
-            # the follower has mostly applied while this process waited. Its header still links
-            # the chain, and a batch stored out of line is read only as far as asked.
+            # A large batch as its header alone (see the module's documentation): stored out of
+            # line, it is read only as far as the substring asks.
             head_and_headers=q(
                 head_and(
                     "CASE WHEN octet_length(batch) <= {inline_max} THEN batch "
